@@ -1,0 +1,7 @@
+"""`python -m callwatch` runs the CLI."""
+
+import sys
+
+from callwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""Org management (admin token) and source management (org API key), DESIGN §4."""
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from callwatch import tenancy
+from callwatch.auth import require_admin, require_org
+from callwatch.db import transaction
+from callwatch.runtime import utcnow
+from callwatch.services import Services
+from callwatch.tables import Source
+from callwatch.validation import parse_body
+
+
+async def create_org(request: Request) -> JSONResponse:
+    require_admin(request)
+    data = parse_body(tenancy.OrgIn, await request.body())
+    services: Services = request.app.state.services
+    def create() -> dict[str, Any]:
+        with transaction(services.runtime.sessions) as session:
+            org, key = tenancy.create_org(session, data, utcnow())
+            return {"id": org.id, "name": org.name, "api_key": key}
+
+    return JSONResponse(await run_in_threadpool(create), status_code=201)
+
+
+def source_view(source: Source, public_url: str) -> dict[str, Any]:
+    return {
+        "id": source.id,
+        "name": source.name,
+        "provider": source.provider,
+        "webhook_url": tenancy.webhook_url(public_url, source),
+        "settings": source.settings,
+        "created_at": source.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def create_source(request: Request, body: bytes) -> JSONResponse:
+    services: Services = request.app.state.services
+    org_id = require_org(request)
+    data = parse_body(tenancy.SourceIn, body)
+    with transaction(services.runtime.sessions) as session:
+        source, secret = tenancy.create_source(
+            session, services.runtime.vault, org_id, data, utcnow()
+        )
+        view = source_view(source, services.runtime.settings.public_url)
+    if secret is not None:
+        view["signing_secret"] = secret
+    return JSONResponse(view, status_code=201)
+
+
+async def sources(request: Request) -> JSONResponse:
+    if request.method == "POST":
+        body = await request.body()
+        return await run_in_threadpool(create_source, request, body)
+    return await run_in_threadpool(list_sources, request)
+
+
+def list_sources(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    org_id = require_org(request)
+    public_url = services.runtime.settings.public_url
+    with transaction(services.runtime.sessions) as session:
+        items = [source_view(s, public_url) for s in tenancy.list_sources(session, org_id)]
+    return JSONResponse({"items": items})

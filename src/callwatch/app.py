@@ -1,0 +1,56 @@
+"""The Starlette application: routes, error mapping and the per-process lifecycle."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from callwatch import admin, api, health, webhooks
+from callwatch.inbox import GroupWriter
+from callwatch.logs import configure_logging
+from callwatch.problems import HANDLERS
+from callwatch.queue import Producer
+from callwatch.runtime import Runtime, admin_token
+from callwatch.services import Services, SourceCache
+from callwatch.settings import Settings
+
+ROUTES = [
+    Route("/webhooks/{webhook_token}", webhooks.receive, methods=["POST"]),
+    Route("/api/admin/orgs", admin.create_org, methods=["POST"]),
+    Route("/api/sources", admin.sources, methods=["GET", "POST"]),
+    Route("/api/calls", api.list_calls, methods=["GET"]),
+    Route("/api/calls/{call_id}", api.get_call, methods=["GET"]),
+    Route("/healthz", health.healthz, methods=["GET"]),
+    Route("/readyz", health.readyz, methods=["GET"]),
+]
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        runtime = Runtime.start(settings)
+        producer = Producer(settings.broker_url, settings.visibility_timeout_s)
+        writer = GroupWriter(runtime.sessions, producer.ingest)
+        writer.start()
+        app.state.services = Services(
+            runtime=runtime,
+            admin_token=admin_token(settings),
+            writer=writer,
+            producer=producer,
+            sources=SourceCache(runtime, settings.source_cache_s),
+            redis=redis.Redis.from_url(settings.broker_url, socket_timeout=2),
+        )
+        try:
+            yield
+        finally:
+            writer.stop()
+            producer.close()
+            app.state.services.redis.close()
+            runtime.close()
+
+    return Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]

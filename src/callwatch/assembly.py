@@ -1,0 +1,96 @@
+"""Pure assembly: merge event state with platform details into the DESIGN §7 record."""
+
+from datetime import datetime
+
+from callwatch.events import TERMINAL_STATUSES
+from callwatch.records import (
+    Assembly,
+    CallDetails,
+    CallRecord,
+    Latency,
+    Metrics,
+    Recording,
+)
+from callwatch.state import CallState
+
+
+def merge(state: CallState, details: CallDetails | None) -> CallDetails:
+    """Details win where they say something; the events fill in what they leave out."""
+    from_events = CallDetails(
+        **state.fields.model_dump(exclude={"metadata"}),
+        status=state.status,
+        initiated_at=state.initiated_at,
+        answered_at=state.answered_at,
+        ended_at=state.ended_at,
+        created_at=state.started_at,
+        metadata=state.fields.metadata or None,
+    )
+    if details is None:
+        return from_events
+    known = details.model_dump(exclude_none=True, exclude={"status", "metadata"})
+    metadata = {**state.fields.metadata, **(details.metadata or {})}
+    return CallDetails.model_validate(
+        {**from_events.model_dump(exclude_none=True), **known, "metadata": metadata or None}
+    )
+
+
+def recording_of(details: CallDetails, now: datetime) -> Recording:
+    """`available` once a URL is known; `none` for a call never answered; `missing` if the
+    platform says so; else `pending`."""
+    given = details.recording or Recording()
+    if given.url:
+        return given.model_copy(update={"status": "available", "available_at": given.available_at or now})
+    if given.status == "missing":
+        return Recording(status="missing")
+    if details.answered_at is None and details.status in TERMINAL_STATUSES - {"completed"}:
+        return Recording(status="none")
+    return Recording(status="pending")
+
+
+def build(
+    *,
+    call_id: str,
+    org_id: str,
+    source: str,
+    provider: str,
+    provider_call_id: str,
+    state: CallState,
+    details: CallDetails,
+    recording: Recording,
+    metrics: Metrics | None,
+    assembly: Assembly,
+    updated_at: datetime,
+) -> CallRecord:
+    derived = metrics.model_dump(exclude={"latency"}) if metrics else {}
+    return CallRecord(
+        **details.model_dump(
+            exclude={"status", "recording", "latency", "latency_samples", "metadata", *derived}
+        ),
+        **{key: value for key, value in derived.items() if value is not None},
+        id=call_id,
+        org_id=org_id,
+        source=source,
+        provider=provider,
+        provider_call_id=provider_call_id,
+        status=state.status or details.status,
+        recording=recording,
+        latency=metrics.latency if metrics else Latency(),
+        metadata=details.metadata or {},
+        timeline=state.timeline,
+        assembly=assembly,
+        updated_at=updated_at,
+    )
+
+
+def backoff(failures: int, *, base: float, cap: float, retry_after: float | None,
+            jitter: float) -> float:
+    """Exponential backoff with jitter in [0.5, 1.5); Retry-After is a floor; never above cap."""
+    delay = base * 2 ** max(0, failures - 1) * (0.5 + jitter)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
+
+
+def recording_delay(checks: int, *, low: float, high: float, left: float) -> float:
+    """Short, growing re-check delays for a recording, never past the wait deadline."""
+    return max(0.0, min(low * 1.5 ** checks, high, left))

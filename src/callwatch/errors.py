@@ -1,0 +1,88 @@
+"""The one exception tree of callwatch; the web edge maps it to problem+json once.
+
+CallwatchError
+├── RequestError                 the caller sent something wrong (4xx, permanent)
+│   ├── NotFound                 404: unknown id, token, or another org's object
+│   ├── Unauthorized             401: missing/bad API key, signature, timestamp or IP
+│   ├── PayloadTooLarge          413
+│   ├── MalformedBody            400: body is not parseable at all
+│   ├── InvalidInput             422: parseable but a field is wrong (names the field)
+│   └── Conflict                 409: e.g. a duplicate name
+└── ProcessingError              failures while processing accepted work
+    ├── Retryable                try again later (provider 5xx/429/timeout, database down)
+    │   ├── ProviderUnavailable  the platform API failed transiently; may carry retry_after
+    │   └── StoreUnavailable     the database is unreachable (503 at the web edge)
+    └── Permanent                retrying cannot help (provider 4xx, bad credentials)
+        └── ProviderRejected
+"""
+
+
+class CallwatchError(Exception):
+    """Base of every error callwatch raises on purpose."""
+
+
+class RequestError(CallwatchError):
+    status_code = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotFound(RequestError):
+    status_code = 404
+    title = "Not found"
+
+
+class Unauthorized(RequestError):
+    status_code = 401
+    title = "Unauthorized"
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+    title = "Payload too large"
+
+
+class MalformedBody(RequestError):
+    status_code = 400
+    title = "Malformed body"
+
+
+class InvalidInput(RequestError):
+    status_code = 422
+    title = "Invalid input"
+
+
+class Conflict(RequestError):
+    status_code = 409
+    title = "Conflict"
+
+
+class ProcessingError(CallwatchError):
+    """Work that was accepted could not be finished (yet)."""
+
+
+class Retryable(ProcessingError):
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(Retryable):
+    pass
+
+
+class StoreUnavailable(Retryable):
+    pass
+
+
+class Permanent(ProcessingError):
+    pass
+
+
+class ProviderRejected(Permanent):
+    pass

@@ -1,0 +1,78 @@
+"""Normalised call events and the monotonic call status order they move along."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CallStatus(StrEnum):
+    queued = "queued"
+    initiated = "initiated"
+    ringing = "ringing"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+    no_answer = "no_answer"
+    busy = "busy"
+    canceled = "canceled"
+
+
+TERMINAL_STATUSES = frozenset(
+    {CallStatus.completed, CallStatus.failed, CallStatus.no_answer, CallStatus.busy,
+     CallStatus.canceled}
+)
+
+_RANK = {
+    CallStatus.queued: 0,
+    CallStatus.initiated: 1,
+    CallStatus.ringing: 2,
+    CallStatus.in_progress: 3,
+}
+
+
+def rank(status: CallStatus) -> int:
+    """Position in the lifecycle; all terminal statuses share the highest rank."""
+    return _RANK.get(status, 4)
+
+
+def advance(current: CallStatus | None, incoming: CallStatus | None) -> CallStatus | None:
+    """The status after an event: never backwards, and a terminal status is final."""
+    if incoming is None:
+        return current
+    if current is None:
+        return incoming
+    if current in TERMINAL_STATUSES:
+        return current
+    return incoming if rank(incoming) >= rank(current) else current
+
+
+class CallFields(BaseModel):
+    """Call attributes an event may carry; `None` means the event did not say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str | None = None
+    agent_name: str | None = None
+    campaign_id: str | None = None
+    direction: str | None = None
+    channel: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    customer_number: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CallEvent(BaseModel):
+    """One provider event about one call, as every adapter hands it to the pipeline."""
+
+    provider_call_id: str
+    type: str
+    status: CallStatus | None
+    at: datetime
+    terminal: bool = False
+    fields: CallFields = Field(default_factory=CallFields)
+    # The event's own payload when it carries the whole call (used as the detail fallback).
+    detail: dict[str, Any] | None = None
+    dedupe_key: str

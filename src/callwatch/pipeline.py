@@ -1,0 +1,200 @@
+"""The worker side: apply inbox events to calls, then assemble finished calls step by step."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callwatch import assembly, calls, metrics, providers, tenancy
+from callwatch.db import transaction
+from callwatch.errors import Permanent, Retryable, StoreUnavailable
+from callwatch.providers.base import FetchContext, SourceConfig
+from callwatch.records import CallDetails, CallRecord, Recording
+from callwatch.state import CallState
+from callwatch.runtime import Runtime
+from callwatch.tables import Call
+
+log = logging.getLogger("callwatch.pipeline")
+
+UNFINISHED = ("pending", "fetching", "awaiting_recording")
+
+
+def ingest(rt: Runtime, inbox_ids: list[str]) -> list[str]:
+    """Apply each event in its own transaction; returns the calls now ready to assemble."""
+    ready = []
+    for inbox_id in inbox_ids:
+        with transaction(rt.sessions) as session:
+            applied = calls.apply_inbox(session, inbox_id, rt.clock())
+            if applied is not None and applied.assembled:
+                _rebuild(session, applied.call_id, rt.clock())
+        if applied is None:
+            continue
+        log.info("event applied", extra={"event_id": inbox_id, "call_id": applied.call_id})
+        if applied.ready_to_assemble:
+            ready.append(applied.call_id)
+    return ready
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: SourceConfig
+    context: FetchContext
+
+
+def assemble(rt: Runtime, call_id: str) -> float | None:
+    """One assembly step; returns the countdown to the next step, or None when there is none."""
+    with transaction(rt.sessions) as session:
+        job = _claim(session, rt, call_id, rt.clock())
+    if job is None:
+        return None
+    try:
+        details = providers.get(job.source.provider).fetch(rt.http, job.source, job.context)
+    except Retryable as exc:
+        with transaction(rt.sessions) as session:
+            return _failed(session, rt, call_id, exc.detail, exc.retry_after, rt.clock())
+    except Permanent as exc:
+        with transaction(rt.sessions) as session:
+            return _failed(session, rt, call_id, str(exc), None, rt.clock(), final=True)
+    except Exception as exc:
+        return _crashed(rt, call_id, exc)
+    try:
+        with transaction(rt.sessions) as session:
+            return _complete(session, rt, call_id, details, rt.clock())
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        return _crashed(rt, call_id, exc)
+
+
+def _crashed(rt: Runtime, call_id: str, exc: Exception) -> float | None:
+    """A bug, not the platform: counted like a failed attempt so it cannot loop for ever."""
+    log.exception("assembly step crashed", extra={"call_id": call_id})
+    with transaction(rt.sessions) as session:
+        return _failed(session, rt, call_id, f"internal error: {exc!r}", None, rt.clock())
+
+
+def _locked(session: Session, call_id: str) -> Call | None:
+    return session.scalars(select(Call).where(Call.id == call_id).with_for_update()).one_or_none()
+
+
+def _claim(session: Session, rt: Runtime, call_id: str, now: datetime) -> _Job | None:
+    call = _locked(session, call_id)
+    if call is None or call.assembly_state not in UNFINISHED:
+        return None
+    if call.assembly_lease_until is not None and call.assembly_lease_until > now:
+        return None  # another run holds the lease; duplicates of a message end here
+    call.assembly_attempts += 1
+    if call.assembly_attempts > rt.settings.assembly_max_runs:
+        _finish_failed(call, f"gave up after {rt.settings.assembly_max_runs} runs", now)
+        return None
+    if call.assembly_state == "pending":
+        call.assembly_state = "fetching"
+        call.recording_deadline = now + timedelta(seconds=rt.settings.recording_wait_s)
+    # Committed before the fetch: a worker killed mid-run leaves an expiring lease, which the
+    # sweeper notices once assembly_next_at has passed.
+    call.assembly_lease_until = now + timedelta(seconds=rt.settings.lease_s)
+    call.assembly_next_at = call.assembly_lease_until
+    source = tenancy.source_by_id(session, rt.vault, call.source_id)
+    state = calls.state_of(session, call_id)
+    log.info("assembly run", extra={"call_id": call_id, "attempt": call.assembly_attempts})
+    return _Job(source, FetchContext(call.provider_call_id, state.completion))
+
+
+def _finish_failed(call: Call, error: str, now: datetime) -> None:
+    call.assembly_state = "failed"
+    call.assembly_last_error = error
+    call.assembly_next_at = None
+    call.assembly_lease_until = None
+    call.updated_at = now
+    log.warning("assembly failed", extra={"call_id": call.id, "error": error})
+
+
+def _failed(session: Session, rt: Runtime, call_id: str, error: str, retry_after: float | None,
+            now: datetime, *, final: bool = False) -> float | None:
+    call = _locked(session, call_id)
+    if call is None or call.assembly_state not in UNFINISHED:
+        return None
+    call.assembly_failures += 1
+    call.assembly_last_error = error
+    call.assembly_lease_until = None
+    if final or call.assembly_failures >= rt.settings.fetch_max_failures:
+        _finish_failed(call, error, now)
+        return None
+    delay = assembly.backoff(
+        call.assembly_failures, base=rt.settings.fetch_backoff_base_s,
+        cap=rt.settings.max_countdown_s, retry_after=retry_after, jitter=rt.rng.random(),
+    )
+    call.assembly_next_at = now + timedelta(seconds=delay)
+    call.updated_at = now
+    log.info("detail fetch failed, retrying",
+             extra={"call_id": call_id, "error": error, "retry_in_s": round(delay, 2)})
+    return delay
+
+
+def _complete(session: Session, rt: Runtime, call_id: str, details: CallDetails,
+              now: datetime) -> float | None:
+    call = _locked(session, call_id)
+    if call is None or call.assembly_state not in UNFINISHED:
+        return None
+    state = calls.state_of(session, call_id)
+    merged = assembly.merge(state, details)
+    recording = assembly.recording_of(merged, now)
+    call.details = details.model_dump(mode="json", exclude_none=True)
+    call.assembly_failures = 0
+    call.assembly_last_error = None
+    call.assembly_lease_until = None
+    call.updated_at = now
+    if recording.status == "pending":
+        deadline = call.recording_deadline or now
+        left = (deadline - now).total_seconds()
+        if left > 0:
+            delay = assembly.recording_delay(
+                call.assembly_attempts - 1, low=rt.settings.recording_check_min_s,
+                high=min(rt.settings.recording_check_max_s, rt.settings.max_countdown_s),
+                left=left,
+            )
+            call.assembly_state = "awaiting_recording"
+            call.assembly_next_at = now + timedelta(seconds=delay)
+            return delay
+        recording = Recording(status="missing")
+    call.assembly_state = "assembled"
+    call.assembled_at = now
+    call.assembly_next_at = None
+    _store_record(session, call, state, merged, recording, now)
+    log.info("call assembled", extra={"call_id": call_id, "recording": recording.status})
+    return None
+
+
+def _rebuild(session: Session, call_id: str, now: datetime) -> None:
+    """A late event for an assembled call: recompute its record from the stored details."""
+    call = _locked(session, call_id)
+    if call is None or call.record is None:
+        return
+    state = calls.state_of(session, call_id)
+    details = CallDetails.model_validate(call.details or {})
+    recording = CallRecord.model_validate(call.record).recording
+    _store_record(session, call, state, assembly.merge(state, details), recording, now)
+
+
+def _store_record(session: Session, call: Call, state: CallState, merged: CallDetails,
+                  recording: Recording, now: datetime) -> None:
+    source = session.get(tenancy.Source, call.source_id)
+    record = assembly.build(
+        call_id=call.id, org_id=call.org_id, source=source.name if source else "",
+        provider=call.provider, provider_call_id=call.provider_call_id, state=state,
+        details=merged, recording=recording,
+        metrics=metrics.compute(merged, ringing_at=state.ringing_at),
+        assembly=calls.assembly_view(call), updated_at=now,
+    )
+    call.record = record.model_dump(mode="json")
+    call.status = record.status
+    call.end_reason = record.end_reason
+    call.agent_id, call.campaign_id = record.agent_id, record.campaign_id
+    call.direction, call.channel = record.direction, record.channel
+    call.from_number, call.to_number = record.from_number, record.to_number
+    call.duration_s = record.duration_s
+    call.has_recording = recording.status == "available"
+    call.cost_total = record.cost.total if record.cost else None
+    call.updated_at = now

@@ -1,0 +1,54 @@
+"""RFC 9457 problem+json responses: the one place errors become HTTP."""
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from callwatch.errors import RequestError, StoreUnavailable
+
+log = logging.getLogger("callwatch.web")
+
+
+class ProblemResponse(JSONResponse):
+    media_type = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> ProblemResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update({key: value for key, value in extra.items() if value is not None})
+    return ProblemResponse(body, status_code=status)
+
+
+async def request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return problem(exc.status_code, exc.title, exc.detail, field=exc.field)
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    log.error("database unavailable", extra={"path": request.url.path})
+    response = problem(503, "Service unavailable", "the database is unreachable; retry later")
+    response.headers["retry-after"] = "5"
+    return response
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return problem(exc.status_code, exc.detail or "Error")
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return problem(500, "Internal server error", "an unexpected error was logged")
+
+
+HANDLERS = {
+    RequestError: request_error,
+    StoreUnavailable: store_unavailable,
+    HTTPException: http_error,
+    Exception: unexpected,
+}

@@ -1,0 +1,16 @@
+"""The registry of platform adapters, one module each."""
+
+from callwatch.providers.base import Provider
+from callwatch.providers.generic import GenericProvider
+
+_REGISTRY: dict[str, Provider] = {
+    "generic": GenericProvider(),
+}
+
+
+def get(name: str) -> Provider:
+    return _REGISTRY[name]
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)

@@ -1,0 +1,60 @@
+"""The adapter interface every platform module implements, and the request it receives."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from callwatch.events import CallEvent
+from callwatch.records import CallDetails
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """A source as the pipeline uses it: settings plus decrypted credentials."""
+
+    id: str
+    org_id: str
+    name: str
+    provider: str
+    settings: dict[str, Any]
+    credentials: dict[str, str]
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    body: bytes
+    headers: Mapping[str, str]
+    content_type: str
+    client_ip: str | None
+    url: str
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FetchContext:
+    """What the pipeline knows about a call when it asks the platform for details."""
+
+    provider_call_id: str
+    completion: dict[str, Any] | None
+
+
+class Provider(Protocol):
+    name: str
+
+    def prepare_credentials(self, credentials: dict[str, str]) -> str | None:
+        """Fill in generated secrets (mutating `credentials`); return one to show once."""
+        ...
+
+    def authenticate(self, request: WebhookRequest, source: SourceConfig, now: float) -> str | None:
+        """Raise Unauthorized unless the request is genuine; return the delivery id if any."""
+        ...
+
+    def parse(self, request: WebhookRequest, delivery_id: str | None) -> list[CallEvent]:
+        """Raise MalformedBody / InvalidInput for bodies this platform would not send."""
+        ...
+
+    def fetch(self, client: httpx.Client, source: SourceConfig, call: FetchContext) -> CallDetails:
+        """Raise ProviderUnavailable (retry) or ProviderRejected (give up)."""
+        ...

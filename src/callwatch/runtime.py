@@ -1,0 +1,72 @@
+"""The resources of one process (engine, sessions, vault, HTTP client), created once at start."""
+
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from callwatch.crypto import Vault
+from callwatch.db import make_engine, make_sessionmaker
+from callwatch.settings import Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _persisted(path: Path, make: Callable[[], str]) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def secret_key(settings: Settings) -> str:
+    """CALLWATCH_SECRET_KEY, else a key generated once into the data dir."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return _persisted(settings.data_dir / "secret_key", lambda: secrets.token_urlsafe(32))
+
+
+def admin_token(settings: Settings) -> str:
+    """CALLWATCH_ADMIN_TOKEN, else a token generated once into the data dir."""
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value()
+    return _persisted(settings.data_dir / "admin_token", lambda: "adm_" + secrets.token_urlsafe(24))
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    vault: Vault
+    http: httpx.Client
+    clock: Callable[[], datetime] = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Runtime":
+        if settings.database_url.startswith("sqlite:///./"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            vault=Vault(secret_key(settings)),
+            http=httpx.Client(timeout=settings.http_timeout_s, follow_redirects=True),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+        self.engine.dispose()

@@ -1,0 +1,40 @@
+"""Typed configuration, read once per process from CALLWATCH_* variables and `.env`."""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLWATCH_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./.callwatch/callwatch.db"
+    redis_url: str | None = None
+    admin_token: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    recording_wait_s: float = Field(600.0, ge=0)
+    max_body_bytes: int = Field(1_048_576, gt=0)
+
+    data_dir: Path = Path(".callwatch")
+    # Retry and timing knobs; all countdowns stay below the broker visibility timeout.
+    fetch_max_failures: int = Field(6, ge=1)
+    assembly_max_runs: int = Field(200, ge=1)
+    fetch_backoff_base_s: float = Field(2.0, gt=0)
+    recording_check_min_s: float = Field(2.0, gt=0)
+    recording_check_max_s: float = Field(30.0, gt=0)
+    max_countdown_s: float = Field(300.0, gt=0)
+    visibility_timeout_s: int = Field(3600, gt=0)
+    lease_s: float = Field(120.0, gt=0)
+    http_timeout_s: float = Field(10.0, gt=0)
+    sweep_interval_s: float = Field(15.0, gt=0)
+    sweep_grace_s: float = Field(60.0, ge=0)
+    source_cache_s: float = Field(30.0, ge=0)
+    log_level: str = "INFO"
+
+    @property
+    def broker_url(self) -> str:
+        if self.redis_url is None:
+            raise RuntimeError("CALLWATCH_REDIS_URL is not set; start with `callwatch up`")
+        return self.redis_url

@@ -1,0 +1,58 @@
+"""Standard Webhooks v1 (HMAC-SHA256) signing and verification, for intake and for our own sends."""
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+
+from callwatch.errors import Unauthorized
+
+TOLERANCE_S = 300
+SECRET_PREFIX = "whsec_"
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _key(secret: str) -> bytes:
+    raw = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except ValueError:
+        return raw.encode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, msg_id, timestamp, body),
+    }
+
+
+def verify(secret: str, request_headers: Mapping[str, str], body: bytes, now: float) -> str:
+    """Check the three headers and return the `webhook-id`; raises Unauthorized."""
+    msg_id = request_headers.get("webhook-id")
+    stamp = request_headers.get("webhook-timestamp")
+    given = request_headers.get("webhook-signature")
+    if not msg_id or not stamp or not given:
+        raise Unauthorized("missing webhook-id, webhook-timestamp or webhook-signature header")
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise Unauthorized("webhook-timestamp is not an integer") from None
+    if abs(now - timestamp) > TOLERANCE_S:
+        raise Unauthorized("webhook-timestamp is outside the 5 minute tolerance")
+    expected = sign(secret, msg_id, timestamp, body)
+    for candidate in given.split():
+        if hmac.compare_digest(candidate, expected):
+            return msg_id
+    raise Unauthorized("webhook-signature does not match")

@@ -1,0 +1,58 @@
+"""Folds a call's events, in provider-time order, into its current state (pure)."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from callwatch.events import CallEvent, CallFields, CallStatus, advance, rank
+from callwatch.records import TimelineEntry
+
+_FIRST_SEEN = {
+    CallStatus.initiated: "initiated_at",
+    CallStatus.ringing: "ringing_at",
+    CallStatus.in_progress: "answered_at",
+}
+
+
+class CallState(BaseModel):
+    status: CallStatus | None = None
+    fields: CallFields = Field(default_factory=CallFields)
+    started_at: datetime
+    initiated_at: datetime | None = None
+    ringing_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    terminal: bool = False
+    completion: dict[str, Any] | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+def _order(item: tuple[str, CallEvent]) -> tuple[datetime, int, str]:
+    event_id, event = item
+    return event.at, rank(event.status) if event.status else -1, event_id
+
+
+def fold(events: Sequence[tuple[str, CallEvent]]) -> CallState:
+    """`events` are (inbox id, event) pairs in any order; the result does not depend on it."""
+    ordered = sorted(events, key=_order)
+    if not ordered:
+        raise ValueError("a call has at least one event")
+    state = CallState(started_at=ordered[0][1].at)
+    merged: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    for _, event in ordered:
+        state.timeline.append(TimelineEntry(status=event.status, at=event.at, event=event.type))
+        state.status = advance(state.status, event.status)
+        given = event.fields.model_dump(exclude_none=True, exclude={"metadata"})
+        merged.update(given)
+        metadata.update(event.fields.metadata)
+        if event.status in _FIRST_SEEN and getattr(state, _FIRST_SEEN[event.status]) is None:
+            setattr(state, _FIRST_SEEN[event.status], event.at)
+        if event.terminal and not state.terminal:
+            state.terminal = True
+            state.ended_at = event.at
+            state.completion = event.detail
+    state.fields = CallFields(**merged, metadata=metadata)
+    return state

@@ -1,0 +1,147 @@
+"""The database schema as SQLAlchemy tables; Alembic migrations mirror it."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, even on SQLite which stores naive values."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+class Org(Base):
+    __tablename__ = "orgs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
+class Source(Base):
+    __tablename__ = "sources"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(40))
+    webhook_token: Mapped[str] = mapped_column(String(64), unique=True)
+    settings: Mapped[dict[str, Any]]
+    credentials: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class InboxEvent(Base):
+    """One received webhook event, stored before the 2xx; `processed_at` marks it applied."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("source_id", "dedupe_key"),
+        Index("ix_inbox_pending", "processed_at", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    provider_call_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[dict[str, Any]]
+    raw_body: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    received_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    call_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Call(Base):
+    """One call: identity and state from events, plus the assembled record once built."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("source_id", "provider_call_id"),
+        Index("ix_calls_org_started", "org_id", "started_at"),
+        Index("ix_calls_assembly_due", "assembly_state", "assembly_next_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(40))
+    provider_call_id: Mapped[str] = mapped_column(String(200), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(200))
+    campaign_id: Mapped[str | None] = mapped_column(String(200))
+    direction: Mapped[str | None] = mapped_column(String(20))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    to_number: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(20))
+    end_reason: Mapped[str | None] = mapped_column(String(20))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    has_recording: Mapped[bool] = mapped_column(Boolean, default=False)
+    cost_total: Mapped[float | None] = mapped_column(Float)
+    fields: Mapped[dict[str, Any]]
+    details: Mapped[dict[str, Any] | None]
+    record: Mapped[dict[str, Any] | None]
+    assembly_state: Mapped[str] = mapped_column(String(20))
+    assembly_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    assembly_failures: Mapped[int] = mapped_column(Integer, default=0)
+    assembly_next_at: Mapped[datetime | None]
+    assembly_lease_until: Mapped[datetime | None]
+    assembly_last_error: Mapped[str | None] = mapped_column(Text)
+    assembled_at: Mapped[datetime | None]
+    recording_deadline: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -1,0 +1,124 @@
+"""Orgs, their API keys and their sources; data functions take a Session and never commit."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, HttpUrl
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from callwatch import ids, providers
+from callwatch.crypto import Vault, hash_key
+from callwatch.errors import Conflict, InvalidInput, NotFound
+from callwatch.providers.base import SourceConfig
+from callwatch.tables import ApiKey, Org, Source
+
+
+class OrgIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SourceSettings(BaseModel):
+    api_base_url: HttpUrl | None = None
+    detail_url: str | None = None
+    allowed_ips: list[str] = Field(default_factory=list)
+
+
+class SourceIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    provider: str
+    settings: SourceSettings = Field(default_factory=SourceSettings)
+    credentials: dict[str, str] = Field(default_factory=dict)
+
+
+def create_org(session: Session, data: OrgIn, now: datetime) -> tuple[Org, str]:
+    """Create an org and its first API key; the key is returned once and stored hashed."""
+    if session.scalar(select(Org.id).where(Org.name == data.name)) is not None:
+        raise Conflict(f"an org named {data.name!r} already exists", field="name")
+    org = Org(id=ids.new_id("org"), name=data.name, created_at=now)
+    session.add(org)
+    session.flush()
+    return org, issue_api_key(session, org.id, now)
+
+
+def issue_api_key(session: Session, org_id: str, now: datetime) -> str:
+    key = ids.new_token("cw_")
+    session.add(
+        ApiKey(id=ids.new_id("key"), org_id=org_id, key_hash=hash_key(key), prefix=key[:7],
+               created_at=now)
+    )
+    return key
+
+
+def org_for_key(session: Session, api_key: str) -> str | None:
+    return session.scalar(select(ApiKey.org_id).where(ApiKey.key_hash == hash_key(api_key)))
+
+
+def get_org(session: Session, name_or_id: str) -> Org:
+    org = session.scalar(select(Org).where((Org.id == name_or_id) | (Org.name == name_or_id)))
+    if org is None:
+        raise NotFound(f"no org {name_or_id!r}")
+    return org
+
+
+def create_source(
+    session: Session, vault: Vault, org_id: str, data: SourceIn, now: datetime
+) -> tuple[Source, str | None]:
+    """Create a source; returns it and the signing secret generated for it, if any (shown once)."""
+    try:
+        adapter = providers.get(data.provider)
+    except KeyError:
+        raise InvalidInput(
+            f"unknown provider {data.provider!r}; known: {', '.join(providers.names())}",
+            field="provider",
+        ) from None
+    credentials = dict(data.credentials)
+    generated = adapter.prepare_credentials(credentials)
+    source = Source(
+        id=ids.new_id("src"),
+        org_id=org_id,
+        name=data.name,
+        provider=data.provider,
+        webhook_token=ids.new_token(nbytes=24),
+        settings=data.settings.model_dump(mode="json"),
+        credentials=vault.seal(credentials),
+        created_at=now,
+    )
+    session.add(source)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"a source named {data.name!r} already exists", field="name") from None
+    return source, generated
+
+
+def list_sources(session: Session, org_id: str) -> list[Source]:
+    return list(session.scalars(select(Source).where(Source.org_id == org_id).order_by(Source.id)))
+
+
+def source_by_token(session: Session, vault: Vault, token: str) -> SourceConfig | None:
+    source = session.scalar(select(Source).where(Source.webhook_token == token))
+    return None if source is None else config_of(source, vault)
+
+
+def source_by_id(session: Session, vault: Vault, source_id: str) -> SourceConfig:
+    source = session.get(Source, source_id)
+    if source is None:
+        raise NotFound(f"no source {source_id!r}")
+    return config_of(source, vault)
+
+
+def config_of(source: Source, vault: Vault) -> SourceConfig:
+    return SourceConfig(
+        id=source.id,
+        org_id=source.org_id,
+        name=source.name,
+        provider=source.provider,
+        settings=source.settings,
+        credentials=vault.open(source.credentials),
+    )
+
+
+def webhook_url(public_url: str, source: Source) -> str:
+    return f"{public_url.rstrip('/')}/webhooks/{source.webhook_token}"

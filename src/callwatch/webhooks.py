@@ -1,0 +1,78 @@
+"""POST /webhooks/{token}: verify, parse, store durably, enqueue, reply 202."""
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from callwatch import ids, providers
+from callwatch.errors import NotFound, PayloadTooLarge, Unauthorized
+from callwatch.events import CallEvent
+from callwatch.providers.base import SourceConfig, WebhookRequest
+from callwatch.services import Services
+
+log = logging.getLogger("callwatch.webhooks")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_ip(source: SourceConfig, client_ip: str | None) -> None:
+    allowed = source.settings.get("allowed_ips") or []
+    if allowed and client_ip not in allowed:
+        raise Unauthorized(f"client address {client_ip} is not in this source's allowed_ips")
+
+
+def _row(source: SourceConfig, event: CallEvent, request: WebhookRequest,
+         now: datetime) -> dict[str, Any]:
+    return {
+        "id": ids.new_id("evt"), "org_id": source.org_id, "source_id": source.id,
+        "dedupe_key": event.dedupe_key, "provider_call_id": event.provider_call_id,
+        "event": event.model_dump(mode="json"), "raw_body": request.body.decode("utf-8", "replace"),
+        "content_type": request.content_type, "received_at": now, "due_at": now,
+        "processed_at": None, "call_id": None, "attempts": 0, "last_error": None,
+    }
+
+
+async def receive(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    settings = services.runtime.settings
+    source = await services.sources.lookup(request.path_params["webhook_token"])
+    if source is None:
+        raise NotFound("unknown webhook token")
+    body = await _read_body(request, settings.max_body_bytes)
+    client_ip = request.client.host if request.client else None
+    _check_ip(source, client_ip)
+    incoming = WebhookRequest(
+        body=body, headers=request.headers, content_type=request.headers.get("content-type", ""),
+        client_ip=client_ip, url=settings.public_url.rstrip("/") + request.url.path
+        + (f"?{request.url.query}" if request.url.query else ""),
+        query=request.query_params,
+    )
+    adapter = providers.get(source.provider)
+    delivery_id = adapter.authenticate(incoming, source, time.time())
+    events = adapter.parse(incoming, delivery_id)
+    now = datetime.now(UTC)
+    rows = [_row(source, event, incoming, now) for event in events]
+    flags = await services.writer.submit(rows)
+    accepted = [row["id"] for row, new in zip(rows, flags, strict=True) if new]
+    for row, new in zip(rows, flags, strict=True):
+        log.info("webhook received", extra={
+            "source": source.name, "call_id": row["provider_call_id"],
+            "event_id": row["id"], "outcome": "accepted" if new else "duplicate"})
+    if not accepted:
+        return JSONResponse({"status": "duplicate"}, status_code=202)
+    return JSONResponse({"status": "accepted", "events": accepted}, status_code=202)

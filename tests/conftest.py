@@ -1,0 +1,150 @@
+"""Fixtures on real parts: a real Redis, a real database (SQLite or Postgres), a real worker.
+
+CALLWATCH_TEST_DATABASE: `sqlite` (default) or a Postgres URL whose server may create databases.
+CALLWATCH_TEST_REDIS_URL: a Redis to use (its db is flushed); unset → an embedded redis-server.
+"""
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from pydantic import SecretStr
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from callwatch import migrate, signatures
+from callwatch.app import create_app
+from callwatch.runtime import Runtime
+from callwatch.settings import Settings
+from callwatch.tables import Base
+
+ADMIN = "adm_test_token"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    given = os.environ.get("CALLWATCH_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    from callwatch.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(Path(os.environ.get("TMPDIR", "/tmp")) / f"cw-redis-{os.getpid()}") as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    target = os.environ.get("CALLWATCH_TEST_DATABASE", "sqlite")
+    if target == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'callwatch.db'}"
+        migrate.upgrade(url)
+        yield url
+        return
+    name = f"callwatch_test_{secrets.token_hex(4)}"
+    admin = create_engine(target.replace("postgresql://", "postgresql+psycopg://", 1),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = target.rsplit("/", 1)[0] + "/" + name
+    migrate.upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def make_settings(database_url: str, redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "admin_token": SecretStr(ADMIN),
+        "secret_key": SecretStr("test-secret-key"),
+        "public_url": "http://testserver",
+        "data_dir": data_dir,
+        "recording_wait_s": 2.0,
+        "recording_check_min_s": 0.2,
+        "recording_check_max_s": 0.5,
+        "fetch_backoff_base_s": 0.1,
+        "fetch_max_failures": 3,
+        "lease_s": 3.0,
+        "sweep_grace_s": 0.0,
+        "source_cache_s": 0.0,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Settings]:
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+    engine.dispose()
+    redis.Redis.from_url(redis_url).flushdb()
+    yield make_settings(database_url, redis_url, tmp_path)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.start(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def worker(settings: Settings, runtime: Runtime) -> Iterator[None]:
+    """A real Celery worker consuming from the real Redis, in a thread of this process."""
+    from workers.app import app, configure
+
+    configure(app, settings)
+    app.runtime = runtime
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
+                      shutdown_timeout=30):
+        yield
+    app.runtime = None
+
+
+def create_org(client: TestClient, name: str = "acme") -> str:
+    response = client.post("/api/admin/orgs", json={"name": name},
+                           headers={"authorization": f"Bearer {ADMIN}"})
+    assert response.status_code == 201, response.text
+    key: str = response.json()["api_key"]
+    return key
+
+
+def create_source(client: TestClient, api_key: str, **body: Any) -> dict[str, Any]:
+    payload = {"name": "gen", "provider": "generic", **body}
+    response = client.post("/api/sources", json=payload,
+                           headers={"authorization": f"Bearer {api_key}"})
+    assert response.status_code == 201, response.text
+    source: dict[str, Any] = response.json()
+    return source
+
+
+def signed(secret: str, body: bytes, *, msg_id: str | None = None,
+           timestamp: int | None = None) -> dict[str, str]:
+    import time
+
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        "content-type": "application/json",
+        **signatures.headers(secret, msg_id or f"msg_{secrets.token_hex(8)}", stamp, body),
+    }
+
+
+def path_of(webhook_url: str) -> str:
+    return "/webhooks/" + webhook_url.rsplit("/", 1)[1]
