@@ -11,6 +11,8 @@ from types import TracebackType
 from typing import IO, Self
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 STARTUP_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 10.0
@@ -129,7 +131,7 @@ class EmbeddedRedis:
 
     def _wait_until_ready(self, port: int) -> bool:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1) as client:
+        with _client(port, timeout=1) as client:
             while time.monotonic() < deadline:
                 if self._process is None or self._process.poll() is not None:
                     return False
@@ -146,7 +148,7 @@ class EmbeddedRedis:
         if self._port is None:
             return False
         try:
-            with redis.Redis(host="127.0.0.1", port=self._port, socket_timeout=2) as client:
+            with _client(self._port, timeout=2) as client:
                 client.shutdown(nosave=True)
         except redis.RedisError:
             return False
@@ -158,6 +160,13 @@ class EmbeddedRedis:
         except OSError:
             lines = []
         return lines[-1] if lines else "no output; is the binary runnable?"
+
+
+def _client(port: int, *, timeout: float) -> redis.Redis:
+    """A client that does not retry: probing and shutting down expect refused connections."""
+    return redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def _wait_or_kill(process: "subprocess.Popen[bytes]", timeout: float) -> None:

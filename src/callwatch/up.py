@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from types import FrameType, TracebackType
 from typing import Self
@@ -70,10 +71,7 @@ def _up(
         return 0 if started is Startup.interrupted else _startup_error(started, supervisor)
 
     _print_banner(settings, demo_source)
-    reporter = None
-    if demo_source is not None:
-        traffic = stack.enter_context(DemoTraffic(demo_source))
-        reporter = DemoReporter(traffic, demo_source, stack.enter_context(_runtime(settings)))
+    reporter = None if demo_source is None else _start_demo(stack, settings, demo_source)
     return _watch(supervisor, stop, reporter)
 
 
@@ -334,6 +332,12 @@ def _demo_source(session: Session, resources: Runtime, org_id: str, detail_url: 
     return source
 
 
+def _start_demo(stack: ExitStack, settings: Settings, demo: DemoSource) -> "DemoReporter":
+    resources = stack.enter_context(_runtime(settings))
+    traffic = stack.enter_context(DemoTraffic(demo))
+    return DemoReporter(traffic, demo, resources)
+
+
 class DemoTraffic:
     """Simulated calls played into the demo source from a background thread, one per second."""
 
@@ -375,16 +379,17 @@ class DemoTraffic:
 
 
 class DemoReporter:
-    """Prints one progress line: calls played, events accepted, calls assembled."""
+    """Prints one progress line: calls played, events accepted, calls assembled (this run)."""
 
     def __init__(self, traffic: DemoTraffic, demo: DemoSource, resources: Runtime) -> None:
         self._traffic = traffic
         self._demo = demo
         self._sessions = resources.sessions
+        self._since = utcnow()
 
     def report(self) -> None:
         progress = self._traffic.latest
-        assembled = _count_assembled(self._sessions, self._demo.org_id)
+        assembled = _count_assembled(self._sessions, self._demo.org_id, self._since)
         line = (
             f"demo: {progress.calls_done} calls played, {progress.accepted} events accepted, "
             f"{'?' if assembled is None else assembled} calls assembled"
@@ -394,11 +399,11 @@ class DemoReporter:
         print(line, flush=True)
 
 
-def _count_assembled(sessions: sessionmaker[Session], org_id: str) -> int | None:
+def _count_assembled(sessions: sessionmaker[Session], org_id: str, since: datetime) -> int | None:
     query = (
         select(func.count())
         .select_from(Call)
-        .where(Call.org_id == org_id, Call.assembly_state == "assembled")
+        .where(Call.org_id == org_id, Call.assembly_state == "assembled", Call.created_at >= since)
     )
     try:
         with transaction(sessions) as session:
@@ -443,7 +448,7 @@ def _list_calls_curl(api_key: str, base: str) -> str:
 
 
 def _newest_call_curl(api_key: str, base: str) -> str:
-    first_id = "import json,sys; print(json.load(sys.stdin)['items'][0]['id'])"
+    first_id = 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])'
     newest_id = (
         f"$({_curl(api_key, shlex.quote(base + '/api/calls?limit=1'))}"
         f" | python3 -c {shlex.quote(first_id)})"

@@ -1,0 +1,182 @@
+"""Shared plumbing for the benchmarks in this folder (not a benchmark itself).
+
+Throw-away Postgres databases, callwatch child processes started in their own process group and
+always stopped again (also on Ctrl-C or SIGTERM), free ports, and the org + source setup through
+the public API, the same way tests/conftest.py does it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from sqlalchemy import Engine, create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/5"
+ADMIN_TOKEN = "adm_bench_token"
+SECRET_KEY = "bench-secret-key"
+
+
+def sqlalchemy_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM behaves like Ctrl-C, so every `with` block below gets to clean up."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
+
+
+@contextlib.contextmanager
+def temp_database(server_url: str = DEFAULT_PG, prefix: str = "bench") -> Iterator[str]:
+    """A fresh, migrated Postgres database; dropped (WITH FORCE) on exit."""
+    from callwatch.migrate import upgrade
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = server_url.rsplit("/", 1)[0] + "/" + name
+        try:
+            upgrade(url)
+            yield url
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def engine_for(url: str) -> Iterator[Engine]:
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def flush_redis(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def callwatch_env(database_url: str, redis_url: str, public_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CALLWATCH_DATABASE_URL=database_url,
+        CALLWATCH_REDIS_URL=redis_url,
+        CALLWATCH_ADMIN_TOKEN=ADMIN_TOKEN,
+        CALLWATCH_SECRET_KEY=SECRET_KEY,
+        CALLWATCH_PUBLIC_URL=public_url,
+        CALLWATCH_LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def child(
+    argv: Sequence[str], env: dict[str, str] | None = None, *, grace_s: float = 10.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` in its own process group; SIGTERM (then SIGKILL) that group on exit."""
+    process = subprocess.Popen(list(argv), cwd=ROOT, env=env, start_new_session=True)
+    try:
+        yield process
+    finally:
+        stop_child(process, grace_s)
+
+
+def stop_child(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    # Reap anything the child left behind in its group (e.g. pool processes).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout_s} s")
+
+
+def serve(env: dict[str, str], port: int) -> contextlib.AbstractContextManager[Any]:
+    return child(
+        [PYTHON, "-m", "callwatch", "serve", "--host", "127.0.0.1", "--port", str(port)], env
+    )
+
+
+def create_source(base_url: str, settings: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Create an org and a generic source; returns (webhook_url, signing_secret)."""
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        response = client.post("/api/admin/orgs", json={"name": "bench"}, headers=admin)
+        response.raise_for_status()
+        key = response.json()["api_key"]
+        payload = {"name": "bench", "provider": "generic", "settings": settings or {}}
+        response = client.post(
+            "/api/sources", json=payload, headers={"authorization": f"Bearer {key}"}
+        )
+        response.raise_for_status()
+        source = response.json()
+    return source["webhook_url"], source["signing_secret"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc), 0.0 if unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]

@@ -1,0 +1,388 @@
+"""Webhook receiver throughput: callwatch's POST /webhooks/{token} against a bare Starlette app.
+
+Usage (from the repository root):
+
+    .venv/bin/python bench/receiver.py [--seconds 10] [--connections 32] [--warmup 1]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test]
+        [--redis redis://127.0.0.1:6379/5]
+
+What it does:
+
+1. Baseline: a bare Starlette app (one route, 200 "ok") served by `uvicorn.run` with exactly the
+   settings `callwatch serve` uses (one process, loop/http "auto" = uvloop/httptools here,
+   log_level warning, no access log).
+2. callwatch: a fresh Postgres database (created, migrated, dropped at the end), Redis db 5
+   flushed, `python -m callwatch serve` on a free port, an org + generic source via the API.
+3. The same load generator against both: a separate process running a minimal asyncio HTTP/1.1
+   keep-alive client (raw protocol, no httpx: httpx needs ~3x the CPU per request and would
+   saturate before the server does), `--connections` connections, one request in flight per
+   connection, for `--warmup` + `--seconds` seconds. Requests are distinct, signed generic
+   `call.status_changed` webhooks (unique call ids), generated right before each run so the
+   Standard Webhooks ±5 min timestamp window holds. Only requests started after the warm-up
+   count towards req/s and latency; every reply counts towards the status ledger.
+4. Prints req/s, p50, p99 for both, the callwatch/bare ratio against the goal (ratio >= 0.25,
+   p99 < 20 ms), client and server CPU use (a client near 100 % CPU means the numbers are
+   client-bound), and the durability ledger: inbox rows == 202 replies.
+
+Internal modes (used by the script itself): `--bare-server PORT`, `--load JSON`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import cast
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness
+
+GOAL_RATIO = 0.25
+GOAL_P99_MS = 20.0
+
+
+# ---------------------------------------------------------------- bare server
+
+
+def run_bare_server(port: int) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/webhooks/{webhook_token}", ok, methods=["POST"])])
+    # The same call as `callwatch serve` (src/callwatch/cli.py: cmd_serve).
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# ---------------------------------------------------------------- load generator
+
+
+@dataclass
+class LoadSpec:
+    url: str
+    secret: str
+    seconds: float
+    warmup: float
+    connections: int
+    max_rate: int
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0  # replies to requests started after the warm-up
+    elapsed_s: float = 0.0
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)  # all replies, warm-up included
+    errors: int = 0
+    exhausted: bool = False
+    generated: int = 0
+    client_cpu: float = 0.0  # CPU seconds / wall seconds of the load process
+
+
+def build_requests(spec: LoadSpec) -> list[bytes]:
+    """Distinct signed `call.status_changed` webhooks, the shape simulator.events_for produces."""
+    from callwatch import signatures
+
+    parts = urlsplit(spec.url)
+    host = parts.netloc
+    path = parts.path
+    count = int(spec.max_rate * (spec.seconds + spec.warmup)) + 1000
+    now = time.time()
+    stamp = int(now)
+    at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    out = []
+    for index in range(count):
+        body = {
+            "type": "call.status_changed",
+            "timestamp": at,
+            "data": {
+                "call_id": str(uuid.uuid4()),
+                "status": "initiated",
+                "agent_id": "sales-bot",
+                "agent_name": "Sales bot",
+                "direction": "outbound",
+                "from_number": "+15550001111",
+                "to_number": f"+1555{index % 10**7:07d}",
+                "campaign_id": "spring-promo",
+                "metadata": {},
+            },
+        }
+        content = json.dumps(body, separators=(",", ":")).encode()
+        signed = signatures.headers(spec.secret, f"msg_{uuid.uuid4().hex}", stamp, content)
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(content)}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+            + "\r\n"
+        )
+        out.append(head.encode() + content)
+    return out
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection with at most one request in flight."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        marker = head.find(b"\r\ncontent-length:")
+        if marker < 0:
+            waiter.set_exception(ConnectionError("response without content-length"))
+            return
+        stop = head.find(b"\r\n", marker + 2)
+        length = int(head[marker + 17 : stop if stop >= 0 else len(head)])
+        total = end + 4 + length
+        if len(self.buffer) < total:
+            return
+        del self.buffer[:total]
+        waiter.set_result(int(head[9:12]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc or ConnectionError("connection closed"))
+
+    async def request(self, data: bytes) -> int:
+        if self.transport is None:
+            raise ConnectionError("not connected")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+
+async def _drive(spec: LoadSpec, requests: list[bytes]) -> LoadResult:
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(spec.url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    indices = itertools.count()
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    result = LoadResult(generated=len(requests))
+    began = time.perf_counter()
+    measure_from = began + spec.warmup
+    stop_at = measure_from + spec.seconds
+
+    async def connect() -> _Connection:
+        _, protocol = await loop.create_connection(_Connection, host, port)
+        return protocol
+
+    async def worker() -> None:
+        connection = await connect()
+        while True:
+            start = time.perf_counter()
+            if start >= stop_at:
+                break
+            index = next(indices)
+            if index >= len(requests):
+                result.exhausted = True
+                break
+            try:
+                status = await connection.request(requests[index])
+            except (ConnectionError, OSError, ValueError):
+                result.errors += 1
+                if connection.transport is not None:
+                    connection.transport.close()
+                connection = await connect()
+                continue
+            done = time.perf_counter()
+            key = str(status)
+            statuses[key] = statuses.get(key, 0) + 1
+            if start >= measure_from:
+                latencies.append(done - start)
+        if connection.transport is not None:
+            connection.transport.close()
+
+    cpu_before = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(spec.connections)))
+    ended = time.perf_counter()
+    result.client_cpu = (time.process_time() - cpu_before) / (ended - began)
+    latencies.sort()
+    result.requests = len(latencies)
+    result.elapsed_s = min(ended, stop_at) - measure_from
+    result.rps = result.requests / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    result.p50_ms = harness.percentile(latencies, 0.50) * 1000
+    result.p99_ms = harness.percentile(latencies, 0.99) * 1000
+    result.max_ms = (latencies[-1] if latencies else float("nan")) * 1000
+    result.statuses = statuses
+    return result
+
+
+def run_load(spec_json: str) -> None:
+    """Load generator process: prints one JSON LoadResult on stdout."""
+    spec = LoadSpec(**json.loads(spec_json))
+    requests = build_requests(spec)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    result = asyncio.run(_drive(spec, requests))
+    print(json.dumps(asdict(result)))
+
+
+def load(spec: LoadSpec, server_pid: int) -> tuple[LoadResult, float]:
+    """Run the load generator in its own process; returns its result and the server's CPU use."""
+    import subprocess
+
+    cpu_before = harness.cpu_seconds(server_pid)
+    wall_before = time.monotonic()
+    argv = [harness.PYTHON, os.path.abspath(__file__), "--load", json.dumps(asdict(spec))]
+    completed = subprocess.run(
+        argv,
+        check=True,
+        capture_output=True,
+        cwd=harness.ROOT,
+        timeout=spec.seconds + spec.warmup + 120,
+    )
+    server_cpu = (harness.cpu_seconds(server_pid) - cpu_before) / (time.monotonic() - wall_before)
+    return LoadResult(**json.loads(completed.stdout)), server_cpu
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def _row(name: str, result: LoadResult, server_cpu: float) -> str:
+    return (
+        f"{name:<10} {result.rps:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
+        f"{result.max_ms:>8.1f} {result.requests:>9} {result.errors:>6} "
+        f"{result.client_cpu * 100:>9.0f}% {server_cpu * 100:>9.0f}%  "
+        f"{json.dumps(result.statuses, sort_keys=True)}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument(
+        "--max-rate",
+        type=int,
+        default=8000,
+        help="requests pre-generated per second of run (callwatch stops if used up)",
+    )
+    parser.add_argument("--postgres", default=harness.DEFAULT_PG)
+    parser.add_argument("--redis", default=harness.DEFAULT_REDIS)
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--load", metavar="JSON", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_server is not None:
+        run_bare_server(args.bare_server)
+        return 0
+    if args.load is not None:
+        run_load(args.load)
+        return 0
+
+    harness.install_signal_handlers()
+    try:
+        return bench(args)
+    except KeyboardInterrupt:
+        print("interrupted; children stopped and database dropped", file=sys.stderr)
+        return 130
+
+
+def bench(args: argparse.Namespace) -> int:
+    from sqlalchemy import text
+
+    def spec(url: str, secret: str) -> LoadSpec:
+        return LoadSpec(
+            url=url,
+            secret=secret,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            connections=args.connections,
+            max_rate=args.max_rate,
+        )
+
+    print(
+        f"receiver benchmark: {args.connections} connections, {args.warmup:g} s warm-up + "
+        f"{args.seconds:g} s measured, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+
+    port = harness.free_port()
+    base = f"http://127.0.0.1:{port}"
+    with harness.child(
+        [harness.PYTHON, os.path.abspath(__file__), "--bare-server", str(port)],
+    ) as server:
+        harness.wait_http(base + "/", server)
+        bare, bare_cpu = load(spec(f"{base}/webhooks/bare", "whsec_" + "A" * 44), server.pid)
+
+    harness.flush_redis(args.redis)
+    with harness.temp_database(args.postgres, "bench_receiver") as database_url:
+        port = harness.free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = harness.callwatch_env(database_url, args.redis, base)
+        with harness.serve(env, port) as server:
+            harness.wait_http(base + "/healthz", server)
+            webhook_url, secret = harness.create_source(base)
+            ours, ours_cpu = load(spec(webhook_url, secret), server.pid)
+        with harness.engine_for(database_url) as engine, engine.connect() as connection:
+            inbox_rows = connection.execute(text("SELECT count(*) FROM inbox")).scalar_one()
+    harness.flush_redis(args.redis)
+
+    print()
+    print(
+        f"{'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'measured':>9} {'errors':>6} {'clientCPU':>10} {'serverCPU':>10}  statuses (all)"
+    )
+    print(_row("bare", bare, bare_cpu))
+    print(_row("callwatch", ours, ours_cpu))
+    ratio = ours.rps / bare.rps if bare.rps else 0.0
+    ok_ratio = ratio >= GOAL_RATIO
+    ok_p99 = ours.p99_ms < GOAL_P99_MS
+    print()
+    print(
+        f"ratio callwatch/bare: {ratio:.3f}   goal >= {GOAL_RATIO}: "
+        f"{'MET' if ok_ratio else 'MISSED'}"
+    )
+    print(
+        f"callwatch p99: {ours.p99_ms:.2f} ms   goal < {GOAL_P99_MS:g} ms: "
+        f"{'MET' if ok_p99 else 'MISSED'}"
+    )
+    if ours.exhausted:
+        print("WARNING: callwatch used up the pre-generated requests; raise --max-rate")
+
+    accepted = ours.statuses.get("202", 0)
+    others = sum(n for status, n in ours.statuses.items() if status != "202")
+    balanced = inbox_rows == accepted and others == 0 and ours.errors == 0
+    print(
+        f"durability ledger: 202 replies {accepted}, other replies {others}, connection errors "
+        f"{ours.errors}, inbox rows {inbox_rows} -> {'OK' if balanced else 'MISMATCH'}"
+    )
+    return 0 if balanced else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Losing Redis, killing a worker, losing the database: nothing accepted is lost (DESIGN §2)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from callwatch.app import create_app
+from callwatch.runtime import Runtime
+from callwatch.settings import Settings
+from callwatch.simulator import DetailServer, events_for
+from callwatch.tables import Call
+from tests.conftest import create_org, create_source, make_settings, path_of, signed
+from tests.test_pipeline import hand_call
+from workers.app import app as celery_app
+from workers.app import configure
+from workers.tasks import sweep
+
+
+def send_all(client: TestClient, source: dict[str, Any], bodies: list[dict[str, Any]]) -> None:
+    for body in bodies:
+        raw = json.dumps(body).encode()
+        response = client.post(path_of(source["webhook_url"]), content=raw,
+                               headers=signed(source["signing_secret"], raw))
+        assert response.status_code == 202
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def calls_in(runtime: Runtime) -> list[tuple[str, int]]:
+    with runtime.sessions() as session:
+        return [(c.assembly_state, c.assembly_attempts) for c in session.scalars(select(Call))]
+
+
+def in_thread_worker(settings: Settings, runtime: Runtime) -> Any:
+    configure(celery_app, settings)
+    celery_app.runtime = runtime
+    return start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False,
+                        shutdown_timeout=30)
+
+
+def test_flushall_right_after_the_202_still_assembles(client, settings, runtime) -> None:
+    key = create_org(client)
+    with DetailServer() as server:
+        source = create_source(client, key, settings={"detail_url": server.detail_url})
+        call = hand_call("flushed-1")
+        server.add(call)
+        send_all(client, source, events_for(call, embed_detail=False))
+        redis.Redis.from_url(settings.broker_url).flushall()
+        with in_thread_worker(settings, runtime):
+            time.sleep(0.5)
+            assert calls_in(runtime) == []  # the queue messages really are gone
+            sweep.delay()
+            eventually(lambda: calls_in(runtime) == [("assembled", 1)])
+    celery_app.runtime = None
+
+
+def worker_process(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CALLWATCH_")}
+    env.update({
+        "CALLWATCH_DATABASE_URL": settings.database_url,
+        "CALLWATCH_REDIS_URL": settings.broker_url,
+        "CALLWATCH_SECRET_KEY": "test-secret-key",
+        "CALLWATCH_LEASE_S": str(settings.lease_s),
+        "CALLWATCH_LOG_LEVEL": "INFO",
+    })
+    return subprocess.Popen(
+        [sys.executable, "-m", "callwatch", "worker", "--concurrency", "2",
+         "--hostname", "doomed@%h"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_worker_sigkilled_mid_assembly_still_assembles_once(client, settings, runtime,
+                                                             tmp_path) -> None:
+    key = create_org(client)
+    with DetailServer() as server:
+        source = create_source(client, key, settings={"detail_url": server.detail_url})
+        call = hand_call("killed-1")
+        server.add(call, hang_first_s=30)
+        log = (tmp_path / "worker.log").open("wb")
+        doomed = worker_process(settings, log)
+        try:
+            send_all(client, source, events_for(call, embed_detail=False))
+            eventually(lambda: server.requests(call.call_id) == 1, timeout=30)
+        finally:
+            os.killpg(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+            log.close()
+        assert calls_in(runtime) == [("fetching", 1)]
+        with in_thread_worker(settings, runtime):
+            time.sleep(settings.lease_s)  # the dead run's lease must lapse first
+            sweep.delay()
+            eventually(lambda: calls_in(runtime) == [("assembled", 2)])
+        assert server.requests(call.call_id) == 2
+    celery_app.runtime = None
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Call)) == 1
+
+
+def test_database_unreachable_is_503(settings, tmp_path) -> None:
+    broken = "sqlite:////nonexistent/dir/callwatch.db"
+    if settings.database_url.startswith("postgresql"):
+        broken = "postgresql://postgres@127.0.0.1:1/test"
+    dead = make_settings(broken, settings.broker_url, tmp_path)
+    with TestClient(create_app(dead), raise_server_exceptions=False) as client:
+        response = client.post("/webhooks/some-token", content=b"{}")
+        ready = client.get("/readyz")
+    assert (response.status_code, response.headers["content-type"]) == (
+        503, "application/problem+json")
+    assert response.headers["retry-after"] == "5"
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["redis"] == "ok"
+
+
+def test_database_lost_after_the_source_lookup_is_503(settings, tmp_path) -> None:
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("the write lock is an SQLite way to make the database unavailable")
+    import sqlite3
+
+    cached = make_settings(settings.database_url, settings.broker_url, tmp_path,
+                           source_cache_s=60)
+    with TestClient(create_app(cached), raise_server_exceptions=False) as client:
+        source = create_source(client, create_org(client))
+        body = json.dumps(events_for(hand_call("locked-1"), embed_detail=False)[0]).encode()
+        first = client.post(path_of(source["webhook_url"]), content=body,
+                            headers=signed(source["signing_secret"], body))
+        assert first.status_code == 202
+        blocker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            response = client.post(path_of(source["webhook_url"]), content=body,
+                                   headers=signed(source["signing_secret"], body))
+        finally:
+            blocker.rollback()
+            blocker.close()
+    assert response.status_code == 503

@@ -1,0 +1,183 @@
+"""`callwatch up --demo` end to end: embedded Redis + SQLite, web, worker, beat, simulated calls."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+
+from callwatch.up import child_environment, local_url
+
+BANNER_TIMEOUT_S = 60.0
+ASSEMBLED_TIMEOUT_S = 60.0
+EXIT_TIMEOUT_S = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _descendants(root: int) -> set[int]:
+    pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    children: dict[int, list[int]] = {}
+    for pid in pids:
+        parent = _parent_of(pid)
+        if parent is not None:
+            children.setdefault(parent, []).append(pid)
+    found: set[int] = set()
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def _read(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()
+
+
+@dataclass
+class Up:
+    process: "subprocess.Popen[bytes]"
+    children: set[int] = field(default_factory=set)
+
+    def record_children(self) -> set[int]:
+        self.children |= _descendants(self.process.pid)
+        return set(self.children)
+
+
+@contextmanager
+def _callwatch_up(workdir: Path, port: int, stdout: IO[str], stderr: IO[str]) -> Iterator[Up]:
+    """`callwatch up --demo` in `workdir`; whatever is left of it is killed at the end."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CALLWATCH_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callwatch", "up", "--demo", "--port", str(port)],
+        cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+    )  # fmt: skip
+    up = Up(process)
+    try:
+        yield up
+    finally:
+        leftovers = up.record_children()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for pid in leftovers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _wait_for_api_key(up: Up, stdout: IO[str]) -> str:
+    deadline = time.monotonic() + BANNER_TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = re.search(r"API key\s+(cw_\S+)", _read(stdout))
+        if found:
+            return found.group(1)
+        assert up.process.poll() is None, "callwatch up exited before printing its banner"
+        up.record_children()
+        time.sleep(0.2)
+    raise AssertionError("no banner with an API key")
+
+
+def _wait_for_assembled_call(base_url: str, api_key: str) -> dict[str, Any]:
+    deadline = time.monotonic() + ASSEMBLED_TIMEOUT_S
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=5) as client:
+        while time.monotonic() < deadline:
+            response = client.get("/api/calls")
+            assert response.status_code == 200, response.text
+            for item in response.json()["items"]:
+                if item["assembly"]["state"] == "assembled":
+                    return dict(item)
+            time.sleep(1)
+    raise AssertionError(f"no assembled call within {ASSEMBLED_TIMEOUT_S:g} s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_up_demo_assembles_calls_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = _free_port()
+    with (
+        open(tmp_path / "stdout.txt", "w+") as stdout,
+        open(tmp_path / "stderr.txt", "w+") as stderr,
+    ):
+        try:
+            with _callwatch_up(tmp_path, port, stdout, stderr) as up:
+                api_key = _wait_for_api_key(up, stdout)
+                call = _wait_for_assembled_call(local_url("127.0.0.1", port), api_key)
+                assert call["source"] == "demo"
+                children = up.record_children()
+                assert len(children) >= 4  # web, worker, beat, redis-server
+
+                up.process.send_signal(signal.SIGINT)
+                code = up.process.wait(EXIT_TIMEOUT_S)
+
+                assert code == 0
+                assert not {child for child in children if _alive(child)}
+                assert "stopped" in _read(stdout)
+                assert (tmp_path / ".callwatch" / "callwatch.db").exists()
+                assert (tmp_path / ".callwatch" / "redis" / "appendonly.aof").exists()
+        finally:
+            print("---- callwatch up stdout\n" + _read(stdout))
+            print("---- callwatch up stderr (tail)\n" + _read(stderr)[-20000:])
+
+
+def test_children_get_the_resolved_configuration(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from callwatch.settings import Settings
+
+    settings = Settings(
+        redis_url="redis://127.0.0.1:1/0",
+        database_url="sqlite:///x.db",
+        secret_key=SecretStr("s"),
+        admin_token=SecretStr("adm_x"),
+        public_url="http://example.test",
+        data_dir=tmp_path,
+    )
+    env = child_environment(settings)
+    assert env["CALLWATCH_REDIS_URL"] == "redis://127.0.0.1:1/0"
+    assert env["CALLWATCH_DATABASE_URL"] == "sqlite:///x.db"
+    assert env["CALLWATCH_SECRET_KEY"] == "s"
+    assert env["CALLWATCH_ADMIN_TOKEN"] == "adm_x"
+    assert env["CALLWATCH_PUBLIC_URL"] == "http://example.test"
+    assert env["PATH"] == os.environ["PATH"]
+
+
+def test_local_url_turns_wildcards_into_loopback() -> None:
+    assert local_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"  # noqa: S104
+    assert local_url("::1", 8000) == "http://[::1]:8000"
+    assert local_url("localhost", 9) == "http://localhost:9"
