@@ -27,14 +27,14 @@ ADMIN = "adm_test_token"
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     given = os.environ.get("CALLWATCH_TEST_REDIS_URL")
     if given:
         yield given
         return
     from callwatch.embedded import EmbeddedRedis
 
-    with EmbeddedRedis(Path(os.environ.get("TMPDIR", "/tmp")) / f"cw-redis-{os.getpid()}") as server:
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
 
 
@@ -47,8 +47,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         return
     name = f"callwatch_test_{secrets.token_hex(4)}"
-    admin = create_engine(target.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        target.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = target.rsplit("/", 1)[0] + "/" + name
@@ -89,7 +90,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Sett
             connection.execute(table.delete())
     engine.dispose()
     redis.Redis.from_url(redis_url).flushdb()
-    yield make_settings(database_url, redis_url, tmp_path)
+    return make_settings(database_url, redis_url, tmp_path)
 
 
 @pytest.fixture
@@ -112,15 +113,17 @@ def worker(settings: Settings, runtime: Runtime) -> Iterator[None]:
 
     configure(app, settings)
     app.runtime = runtime
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      shutdown_timeout=30):
+    with start_worker(
+        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
+    ):
         yield
     app.runtime = None
 
 
 def create_org(client: TestClient, name: str = "acme") -> str:
-    response = client.post("/api/admin/orgs", json={"name": name},
-                           headers={"authorization": f"Bearer {ADMIN}"})
+    response = client.post(
+        "/api/admin/orgs", json={"name": name}, headers={"authorization": f"Bearer {ADMIN}"}
+    )
     assert response.status_code == 201, response.text
     key: str = response.json()["api_key"]
     return key
@@ -128,15 +131,17 @@ def create_org(client: TestClient, name: str = "acme") -> str:
 
 def create_source(client: TestClient, api_key: str, **body: Any) -> dict[str, Any]:
     payload = {"name": "gen", "provider": "generic", **body}
-    response = client.post("/api/sources", json=payload,
-                           headers={"authorization": f"Bearer {api_key}"})
+    response = client.post(
+        "/api/sources", json=payload, headers={"authorization": f"Bearer {api_key}"}
+    )
     assert response.status_code == 201, response.text
     source: dict[str, Any] = response.json()
     return source
 
 
-def signed(secret: str, body: bytes, *, msg_id: str | None = None,
-           timestamp: int | None = None) -> dict[str, str]:
+def signed(
+    secret: str, body: bytes, *, msg_id: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
     import time
 
     stamp = int(time.time()) if timestamp is None else timestamp

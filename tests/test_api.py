@@ -28,27 +28,31 @@ def test_org_create_shows_the_key_once_and_rejects_duplicates(client: TestClient
     body = created.json()
     assert created.status_code == 201
     assert sorted(body) == ["api_key", "id", "name"]
-    assert body["api_key"].startswith("cw_") and body["id"].startswith("org_")
+    assert body["api_key"].startswith("cw_")
+    assert body["id"].startswith("org_")
     assert (again.status_code, again.json()["field"]) == (409, "name")
     assert (empty.status_code, empty.json()["field"]) == (422, "name")
 
 
 def test_sources_show_the_secret_once_and_never_credentials(client: TestClient) -> None:
     key = create_org(client)
-    created = create_source(client, key, name="vapi-prod",
-                            credentials={"api_key": "provider-secret-123"})
+    created = create_source(
+        client, key, name="vapi-prod", credentials={"api_key": "provider-secret-123"}
+    )
     listed = client.get("/api/sources", headers=auth(key)).json()["items"]
     assert created["signing_secret"].startswith("whsec_")
     assert created["webhook_url"].startswith("http://testserver/webhooks/")
     assert len(created["webhook_url"].rsplit("/", 1)[1]) >= 22  # ≥ 128 random bits
     assert [item["name"] for item in listed] == ["vapi-prod"]
     text = json.dumps(listed)
-    assert "provider-secret-123" not in text and "whsec_" not in text
+    assert "provider-secret-123" not in text
+    assert "whsec_" not in text
 
 
 def test_unknown_provider_is_422_naming_it(client: TestClient) -> None:
-    response = client.post("/api/sources", json={"name": "x", "provider": "nope"},
-                           headers=auth(create_org(client)))
+    response = client.post(
+        "/api/sources", json={"name": "x", "provider": "nope"}, headers=auth(create_org(client))
+    )
     assert (response.status_code, response.json()["field"]) == (422, "provider")
 
 
@@ -57,8 +61,9 @@ def test_another_orgs_call_is_a_404(client: TestClient, worker: None) -> None:
     source = create_source(client, key_a)
     call = hand_call("private-1")
     body = json.dumps(events_for(call, embed_detail=False)[0]).encode()
-    response = client.post(path_of(source["webhook_url"]), content=body,
-                           headers=signed(source["signing_secret"], body))
+    response = client.post(
+        path_of(source["webhook_url"]), content=body, headers=signed(source["signing_secret"], body)
+    )
     assert response.status_code == 202
     call_id = _wait_for_call(client, key_a, "private-1")
     for ident in (call_id, "private-1"):
@@ -85,11 +90,16 @@ def test_list_filters_and_pages(client: TestClient, worker: None) -> None:
     source = create_source(client, key)
     for n, status in enumerate(["ringing", "busy", "ringing"]):
         body: dict[str, Any] = {
-            "type": "call.status_changed", "timestamp": f"2026-11-20T10:0{n}:00Z",
-            "data": {"call_id": f"c{n}", "status": status, "agent_id": f"agent-{n % 2}"}}
+            "type": "call.status_changed",
+            "timestamp": f"2026-11-20T10:0{n}:00Z",
+            "data": {"call_id": f"c{n}", "status": status, "agent_id": f"agent-{n % 2}"},
+        }
         raw = json.dumps(body).encode()
-        client.post(path_of(source["webhook_url"]), content=raw,
-                    headers=signed(source["signing_secret"], raw))
+        client.post(
+            path_of(source["webhook_url"]),
+            content=raw,
+            headers=signed(source["signing_secret"], raw),
+        )
     for n in range(3):
         _wait_for_call(client, key, f"c{n}")
 
@@ -109,5 +119,7 @@ def test_list_filters_and_pages(client: TestClient, worker: None) -> None:
 
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready",
-                                            "checks": {"database": "ok", "redis": "ok"}}
+    assert client.get("/readyz").json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "redis": "ok"},
+    }

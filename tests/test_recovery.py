@@ -30,8 +30,11 @@ from workers.tasks import sweep
 def send_all(client: TestClient, source: dict[str, Any], bodies: list[dict[str, Any]]) -> None:
     for body in bodies:
         raw = json.dumps(body).encode()
-        response = client.post(path_of(source["webhook_url"]), content=raw,
-                               headers=signed(source["signing_secret"], raw))
+        response = client.post(
+            path_of(source["webhook_url"]),
+            content=raw,
+            headers=signed(source["signing_secret"], raw),
+        )
         assert response.status_code == 202
 
 
@@ -52,8 +55,9 @@ def calls_in(runtime: Runtime) -> list[tuple[str, int]]:
 def in_thread_worker(settings: Settings, runtime: Runtime) -> Any:
     configure(celery_app, settings)
     celery_app.runtime = runtime
-    return start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False,
-                        shutdown_timeout=30)
+    return start_worker(
+        celery_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
+    )
 
 
 def test_flushall_right_after_the_202_still_assembles(client, settings, runtime) -> None:
@@ -74,23 +78,37 @@ def test_flushall_right_after_the_202_still_assembles(client, settings, runtime)
 
 def worker_process(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CALLWATCH_")}
-    env.update({
-        "CALLWATCH_DATABASE_URL": settings.database_url,
-        "CALLWATCH_REDIS_URL": settings.broker_url,
-        "CALLWATCH_SECRET_KEY": "test-secret-key",
-        "CALLWATCH_LEASE_S": str(settings.lease_s),
-        "CALLWATCH_LOG_LEVEL": "INFO",
-    })
+    env.update(
+        {
+            "CALLWATCH_DATABASE_URL": settings.database_url,
+            "CALLWATCH_REDIS_URL": settings.broker_url,
+            "CALLWATCH_SECRET_KEY": "test-secret-key",
+            "CALLWATCH_LEASE_S": str(settings.lease_s),
+            "CALLWATCH_LOG_LEVEL": "INFO",
+        }
+    )
     return subprocess.Popen(
-        [sys.executable, "-m", "callwatch", "worker", "--concurrency", "2",
-         "--hostname", "doomed@%h"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "callwatch",
+            "worker",
+            "--concurrency",
+            "2",
+            "--hostname",
+            "doomed@%h",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
 @pytest.mark.slow
-def test_worker_sigkilled_mid_assembly_still_assembles_once(client, settings, runtime,
-                                                             tmp_path) -> None:
+def test_worker_sigkilled_mid_assembly_still_assembles_once(
+    client, settings, runtime, tmp_path
+) -> None:
     key = create_org(client)
     with DetailServer() as server:
         source = create_source(client, key, settings={"detail_url": server.detail_url})
@@ -125,7 +143,9 @@ def test_database_unreachable_is_503(settings, tmp_path) -> None:
         response = client.post("/webhooks/some-token", content=b"{}")
         ready = client.get("/readyz")
     assert (response.status_code, response.headers["content-type"]) == (
-        503, "application/problem+json")
+        503,
+        "application/problem+json",
+    )
     assert response.headers["retry-after"] == "5"
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"] == "ok"
@@ -136,19 +156,24 @@ def test_database_lost_after_the_source_lookup_is_503(settings, tmp_path) -> Non
         pytest.skip("the write lock is an SQLite way to make the database unavailable")
     import sqlite3
 
-    cached = make_settings(settings.database_url, settings.broker_url, tmp_path,
-                           source_cache_s=60)
+    cached = make_settings(settings.database_url, settings.broker_url, tmp_path, source_cache_s=60)
     with TestClient(create_app(cached), raise_server_exceptions=False) as client:
         source = create_source(client, create_org(client))
         body = json.dumps(events_for(hand_call("locked-1"), embed_detail=False)[0]).encode()
-        first = client.post(path_of(source["webhook_url"]), content=body,
-                            headers=signed(source["signing_secret"], body))
+        first = client.post(
+            path_of(source["webhook_url"]),
+            content=body,
+            headers=signed(source["signing_secret"], body),
+        )
         assert first.status_code == 202
         blocker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
         blocker.execute("BEGIN EXCLUSIVE")
         try:
-            response = client.post(path_of(source["webhook_url"]), content=body,
-                                   headers=signed(source["signing_secret"], body))
+            response = client.post(
+                path_of(source["webhook_url"]),
+                content=body,
+                headers=signed(source["signing_secret"], body),
+            )
         finally:
             blocker.rollback()
             blocker.close()

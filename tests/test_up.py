@@ -80,11 +80,13 @@ class Up:
 
 
 @contextmanager
-def _callwatch_up(workdir: Path, port: int, stdout: IO[str], stderr: IO[str]) -> Iterator[Up]:
-    """`callwatch up --demo` in `workdir`; whatever is left of it is killed at the end."""
+def _callwatch_up(
+    workdir: Path, port: int, stdout: IO[str], stderr: IO[str], *options: str
+) -> Iterator[Up]:
+    """`callwatch up` in `workdir`; whatever is left of it is killed at the end."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CALLWATCH_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "callwatch", "up", "--demo", "--port", str(port)],
+        [sys.executable, "-m", "callwatch", "up", "--port", str(port), *options],
         cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
     )  # fmt: skip
     up = Up(process)
@@ -100,16 +102,23 @@ def _callwatch_up(workdir: Path, port: int, stdout: IO[str], stderr: IO[str]) ->
                 os.kill(pid, signal.SIGKILL)
 
 
-def _wait_for_api_key(up: Up, stdout: IO[str]) -> str:
+def _wait_for_banner(up: Up, stdout: IO[str], pattern: str) -> re.Match[str]:
     deadline = time.monotonic() + BANNER_TIMEOUT_S
     while time.monotonic() < deadline:
-        found = re.search(r"API key\s+(cw_\S+)", _read(stdout))
+        found = re.search(pattern, _read(stdout))
         if found:
-            return found.group(1)
+            return found
         assert up.process.poll() is None, "callwatch up exited before printing its banner"
         up.record_children()
         time.sleep(0.2)
-    raise AssertionError("no banner with an API key")
+    raise AssertionError(f"no banner matching {pattern!r}")
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return []
 
 
 def _wait_for_assembled_call(base_url: str, api_key: str) -> dict[str, Any]:
@@ -135,8 +144,8 @@ def test_up_demo_assembles_calls_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         open(tmp_path / "stderr.txt", "w+") as stderr,
     ):
         try:
-            with _callwatch_up(tmp_path, port, stdout, stderr) as up:
-                api_key = _wait_for_api_key(up, stdout)
+            with _callwatch_up(tmp_path, port, stdout, stderr, "--demo") as up:
+                api_key = _wait_for_banner(up, stdout, r"API key\s+(cw_\S+)").group(1)
                 call = _wait_for_assembled_call(local_url("127.0.0.1", port), api_key)
                 assert call["source"] == "demo"
                 children = up.record_children()
@@ -153,6 +162,44 @@ def test_up_demo_assembles_calls_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         finally:
             print("---- callwatch up stdout\n" + _read(stdout))
             print("---- callwatch up stderr (tail)\n" + _read(stderr)[-20000:])
+
+
+@pytest.mark.slow
+def test_a_child_that_dies_stops_everything_with_exit_code_1(tmp_path: Path) -> None:
+    with (
+        open(tmp_path / "stdout.txt", "w+") as stdout,
+        open(tmp_path / "stderr.txt", "w+") as stderr,
+    ):
+        try:
+            with _callwatch_up(tmp_path, _free_port(), stdout, stderr) as up:
+                _wait_for_banner(up, stdout, r"admin token\s+adm_")
+                children = up.record_children()
+                (worker,) = [pid for pid in children if "worker" in _command_line(pid)]
+
+                os.kill(worker, signal.SIGKILL)
+                code = up.process.wait(EXIT_TIMEOUT_S)
+
+                assert code == 1
+                assert "the worker process exited unexpectedly" in _read(stderr)
+                assert not {child for child in children if _alive(child)}
+        finally:
+            print("---- callwatch up stdout\n" + _read(stdout))
+            print("---- callwatch up stderr (tail)\n" + _read(stderr)[-20000:])
+
+
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {key: value for key, value in os.environ.items() if not key.startswith("CALLWATCH_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "callwatch", "up", "--port", str(port)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert not (tmp_path / ".callwatch").exists()
 
 
 def test_children_get_the_resolved_configuration(tmp_path: Path) -> None:

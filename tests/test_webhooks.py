@@ -13,12 +13,23 @@ from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source, path_of, signed
 
 
-def event(call_id: str = "abc-123", status: str = "ringing",
-          type_: str = "call.status_changed") -> dict[str, Any]:
-    return {"type": type_, "timestamp": "2026-11-20T10:00:00Z",
-            "data": {"call_id": call_id, "status": status, "agent_id": "sales-bot",
-                     "direction": "outbound", "from_number": "+15550001111",
-                     "to_number": "+15550002222", "campaign_id": None, "metadata": {}}}
+def event(
+    call_id: str = "abc-123", status: str = "ringing", type_: str = "call.status_changed"
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "timestamp": "2026-11-20T10:00:00Z",
+        "data": {
+            "call_id": call_id,
+            "status": status,
+            "agent_id": "sales-bot",
+            "direction": "outbound",
+            "from_number": "+15550001111",
+            "to_number": "+15550002222",
+            "campaign_id": None,
+            "metadata": {},
+        },
+    }
 
 
 @pytest.fixture
@@ -79,7 +90,9 @@ def test_stale_or_future_timestamp_is_401(client, source, skew) -> None:
     headers = signed(source["signing_secret"], body, timestamp=int(time.time()) + skew)
     response = post(client, source, body, headers)
     assert (response.status_code, response.json()["detail"]) == (
-        401, "webhook-timestamp is outside the 5 minute tolerance")
+        401,
+        "webhook-timestamp is outside the 5 minute tolerance",
+    )
 
 
 def test_wrong_secret_is_401(client, source) -> None:
@@ -104,8 +117,7 @@ def test_tampered_body_is_401(client, source) -> None:
         (json.dumps(event(status="dancing")).encode(), 422, "data.status"),
         (json.dumps(event(type_="call.deleted")).encode(), 422, "type"),
         (json.dumps(event(call_id="")).encode(), 422, "data.call_id"),
-        (json.dumps(event(status="ringing", type_="call.completed")).encode(), 422,
-         "data.status"),
+        (json.dumps(event(status="ringing", type_="call.completed")).encode(), 422, "data.status"),
         (json.dumps([1, 2]).encode(), 422, None),
     ],
 )

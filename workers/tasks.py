@@ -1,5 +1,7 @@
 """Thin tasks: take ids, call into callwatch.pipeline, schedule the next step."""
 
+from typing import Any
+
 from celery import Task
 
 from callwatch import pipeline, sweeper
@@ -12,7 +14,7 @@ DB_RETRY_S = 5
 
 
 @app.task(name=INGEST, bind=True, max_retries=12)
-def ingest(self: Task, inbox_ids: list[str]) -> None:
+def ingest(self: Task[Any, Any], inbox_ids: list[str]) -> None:
     try:
         ready = pipeline.ingest(runtime(), inbox_ids)
     except StoreUnavailable as exc:
@@ -22,7 +24,7 @@ def ingest(self: Task, inbox_ids: list[str]) -> None:
 
 
 @app.task(name=ASSEMBLE, bind=True, max_retries=12)
-def assemble(self: Task, call_id: str) -> None:
+def assemble(self: Task[Any, Any], call_id: str) -> None:
     try:
         countdown = pipeline.assemble(runtime(), call_id)
     except StoreUnavailable as exc:
@@ -37,6 +39,6 @@ def sweep() -> None:
     with transaction(rt.sessions) as session:
         overdue = sweeper.sweep(session, rt.clock(), rt.settings.sweep_grace_s)
     for start in range(0, len(overdue.inbox_ids), 100):
-        ingest.delay(overdue.inbox_ids[start:start + 100])
+        ingest.delay(overdue.inbox_ids[start : start + 100])
     for call_id in overdue.call_ids:
         assemble.delay(call_id)

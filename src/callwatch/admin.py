@@ -19,6 +19,7 @@ async def create_org(request: Request) -> JSONResponse:
     require_admin(request)
     data = parse_body(tenancy.OrgIn, await request.body())
     services: Services = request.app.state.services
+
     def create() -> dict[str, Any]:
         with transaction(services.runtime.sessions) as session:
             org, key = tenancy.create_org(session, data, utcnow())

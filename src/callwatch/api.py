@@ -55,10 +55,14 @@ def list_calls(request: Request) -> JSONResponse:
     with transaction(services.runtime.sessions) as session:
         total = session.scalar(select(func.count()).select_from(Call).where(*where)) or 0
         rows = session.scalars(
-            select(Call).where(*where).order_by(Call.started_at.desc(), Call.id.desc())
-            .offset(query.skip).limit(query.limit)
+            select(Call)
+            .where(*where)
+            .order_by(Call.started_at.desc(), Call.id.desc())
+            .offset(query.skip)
+            .limit(query.limit)
         ).all()
-        items = [_json(calls.record_of(session, row), transcript="transcript" in query.include)
-                 for row in rows]
-    return JSONResponse({"items": items, "total": total, "skip": query.skip,
-                         "limit": query.limit})
+        items = [
+            _json(calls.record_of(session, row), transcript="transcript" in query.include)
+            for row in rows
+        ]
+    return JSONResponse({"items": items, "total": total, "skip": query.skip, "limit": query.limit})

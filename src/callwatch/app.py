@@ -53,4 +53,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.services.redis.close()
             runtime.close()
 
-    return Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    return Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)

@@ -39,7 +39,9 @@ def recording_of(details: CallDetails, now: datetime) -> Recording:
     platform says so; else `pending`."""
     given = details.recording or Recording()
     if given.url:
-        return given.model_copy(update={"status": "available", "available_at": given.available_at or now})
+        return given.model_copy(
+            update={"status": "available", "available_at": given.available_at or now}
+        )
     if given.status == "missing":
         return Recording(status="missing")
     if details.answered_at is None and details.status in TERMINAL_STATUSES - {"completed"}:
@@ -82,10 +84,11 @@ def build(
     )
 
 
-def backoff(failures: int, *, base: float, cap: float, retry_after: float | None,
-            jitter: float) -> float:
+def backoff(
+    failures: int, *, base: float, cap: float, retry_after: float | None, jitter: float
+) -> float:
     """Exponential backoff with jitter in [0.5, 1.5); Retry-After is a floor; never above cap."""
-    delay = base * 2 ** max(0, failures - 1) * (0.5 + jitter)
+    delay: float = base * 2.0 ** max(0, failures - 1) * (0.5 + jitter)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return min(delay, cap)
@@ -93,4 +96,5 @@ def backoff(failures: int, *, base: float, cap: float, retry_after: float | None
 
 def recording_delay(checks: int, *, low: float, high: float, left: float) -> float:
     """Short, growing re-check delays for a recording, never past the wait deadline."""
-    return max(0.0, min(low * 1.5 ** checks, high, left))
+    grown: float = low * 1.5**checks
+    return max(0.0, min(grown, high, left))

@@ -22,13 +22,23 @@ class Applied:
     assembled: bool
 
 
-def _ensure_call(session: Session, row: InboxEvent, provider: str, event: CallEvent,
-                 now: datetime) -> Call:
+def _ensure_call(
+    session: Session, row: InboxEvent, provider: str, event: CallEvent, now: datetime
+) -> Call:
     values = {
-        "id": ids.new_id("call"), "org_id": row.org_id, "source_id": row.source_id,
-        "provider": provider, "provider_call_id": row.provider_call_id, "started_at": event.at,
-        "fields": {}, "assembly_state": "pending", "assembly_attempts": 0,
-        "assembly_failures": 0, "has_recording": False, "created_at": now, "updated_at": now,
+        "id": ids.new_id("call"),
+        "org_id": row.org_id,
+        "source_id": row.source_id,
+        "provider": provider,
+        "provider_call_id": row.provider_call_id,
+        "started_at": event.at,
+        "fields": {},
+        "assembly_state": "pending",
+        "assembly_attempts": 0,
+        "assembly_failures": 0,
+        "has_recording": False,
+        "created_at": now,
+        "updated_at": now,
     }
     session.execute(insert_ignore(session, Call.__table__, [values]))  # type: ignore[arg-type]
     # The row lock serialises concurrent events of one call (Postgres; SQLite locks the file).
@@ -78,16 +88,18 @@ def apply_inbox(session: Session, inbox_id: str, now: datetime) -> Applied | Non
     ready = state.terminal and call.assembly_state == "pending" and call.assembly_next_at is None
     if ready:
         call.assembly_next_at = now
-    return Applied(call_id=call.id, ready_to_assemble=ready,
-                   assembled=call.assembly_state == "assembled")
+    return Applied(
+        call_id=call.id, ready_to_assemble=ready, assembled=call.assembly_state == "assembled"
+    )
 
 
 def find(session: Session, org_id: str, call_id: str) -> Call:
     """A call of this org by callwatch id or provider call id; other orgs' calls are NotFound."""
     call = session.scalars(
-        select(Call).where(
-            Call.org_id == org_id, (Call.id == call_id) | (Call.provider_call_id == call_id)
-        ).order_by(Call.started_at.desc()).limit(1)
+        select(Call)
+        .where(Call.org_id == org_id, (Call.id == call_id) | (Call.provider_call_id == call_id))
+        .order_by(Call.started_at.desc())
+        .limit(1)
     ).one_or_none()
     if call is None:
         raise NotFound(f"no call {call_id!r}")
@@ -96,7 +108,7 @@ def find(session: Session, org_id: str, call_id: str) -> Call:
 
 def assembly_view(call: Call) -> Assembly:
     return Assembly(
-        state=call.assembly_state,  # type: ignore[arg-type]
+        state=call.assembly_state,
         attempts=call.assembly_attempts,
         assembled_at=call.assembled_at,
         last_error=call.assembly_last_error,
@@ -109,14 +121,23 @@ def record_of(session: Session, call: Call) -> CallRecord:
     if call.record is not None:
         stored = CallRecord.model_validate(call.record)
         return stored.model_copy(
-            update={"timeline": state.timeline, "assembly": assembly_view(call),
-                    "updated_at": call.updated_at}
+            update={
+                "timeline": state.timeline,
+                "assembly": assembly_view(call),
+                "updated_at": call.updated_at,
+            }
         )
     source = session.get(Source, call.source_id)
     return assembly.build(
-        call_id=call.id, org_id=call.org_id, source=source.name if source else "",
-        provider=call.provider, provider_call_id=call.provider_call_id, state=state,
-        details=assembly.merge(state, None), recording=assembly.recording_of(
-            assembly.merge(state, None), call.updated_at),
-        metrics=None, assembly=assembly_view(call), updated_at=call.updated_at,
+        call_id=call.id,
+        org_id=call.org_id,
+        source=source.name if source else "",
+        provider=call.provider,
+        provider_call_id=call.provider_call_id,
+        state=state,
+        details=assembly.merge(state, None),
+        recording=assembly.recording_of(assembly.merge(state, None), call.updated_at),
+        metrics=None,
+        assembly=assembly_view(call),
+        updated_at=call.updated_at,
     )

@@ -27,8 +27,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from callwatch.app import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False
+    )
     return 0
 
 
@@ -40,9 +41,21 @@ def _celery(argv: list[str]) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    return _celery(["worker", "--loglevel", "WARNING", "--pool", "threads",
-                    "--concurrency", str(args.concurrency), "--without-gossip",
-                    "--without-mingle", "--hostname", args.hostname])
+    return _celery(
+        [
+            "worker",
+            "--loglevel",
+            "WARNING",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(args.concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            args.hostname,
+        ]
+    )
 
 
 def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
@@ -90,10 +103,13 @@ def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = _runtime(settings)
     data = tenancy.SourceIn(
-        name=args.name, provider=args.provider,
-        settings=tenancy.SourceSettings(detail_url=args.detail_url,
-                                        api_base_url=args.api_base_url,
-                                        allowed_ips=args.allowed_ip or []),
+        name=args.name,
+        provider=args.provider,
+        settings=tenancy.SourceSettings(
+            detail_url=args.detail_url,
+            api_base_url=args.api_base_url,
+            allowed_ips=args.allowed_ip or [],
+        ),
         credentials=_credentials(args.credential or []),
     )
     with transaction(rt.sessions) as session:
@@ -123,18 +139,25 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.simulator import Progress, run_simulation
 
     def show(progress: Progress) -> None:
-        print(f"\rcalls {progress.calls_done}/{args.calls}  sent {progress.sent}  "
-              f"accepted {progress.accepted}  duplicates {progress.duplicates}  "
-              f"rejected {sum(progress.rejected.values())}  errors {progress.errors}",
-              end="", file=sys.stderr, flush=True)
+        print(
+            f"\rcalls {progress.calls_done}/{args.calls}  sent {progress.sent}  "
+            f"accepted {progress.accepted}  duplicates {progress.duplicates}  "
+            f"rejected {sum(progress.rejected.values())}  errors {progress.errors}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    result = run_simulation(args.url, args.secret, calls=args.calls, rate=args.rate,
-                            seed=args.seed, on_progress=show)
+    result = run_simulation(
+        args.url, args.secret, calls=args.calls, rate=args.rate, seed=args.seed, on_progress=show
+    )
     show(result)
     print(file=sys.stderr)
     if result.rejected or result.errors:
-        return _fail(f"{sum(result.rejected.values())} rejected, {result.errors} connection "
-                     f"errors ({dict(result.rejected)}); check --url and --secret")
+        return _fail(
+            f"{sum(result.rejected.values())} rejected, {result.errors} connection "
+            f"errors ({dict(result.rejected)}); check --url and --secret"
+        )
     return 0
 
 
@@ -148,9 +171,12 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="callwatch", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[argparse.Namespace, Settings], int],
-            helptext: str, parent: "argparse._SubParsersAction[argparse.ArgumentParser]" = sub,
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str,
+        handler: Callable[[argparse.Namespace, Settings], int],
+        helptext: str,
+        parent: "argparse._SubParsersAction[argparse.ArgumentParser]" = sub,
+    ) -> argparse.ArgumentParser:
         command = parent.add_parser(name, help=helptext, description=helptext)
         command.set_defaults(handler=handler)
         return command
@@ -208,8 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sqlalchemy.exc import OperationalError
 
         if isinstance(exc, OperationalError):
-            return _fail(f"cannot reach the database ({exc.orig}); check CALLWATCH_DATABASE_URL "
-                         "and run `callwatch migrate`")
+            return _fail(
+                f"cannot reach the database ({exc.orig}); check CALLWATCH_DATABASE_URL "
+                "and run `callwatch migrate`"
+            )
         raise
 
 

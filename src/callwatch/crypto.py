@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 
 def hash_key(api_key: str) -> str:
-    # API keys carry 192 random bits, so a fast hash is as safe as a slow one and keeps lookups cheap.
+    # API keys carry 192 random bits: a fast hash is as safe as a slow one, and lookups stay cheap.
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
@@ -27,5 +27,7 @@ class Vault:
         try:
             value: dict[str, Any] = json.loads(self._fernet.decrypt(sealed.encode()))
         except InvalidToken:
-            raise ValueError("credentials cannot be decrypted: wrong CALLWATCH_SECRET_KEY") from None
+            raise ValueError(
+                "credentials cannot be decrypted: wrong CALLWATCH_SECRET_KEY"
+            ) from None
         return value

@@ -18,7 +18,7 @@ from callwatch.errors import StoreUnavailable
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
     # Transactions are begun explicitly below, as BEGIN IMMEDIATE.
-    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -64,4 +64,5 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
     """INSERT … ON CONFLICT DO NOTHING for the session's dialect (Postgres and SQLite alike)."""
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).values(list(rows)).on_conflict_do_nothing()
+    statement: Insert = module.insert(table).values(list(rows)).on_conflict_do_nothing()
+    return statement

@@ -20,8 +20,13 @@ class CallStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset(
-    {CallStatus.completed, CallStatus.failed, CallStatus.no_answer, CallStatus.busy,
-     CallStatus.canceled}
+    {
+        CallStatus.completed,
+        CallStatus.failed,
+        CallStatus.no_answer,
+        CallStatus.busy,
+        CallStatus.canceled,
+    }
 )
 
 _RANK = {

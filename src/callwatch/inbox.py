@@ -32,8 +32,13 @@ class GroupWriter:
     A request's future resolves only after the commit, so a 2xx still means durable.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], enqueue: Callable[[list[str]], None],
-                 *, max_rows: int = 500) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        enqueue: Callable[[list[str]], None],
+        *,
+        max_rows: int = 500,
+    ) -> None:
         self._sessions = sessions
         self._enqueue = enqueue
         self._max_rows = max_rows
@@ -94,8 +99,9 @@ class GroupWriter:
                 log.warning("enqueue failed; the sweeper will pick the events up", exc_info=True)
 
 
-def _settle(future: asyncio.Future[list[bool]], value: list[bool] | None,
-            error: BaseException | None) -> None:
+def _settle(
+    future: asyncio.Future[list[bool]], value: list[bool] | None, error: BaseException | None
+) -> None:
     if future.done():
         return
     if error is not None:

@@ -12,9 +12,9 @@ from callwatch.db import transaction
 from callwatch.errors import Permanent, Retryable, StoreUnavailable
 from callwatch.providers.base import FetchContext, SourceConfig
 from callwatch.records import CallDetails, CallRecord, Recording
-from callwatch.state import CallState
 from callwatch.runtime import Runtime
-from callwatch.tables import Call
+from callwatch.state import CallState
+from callwatch.tables import Call, Source
 
 log = logging.getLogger("callwatch.pipeline")
 
@@ -111,8 +111,16 @@ def _finish_failed(call: Call, error: str, now: datetime) -> None:
     log.warning("assembly failed", extra={"call_id": call.id, "error": error})
 
 
-def _failed(session: Session, rt: Runtime, call_id: str, error: str, retry_after: float | None,
-            now: datetime, *, final: bool = False) -> float | None:
+def _failed(
+    session: Session,
+    rt: Runtime,
+    call_id: str,
+    error: str,
+    retry_after: float | None,
+    now: datetime,
+    *,
+    final: bool = False,
+) -> float | None:
     call = _locked(session, call_id)
     if call is None or call.assembly_state not in UNFINISHED:
         return None
@@ -123,18 +131,24 @@ def _failed(session: Session, rt: Runtime, call_id: str, error: str, retry_after
         _finish_failed(call, error, now)
         return None
     delay = assembly.backoff(
-        call.assembly_failures, base=rt.settings.fetch_backoff_base_s,
-        cap=rt.settings.max_countdown_s, retry_after=retry_after, jitter=rt.rng.random(),
+        call.assembly_failures,
+        base=rt.settings.fetch_backoff_base_s,
+        cap=rt.settings.max_countdown_s,
+        retry_after=retry_after,
+        jitter=rt.rng.random(),
     )
     call.assembly_next_at = now + timedelta(seconds=delay)
     call.updated_at = now
-    log.info("detail fetch failed, retrying",
-             extra={"call_id": call_id, "error": error, "retry_in_s": round(delay, 2)})
+    log.info(
+        "detail fetch failed, retrying",
+        extra={"call_id": call_id, "error": error, "retry_in_s": round(delay, 2)},
+    )
     return delay
 
 
-def _complete(session: Session, rt: Runtime, call_id: str, details: CallDetails,
-              now: datetime) -> float | None:
+def _complete(
+    session: Session, rt: Runtime, call_id: str, details: CallDetails, now: datetime
+) -> float | None:
     call = _locked(session, call_id)
     if call is None or call.assembly_state not in UNFINISHED:
         return None
@@ -151,7 +165,8 @@ def _complete(session: Session, rt: Runtime, call_id: str, details: CallDetails,
         left = (deadline - now).total_seconds()
         if left > 0:
             delay = assembly.recording_delay(
-                call.assembly_attempts - 1, low=rt.settings.recording_check_min_s,
+                call.assembly_attempts - 1,
+                low=rt.settings.recording_check_min_s,
                 high=min(rt.settings.recording_check_max_s, rt.settings.max_countdown_s),
                 left=left,
             )
@@ -178,15 +193,27 @@ def _rebuild(session: Session, call_id: str, now: datetime) -> None:
     _store_record(session, call, state, assembly.merge(state, details), recording, now)
 
 
-def _store_record(session: Session, call: Call, state: CallState, merged: CallDetails,
-                  recording: Recording, now: datetime) -> None:
-    source = session.get(tenancy.Source, call.source_id)
+def _store_record(
+    session: Session,
+    call: Call,
+    state: CallState,
+    merged: CallDetails,
+    recording: Recording,
+    now: datetime,
+) -> None:
+    source = session.get(Source, call.source_id)
     record = assembly.build(
-        call_id=call.id, org_id=call.org_id, source=source.name if source else "",
-        provider=call.provider, provider_call_id=call.provider_call_id, state=state,
-        details=merged, recording=recording,
+        call_id=call.id,
+        org_id=call.org_id,
+        source=source.name if source else "",
+        provider=call.provider,
+        provider_call_id=call.provider_call_id,
+        state=state,
+        details=merged,
+        recording=recording,
         metrics=metrics.compute(merged, ringing_at=state.ringing_at),
-        assembly=calls.assembly_view(call), updated_at=now,
+        assembly=calls.assembly_view(call),
+        updated_at=now,
     )
     call.record = record.model_dump(mode="json")
     call.status = record.status

@@ -8,8 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from callwatch.events import CallStatus
 
 EndReason = Literal[
-    "user_hangup", "agent_hangup", "no_answer", "busy", "timeout", "error", "transferred",
-    "voicemail", "other",
+    "user_hangup",
+    "agent_hangup",
+    "no_answer",
+    "busy",
+    "timeout",
+    "error",
+    "transferred",
+    "voicemail",
+    "other",
 ]
 RecordingStatus = Literal["available", "pending", "missing", "none"]
 AssemblyState = Literal["pending", "fetching", "awaiting_recording", "assembled", "failed"]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from callwatch.errors import Unauthorized
 
 TOLERANCE_S = 300
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 
 def new_secret() -> str:

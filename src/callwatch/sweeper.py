@@ -30,7 +30,9 @@ def sweep(session: Session, now: datetime, grace_s: float) -> Overdue:
     retry = [event_id for event_id, attempts in stale if attempts < MAX_INBOX_DELIVERIES]
     if dead:
         session.execute(
-            update(InboxEvent).where(InboxEvent.id.in_(dead)).values(
+            update(InboxEvent)
+            .where(InboxEvent.id.in_(dead))
+            .values(
                 processed_at=now,
                 last_error=f"not applied after {MAX_INBOX_DELIVERIES} deliveries",
             )
@@ -39,18 +41,24 @@ def sweep(session: Session, now: datetime, grace_s: float) -> Overdue:
         if attempts < MAX_INBOX_DELIVERIES:
             # Spaced out exponentially so a long worker outage does not exhaust the deliveries.
             session.execute(
-                update(InboxEvent).where(InboxEvent.id == event_id).values(
+                update(InboxEvent)
+                .where(InboxEvent.id == event_id)
+                .values(
                     attempts=attempts + 1,
                     due_at=now + timedelta(seconds=grace_s * 2**attempts),
                 )
             )
-    due = list(session.scalars(
-        select(Call.id)
-        .where(Call.assembly_state.in_(("pending", "fetching", "awaiting_recording")),
-               Call.assembly_next_at < cutoff)
-        .order_by(Call.assembly_next_at)
-        .limit(BATCH)
-    ))
+    due = list(
+        session.scalars(
+            select(Call.id)
+            .where(
+                Call.assembly_state.in_(("pending", "fetching", "awaiting_recording")),
+                Call.assembly_next_at < cutoff,
+            )
+            .order_by(Call.assembly_next_at)
+            .limit(BATCH)
+        )
+    )
     if due:
         # Pushed forward so the next sweep does not send them again while they are queued.
         session.execute(update(Call).where(Call.id.in_(due)).values(assembly_next_at=now))

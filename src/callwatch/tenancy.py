@@ -1,7 +1,6 @@
 """Orgs, their API keys and their sources; data functions take a Session and never commit."""
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, Field, HttpUrl
 from sqlalchemy import select
@@ -45,8 +44,13 @@ def create_org(session: Session, data: OrgIn, now: datetime) -> tuple[Org, str]:
 def issue_api_key(session: Session, org_id: str, now: datetime) -> str:
     key = ids.new_token("cw_")
     session.add(
-        ApiKey(id=ids.new_id("key"), org_id=org_id, key_hash=hash_key(key), prefix=key[:7],
-               created_at=now)
+        ApiKey(
+            id=ids.new_id("key"),
+            org_id=org_id,
+            key_hash=hash_key(key),
+            prefix=key[:7],
+            created_at=now,
+        )
     )
     return key
 

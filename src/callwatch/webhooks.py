@@ -36,14 +36,24 @@ def _check_ip(source: SourceConfig, client_ip: str | None) -> None:
         raise Unauthorized(f"client address {client_ip} is not in this source's allowed_ips")
 
 
-def _row(source: SourceConfig, event: CallEvent, request: WebhookRequest,
-         now: datetime) -> dict[str, Any]:
+def _row(
+    source: SourceConfig, event: CallEvent, request: WebhookRequest, now: datetime
+) -> dict[str, Any]:
     return {
-        "id": ids.new_id("evt"), "org_id": source.org_id, "source_id": source.id,
-        "dedupe_key": event.dedupe_key, "provider_call_id": event.provider_call_id,
-        "event": event.model_dump(mode="json"), "raw_body": request.body.decode("utf-8", "replace"),
-        "content_type": request.content_type, "received_at": now, "due_at": now,
-        "processed_at": None, "call_id": None, "attempts": 0, "last_error": None,
+        "id": ids.new_id("evt"),
+        "org_id": source.org_id,
+        "source_id": source.id,
+        "dedupe_key": event.dedupe_key,
+        "provider_call_id": event.provider_call_id,
+        "event": event.model_dump(mode="json"),
+        "raw_body": request.body.decode("utf-8", "replace"),
+        "content_type": request.content_type,
+        "received_at": now,
+        "due_at": now,
+        "processed_at": None,
+        "call_id": None,
+        "attempts": 0,
+        "last_error": None,
     }
 
 
@@ -57,8 +67,12 @@ async def receive(request: Request) -> JSONResponse:
     client_ip = request.client.host if request.client else None
     _check_ip(source, client_ip)
     incoming = WebhookRequest(
-        body=body, headers=request.headers, content_type=request.headers.get("content-type", ""),
-        client_ip=client_ip, url=settings.public_url.rstrip("/") + request.url.path
+        body=body,
+        headers=request.headers,
+        content_type=request.headers.get("content-type", ""),
+        client_ip=client_ip,
+        url=settings.public_url.rstrip("/")
+        + request.url.path
         + (f"?{request.url.query}" if request.url.query else ""),
         query=request.query_params,
     )
@@ -70,9 +84,15 @@ async def receive(request: Request) -> JSONResponse:
     flags = await services.writer.submit(rows)
     accepted = [row["id"] for row, new in zip(rows, flags, strict=True) if new]
     for row, new in zip(rows, flags, strict=True):
-        log.info("webhook received", extra={
-            "source": source.name, "call_id": row["provider_call_id"],
-            "event_id": row["id"], "outcome": "accepted" if new else "duplicate"})
+        log.info(
+            "webhook received",
+            extra={
+                "source": source.name,
+                "call_id": row["provider_call_id"],
+                "event_id": row["id"],
+                "outcome": "accepted" if new else "duplicate",
+            },
+        )
     if not accepted:
         return JSONResponse({"status": "duplicate"}, status_code=202)
     return JSONResponse({"status": "accepted", "events": accepted}, status_code=202)

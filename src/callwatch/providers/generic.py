@@ -15,7 +15,7 @@ from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.records import CallDetails
 from callwatch.validation import invalid, parse_json
 
-_FIELD_NAMES = frozenset(CallFields.model_fields)
+_FIELD_NAMES = set(CallFields.model_fields)
 
 
 class GenericData(BaseModel):
@@ -75,8 +75,9 @@ class GenericProvider:
             )
         fields = CallFields(**data.model_dump(include=_FIELD_NAMES))
         detail = data.model_dump(mode="json", exclude={"call_id"}) if completed else None
-        dedupe = delivery_id or _stable_key(data.call_id, envelope.type, data.status,
-                                            envelope.timestamp)
+        dedupe = delivery_id or _stable_key(
+            data.call_id, envelope.type, data.status, envelope.timestamp
+        )
         return [
             CallEvent(
                 provider_call_id=data.call_id,
