@@ -319,7 +319,7 @@ def main() -> int:
 def bench(args: argparse.Namespace) -> int:
     from sqlalchemy import text
 
-    def spec(url: str, secret: str) -> LoadSpec:
+    def spec(url: str, secret: str, server_pid: int, *, cycle: bool = False) -> LoadSpec:
         return LoadSpec(
             url=url,
             secret=secret,
@@ -327,6 +327,8 @@ def bench(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             connections=args.connections,
             max_rate=args.max_rate,
+            server_pid=server_pid,
+            cycle=cycle,
         )
 
     print(

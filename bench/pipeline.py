@@ -1,0 +1,251 @@
+"""End-to-end pipeline: webhooks in → inbox → Celery (2 workers) → detail fetch → assembled record.
+
+Usage (from the repository root):
+
+    .venv/bin/python bench/pipeline.py [--calls 500] [--concurrency 32] [--worker-threads 4]
+        [--timeout 120] [--seed 1]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test]
+        [--redis redis://127.0.0.1:6379/5]
+
+What it does:
+
+1. A fresh Postgres database (created, migrated, dropped at the end), Redis db 5 flushed,
+   `python -m callwatch serve` plus TWO `python -m callwatch worker` processes (distinct
+   --hostname, `--worker-threads` threads each), all stopped on exit (also on Ctrl-C).
+2. A `callwatch.simulator.DetailServer` in this process; every call is registered with its
+   recording available at once (recording_after_s=0). A generic source whose
+   settings.detail_url is the server's template.
+3. `--calls` simulated calls (`make_call`), each posting its `events_for(..., embed_detail=False)`
+   in order, `--concurrency` calls in flight, as fast as the server answers.
+4. Polls the database until every call is assembled or failed (or `--timeout`), then measures
+   per call: completion event's `inbox.received_at` → `calls.assembled_at` (both the server's
+   clock). Throughput: assembled calls / (first completion received → last assembled).
+5. Ledger: sent = assembled + failed + missing-recording (assembled without its recording);
+   anything else (unfinished, never stored) makes the run VOID.
+
+Goal: >= 100 calls/s and p95 < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness
+import httpx
+from sqlalchemy import Engine, text
+
+from callwatch.simulator import DetailServer, SimCall, events_for, make_call, signed_request
+
+GOAL_RATE = 100.0
+GOAL_P95_S = 1.0
+
+
+@dataclass
+class SendStats:
+    requests: int = 0
+    accepted: int = 0
+    rejected: Counter[int] | None = None
+    errors: int = 0
+    elapsed_s: float = 0.0
+
+
+async def send_all(url: str, secret: str, calls: list[SimCall], concurrency: int) -> SendStats:
+    stats = SendStats(rejected=Counter())
+    queue: asyncio.Queue[SimCall] = asyncio.Queue()
+    for call in calls:
+        queue.put_nowait(call)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
+
+        async def player() -> None:
+            while not queue.empty():
+                call = queue.get_nowait()
+                for body in events_for(call, embed_detail=False):
+                    content, headers = signed_request(secret, body, time.time())
+                    stats.requests += 1
+                    try:
+                        response = await client.post(url, content=content, headers=headers)
+                    except httpx.HTTPError:
+                        stats.errors += 1
+                        continue
+                    if response.status_code == 202:
+                        stats.accepted += 1
+                    else:
+                        assert stats.rejected is not None
+                        stats.rejected[response.status_code] += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(player() for _ in range(concurrency)))
+        stats.elapsed_s = time.perf_counter() - began
+    return stats
+
+
+def wait_settled(engine: Engine, expected: int, timeout_s: float) -> dict[str, int]:
+    """Poll until every expected call is assembled or failed; returns counts by state."""
+    deadline = time.monotonic() + timeout_s
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT assembly_state, count(*) FROM calls GROUP BY assembly_state")
+            ).all()
+        counts = {state: n for state, n in rows}
+        if counts.get("assembled", 0) + counts.get("failed", 0) >= expected:
+            return counts
+        time.sleep(0.1)
+    return counts
+
+
+RESULTS_SQL = text("""
+    SELECT c.provider_call_id, c.assembly_state, c.assembled_at,
+           c.record -> 'recording' ->> 'status' AS recording,
+           i.received_at AS completed_at
+    FROM calls c
+    LEFT JOIN inbox i ON i.source_id = c.source_id
+                     AND i.provider_call_id = c.provider_call_id
+                     AND i.event ->> 'type' = 'call.completed'
+""")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--worker-threads", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--postgres", default=harness.DEFAULT_PG)
+    parser.add_argument("--redis", default=harness.DEFAULT_REDIS)
+    args = parser.parse_args()
+    harness.install_signal_handlers()
+    try:
+        return bench(args)
+    except KeyboardInterrupt:
+        print("interrupted; children stopped and database dropped", file=sys.stderr)
+        return 130
+
+
+def bench(args: argparse.Namespace) -> int:
+    print(
+        f"pipeline benchmark: {args.calls} calls, {args.concurrency} in flight, 2 workers x "
+        f"{args.worker_threads} threads, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    harness.flush_redis(args.redis)
+    with (
+        harness.temp_database(args.postgres, "bench_pipeline") as database_url,
+        DetailServer() as details,
+    ):
+        port = harness.free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = harness.callwatch_env(database_url, args.redis, base)
+        workers = [
+            [
+                harness.PYTHON,
+                "-m",
+                "callwatch",
+                "worker",
+                "--concurrency",
+                str(args.worker_threads),
+                "--hostname",
+                f"bench-{n}-{os.getpid()}@%h",
+            ]
+            for n in (1, 2)
+        ]
+        with (
+            harness.serve(env, port) as server,
+            harness.child(workers[0], env),
+            harness.child(workers[1], env),
+            harness.engine_for(database_url) as engine,
+        ):
+            harness.wait_http(base + "/healthz", server)
+            webhook_url, secret = harness.create_source(base, {"detail_url": details.detail_url})
+            rng = random.Random(args.seed)
+            calls = [
+                make_call(rng, datetime.now(UTC), recording_base=details.url)
+                for _ in range(args.calls)
+            ]
+            for call in calls:
+                details.add(call, recording_after_s=0)
+            time.sleep(2.0)  # let the workers connect to the broker
+            sent = asyncio.run(send_all(webhook_url, secret, calls, args.concurrency))
+            counts = wait_settled(engine, args.calls, args.timeout)
+            with engine.connect() as connection:
+                rows = connection.execute(RESULTS_SQL).all()
+    harness.flush_redis(args.redis)
+    return report(args, sent, counts, rows)
+
+
+def report(
+    args: argparse.Namespace, sent: SendStats, counts: dict[str, int], rows: list[object]
+) -> int:
+    assembled = missing = failed = 0
+    latencies: list[float] = []
+    first_completion: datetime | None = None
+    last_assembled: datetime | None = None
+    for row in rows:
+        _, state, assembled_at, recording, completed_at = row  # type: ignore[misc]
+        if completed_at is not None:
+            first_completion = min(first_completion or completed_at, completed_at)
+        if state == "failed":
+            failed += 1
+        elif state == "assembled":
+            if recording == "missing":
+                missing += 1
+            else:
+                assembled += 1
+            last_assembled = max(last_assembled or assembled_at, assembled_at)
+            if completed_at is not None:
+                latencies.append((assembled_at - completed_at).total_seconds())
+    latencies.sort()
+    window = (
+        (last_assembled - first_completion).total_seconds()
+        if first_completion and last_assembled
+        else 0.0
+    )
+    rate = (assembled + missing) / window if window > 0 else 0.0
+    p50 = harness.percentile(latencies, 0.50)
+    p95 = harness.percentile(latencies, 0.95)
+    worst = latencies[-1] if latencies else float("nan")
+    print()
+    print(
+        f"webhooks: {sent.requests} sent in {sent.elapsed_s:.2f} s "
+        f"({sent.requests / sent.elapsed_s:.0f} req/s), 202: {sent.accepted}, "
+        f"rejected: {dict(sent.rejected or {})}, connection errors: {sent.errors}"
+    )
+    print(f"calls by assembly state: {dict(sorted(counts.items()))}")
+    print(
+        f"throughput: {rate:.1f} calls/s assembled (first completion received -> last "
+        f"assembled: {window:.2f} s)"
+    )
+    print(
+        f"latency completion received -> assembled: p50 {p50 * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms, max {worst * 1000:.0f} ms (n={len(latencies)})"
+    )
+    print(
+        f"goal >= {GOAL_RATE:g} calls/s: {'MET' if rate >= GOAL_RATE else 'MISSED'}; "
+        f"goal p95 < {GOAL_P95_S:g} s: {'MET' if p95 < GOAL_P95_S else 'MISSED'}"
+    )
+    balanced = args.calls == assembled + failed + missing
+    unfinished = args.calls - assembled - failed - missing
+    print(
+        f"ledger: sent {args.calls} = assembled {assembled} + failed {failed} + "
+        f"missing-recording {missing} (unfinished/absent {unfinished})"
+        f" -> {'OK' if balanced else 'VOID'}"
+    )
+    return 0 if balanced else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
