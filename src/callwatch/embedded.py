@@ -81,8 +81,11 @@ class EmbeddedRedis:
             if self._wait_until_ready(port):
                 self._port = port
                 return
+            hung = self._process is not None and self._process.poll() is None
             self.stop()
-            if attempt == PORT_ATTEMPTS:
+            if hung:
+                raise RuntimeError(f"redis-server did not answer within {STARTUP_TIMEOUT_S:g} s")
+            if attempt == PORT_ATTEMPTS:  # exited each time, e.g. the port was taken meanwhile
                 raise RuntimeError(f"redis-server did not start: {self._last_log_line()}")
 
     def stop(self) -> None:
