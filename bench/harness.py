@@ -7,6 +7,7 @@ the public API, the same way tests/conftest.py does it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import secrets
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,13 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return float("nan")
     index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[index]
+
+
+def run_main(bench: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a benchmark so that Ctrl-C or SIGTERM still stops children and drops the database."""
+    install_signal_handlers()
+    try:
+        return bench(args)
+    except KeyboardInterrupt:
+        print("interrupted; children stopped and database dropped", file=sys.stderr)
+        return 130

@@ -128,12 +128,7 @@ def main() -> int:
     parser.add_argument("--postgres", default=harness.DEFAULT_PG)
     parser.add_argument("--redis", default=harness.DEFAULT_REDIS)
     args = parser.parse_args()
-    harness.install_signal_handlers()
-    try:
-        return bench(args)
-    except KeyboardInterrupt:
-        print("interrupted; children stopped and database dropped", file=sys.stderr)
-        return 130
+    return harness.run_main(bench, args)
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -308,12 +308,7 @@ def main() -> int:
         run_load(args.load)
         return 0
 
-    harness.install_signal_handlers()
-    try:
-        return bench(args)
-    except KeyboardInterrupt:
-        print("interrupted; children stopped and database dropped", file=sys.stderr)
-        return 130
+    return harness.run_main(bench, args)
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from callwatch import assembly, ids
 from callwatch.db import insert_ignore
 from callwatch.errors import NotFound
 from callwatch.events import CallEvent
-from callwatch.records import Assembly, CallRecord
+from callwatch.records import Assembly, CallDetails, CallRecord, Metrics, Recording
 from callwatch.state import CallState, fold
 from callwatch.tables import Call, InboxEvent, Source
 
@@ -127,6 +127,21 @@ def record_of(session: Session, call: Call) -> CallRecord:
                 "updated_at": call.updated_at,
             }
         )
+    details = assembly.merge(state, None)
+    recording = assembly.recording_of(details, call.updated_at)
+    return build_record(session, call, state, details, recording, None, call.updated_at)
+
+
+def build_record(
+    session: Session,
+    call: Call,
+    state: CallState,
+    details: CallDetails,
+    recording: Recording,
+    metrics: Metrics | None,
+    updated_at: datetime,
+) -> CallRecord:
+    """The record of `call` from its state and merged details; its identity comes from the row."""
     source = session.get(Source, call.source_id)
     return assembly.build(
         call_id=call.id,
@@ -135,9 +150,9 @@ def record_of(session: Session, call: Call) -> CallRecord:
         provider=call.provider,
         provider_call_id=call.provider_call_id,
         state=state,
-        details=assembly.merge(state, None),
-        recording=assembly.recording_of(assembly.merge(state, None), call.updated_at),
-        metrics=None,
+        details=details,
+        recording=recording,
+        metrics=metrics,
         assembly=assembly_view(call),
-        updated_at=call.updated_at,
+        updated_at=updated_at,
     )

@@ -14,7 +14,7 @@ from callwatch.providers.base import FetchContext, SourceConfig
 from callwatch.records import CallDetails, CallRecord, Recording
 from callwatch.runtime import Runtime
 from callwatch.state import CallState
-from callwatch.tables import Call, Source
+from callwatch.tables import Call
 
 log = logging.getLogger("callwatch.pipeline")
 
@@ -201,20 +201,8 @@ def _store_record(
     recording: Recording,
     now: datetime,
 ) -> None:
-    source = session.get(Source, call.source_id)
-    record = assembly.build(
-        call_id=call.id,
-        org_id=call.org_id,
-        source=source.name if source else "",
-        provider=call.provider,
-        provider_call_id=call.provider_call_id,
-        state=state,
-        details=merged,
-        recording=recording,
-        metrics=metrics.compute(merged, ringing_at=state.ringing_at),
-        assembly=calls.assembly_view(call),
-        updated_at=now,
-    )
+    computed = metrics.compute(merged, ringing_at=state.ringing_at)
+    record = calls.build_record(session, call, state, merged, recording, computed, now)
     call.record = record.model_dump(mode="json")
     call.status = record.status
     call.end_reason = record.end_reason
