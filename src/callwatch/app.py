@@ -1,5 +1,6 @@
 """The Starlette application: routes, error mapping and the per-process lifecycle."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,8 +35,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         runtime = Runtime.start(settings)
-        producer = Producer(settings.broker_url, settings.visibility_timeout_s)
-        writer = GroupWriter(runtime.sessions, producer.ingest)
+        producer = Producer(settings.broker_url)
+        writer = GroupWriter.open(settings.database_url, producer.ingest)
         writer.start()
         app.state.services = Services(
             runtime=runtime,
@@ -45,6 +46,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             sources=SourceCache(runtime, settings.source_cache_s),
             redis=redis.Redis.from_url(settings.broker_url, socket_timeout=2),
         )
+        # What start-up allocated lives for the whole process; keeping it out of the cyclic
+        # collector's generations removes most of the GC pauses from the request tail.
+        gc.freeze()
         try:
             yield
         finally:

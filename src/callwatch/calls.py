@@ -40,7 +40,7 @@ def _ensure_call(
         "created_at": now,
         "updated_at": now,
     }
-    session.execute(insert_ignore(session, Call.__table__, [values]))  # type: ignore[arg-type]
+    session.execute(insert_ignore(session, Call.__table__), [values])  # type: ignore[arg-type]
     # The row lock serialises concurrent events of one call (Postgres; SQLite locks the file).
     call = session.scalars(
         select(Call)

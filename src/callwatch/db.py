@@ -1,6 +1,6 @@
 """Engine and session factory, plus the portable insert-on-conflict-do-nothing."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,7 +41,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10} | kwargs
+    return create_engine(url, **options)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -60,9 +61,13 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
 
 
-def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> Insert:
-    """INSERT … ON CONFLICT DO NOTHING for the session's dialect (Postgres and SQLite alike)."""
+def insert_ignore(session: Session, table: Table) -> Insert:
+    """INSERT … ON CONFLICT DO NOTHING for the session's dialect (Postgres and SQLite alike).
+
+    Execute it with the rows as parameters (`session.execute(statement, rows)`): the statement
+    then compiles once and is cached, where `.values(rows)` would compile anew for every batch.
+    """
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    statement: Insert = module.insert(table).values(list(rows)).on_conflict_do_nothing()
+    statement: Insert = module.insert(table).on_conflict_do_nothing()
     return statement

@@ -1,6 +1,5 @@
 """Parsing request bodies and query strings into pydantic models, with errors naming the field."""
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,18 +15,13 @@ def invalid(exc: ValidationError, prefix: str = "") -> InvalidInput:
     return InvalidInput(f"{field}: {first['msg']}" if field else first["msg"], field=field or None)
 
 
-def parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedBody(f"body is not valid JSON: {exc}") from None
-
-
 def parse_body(model: type[M], body: bytes) -> M:
-    data = parse_json(body or b"null")
+    """Parse and validate in one pass (pydantic's own JSON parser); bad JSON is a MalformedBody."""
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(body or b"null")
     except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise MalformedBody(f"body is not valid JSON: {exc.errors()[0]['msg']}") from None
         raise invalid(exc) from None
 
 

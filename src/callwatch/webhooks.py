@@ -36,6 +36,12 @@ def _check_ip(source: SourceConfig, client_ip: str | None) -> None:
         raise Unauthorized(f"client address {client_ip} is not in this source's allowed_ips")
 
 
+def _public_url(base: str, request: Request) -> str:
+    query: str = request.scope["query_string"].decode("latin-1")
+    path: str = request.scope["path"]
+    return base.rstrip("/") + path + (f"?{query}" if query else "")
+
+
 def _row(
     source: SourceConfig, event: CallEvent, request: WebhookRequest, now: datetime
 ) -> dict[str, Any]:
@@ -71,10 +77,7 @@ async def receive(request: Request) -> JSONResponse:
         headers=request.headers,
         content_type=request.headers.get("content-type", ""),
         client_ip=client_ip,
-        url=settings.public_url.rstrip("/")
-        + request.url.path
-        + (f"?{request.url.query}" if request.url.query else ""),
-        query=request.query_params,
+        url=_public_url(settings.public_url, request),
     )
     adapter = providers.get(source.provider)
     delivery_id = adapter.authenticate(incoming, source, time.time())

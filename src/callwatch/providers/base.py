@@ -1,8 +1,10 @@
 """The adapter interface every platform module implements, and the request it receives."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -28,8 +30,11 @@ class WebhookRequest:
     headers: Mapping[str, str]
     content_type: str
     client_ip: str | None
-    url: str
-    query: Mapping[str, str] = field(default_factory=dict)
+    url: str  # as the platform addressed it: CALLWATCH_PUBLIC_URL + path + query string
+
+    @cached_property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatu
 from callwatch.http import get_json
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.records import CallDetails
-from callwatch.validation import invalid, parse_json
+from callwatch.validation import parse_body
 
 _FIELD_NAMES = set(CallFields.model_fields)
 
@@ -63,10 +63,7 @@ class GenericProvider:
         )
 
     def parse(self, request: WebhookRequest, delivery_id: str | None) -> list[CallEvent]:
-        try:
-            envelope = GenericEnvelope.model_validate(parse_json(request.body))
-        except ValidationError as exc:
-            raise invalid(exc) from None
+        envelope = parse_body(GenericEnvelope, request.body)
         data = envelope.data
         completed = envelope.type == "call.completed"
         if completed and data.status not in TERMINAL_STATUSES:
