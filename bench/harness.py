@@ -8,6 +8,7 @@ the public API, the same way tests/conftest.py does it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import secrets
@@ -18,7 +19,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 import redis
@@ -174,6 +176,69 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class RawConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request in flight: a load generator that costs
+    a fraction of httpx's CPU, so the server and not the client is what gets measured."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        marker = head.find(b"\r\ncontent-length:")
+        if marker < 0:
+            waiter.set_exception(ConnectionError("response without content-length"))
+            return
+        stop = head.find(b"\r\n", marker + 2)
+        length = int(head[marker + 17 : stop if stop >= 0 else len(head)])
+        total = end + 4 + length
+        if len(self.buffer) < total:
+            return
+        del self.buffer[:total]
+        waiter.set_result(int(head[9:12]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc or ConnectionError("connection closed"))
+
+    async def request(self, data: bytes) -> int:
+        if self.transport is None:
+            raise ConnectionError("not connected")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RawConnection:
+        _, protocol = await asyncio.get_running_loop().create_connection(cls, host, port)
+        return protocol
+
+
+def raw_request(url: str, content: bytes, headers: dict[str, str]) -> bytes:
+    """The bytes of an HTTP/1.1 keep-alive POST of `content` to `url`."""
+    parts = urlsplit(url)
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
+        f"content-length: {len(content)}\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        + "\r\n"
+    )
+    return head.encode() + content
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -40,7 +40,6 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import cast
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -104,9 +103,6 @@ def build_requests(spec: LoadSpec) -> list[bytes]:
     """Distinct signed `call.status_changed` webhooks, the shape simulator.events_for produces."""
     from callwatch import signatures
 
-    parts = urlsplit(spec.url)
-    host = parts.netloc
-    path = parts.path
     count = 5000 if spec.cycle else int(spec.max_rate * (spec.seconds + spec.warmup)) + 1000
     now = time.time()
     stamp = int(now)
@@ -130,63 +126,13 @@ def build_requests(spec: LoadSpec) -> list[bytes]:
         }
         content = json.dumps(body, separators=(",", ":")).encode()
         signed = signatures.headers(spec.secret, f"msg_{uuid.uuid4().hex}", stamp, content)
-        head = (
-            f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(content)}\r\n"
-            + "".join(f"{name}: {value}\r\n" for name, value in signed.items())
-            + "\r\n"
+        out.append(
+            harness.raw_request(spec.url, content, {"content-type": "application/json"} | signed)
         )
-        out.append(head.encode() + content)
     return out
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection with at most one request in flight."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = bytes(self.buffer[:end]).lower()
-        marker = head.find(b"\r\ncontent-length:")
-        if marker < 0:
-            waiter.set_exception(ConnectionError("response without content-length"))
-            return
-        stop = head.find(b"\r\n", marker + 2)
-        length = int(head[marker + 17 : stop if stop >= 0 else len(head)])
-        total = end + 4 + length
-        if len(self.buffer) < total:
-            return
-        del self.buffer[:total]
-        waiter.set_result(int(head[9:12]))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc or ConnectionError("connection closed"))
-
-    async def request(self, data: bytes) -> int:
-        if self.transport is None:
-            raise ConnectionError("not connected")
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return await self.waiter
-
-
 async def _drive(spec: LoadSpec, requests: list[bytes]) -> LoadResult:
-    loop = asyncio.get_running_loop()
     parts = urlsplit(spec.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     indices = itertools.count()
@@ -197,9 +143,8 @@ async def _drive(spec: LoadSpec, requests: list[bytes]) -> LoadResult:
     measure_from = began + spec.warmup
     stop_at = measure_from + spec.seconds
 
-    async def connect() -> _Connection:
-        _, protocol = await loop.create_connection(_Connection, host, port)
-        return protocol
+    async def connect() -> harness.RawConnection:
+        return await harness.RawConnection.open(host, port)
 
     async def worker() -> None:
         connection = await connect()

@@ -67,6 +67,7 @@ def test_flushall_right_after_the_202_still_assembles(client, settings, runtime)
         call = hand_call("flushed-1")
         server.add(call)
         send_all(client, source, events_for(call, embed_detail=False))
+        time.sleep(0.2)  # ten times the intake's linger: every message has reached Redis
         redis.Redis.from_url(settings.broker_url).flushall()
         with in_thread_worker(settings, runtime):
             time.sleep(0.5)

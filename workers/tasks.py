@@ -19,8 +19,15 @@ def ingest(self: Task[Any, Any], inbox_ids: list[str]) -> None:
         ready = pipeline.ingest(runtime(), inbox_ids)
     except StoreUnavailable as exc:
         raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
+    # The first assembly step runs here rather than in a task of its own: one message per batch
+    # of events instead of one more per call (the consumer loop, not the work, is the limit).
     for call_id in ready:
-        assemble.delay(call_id)
+        try:
+            countdown = pipeline.assemble(runtime(), call_id)
+        except StoreUnavailable:
+            countdown = DB_RETRY_S
+        if countdown is not None:
+            assemble.apply_async((call_id,), countdown=countdown)
 
 
 @app.task(name=ASSEMBLE, bind=True, max_retries=12)

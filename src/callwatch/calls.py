@@ -1,9 +1,11 @@
 """Calls in the database: apply inbox events to them and read them back as records."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from callwatch import assembly, ids
@@ -22,65 +24,94 @@ class Applied:
     assembled: bool
 
 
-def _ensure_call(
-    session: Session, row: InboxEvent, provider: str, event: CallEvent, now: datetime
-) -> Call:
-    values = {
-        "id": ids.new_id("call"),
-        "org_id": row.org_id,
-        "source_id": row.source_id,
-        "provider": provider,
-        "provider_call_id": row.provider_call_id,
-        "started_at": event.at,
-        "fields": {},
-        "assembly_state": "pending",
-        "assembly_attempts": 0,
-        "assembly_failures": 0,
-        "has_recording": False,
-        "created_at": now,
-        "updated_at": now,
-    }
-    session.execute(insert_ignore(session, Call.__table__), [values])  # type: ignore[arg-type]
-    # The row lock serialises concurrent events of one call (Postgres; SQLite locks the file).
-    call = session.scalars(
+def _ensure_calls(
+    session: Session, rows: Sequence[InboxEvent], providers: dict[str, str], now: datetime
+) -> dict[tuple[str, str], Call]:
+    """The calls of these rows by (source, provider call id), created if new, locked."""
+    values: dict[tuple[str, str], dict[str, Any]] = {}
+    # Inserted in key order: two batches creating the same new calls then wait, never deadlock.
+    for row in sorted(rows, key=lambda row: (row.source_id, row.provider_call_id)):
+        key = (row.source_id, row.provider_call_id)
+        if key not in values:
+            values[key] = {
+                "id": ids.new_id("call"),
+                "org_id": row.org_id,
+                "source_id": row.source_id,
+                "provider": providers.get(row.source_id, "generic"),
+                "provider_call_id": row.provider_call_id,
+                "started_at": CallEvent.model_validate(row.event).at,
+                "fields": {},
+                "assembly_state": "pending",
+                "assembly_attempts": 0,
+                "assembly_failures": 0,
+                "has_recording": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+    session.execute(insert_ignore(session, Call.__table__), list(values.values()))  # type: ignore[arg-type]
+    # Row locks serialise concurrent work on a call (Postgres; SQLite locks the whole file),
+    # taken in id order for the same reason.
+    found = session.scalars(
         select(Call)
-        .where(Call.source_id == row.source_id, Call.provider_call_id == row.provider_call_id)
+        .where(tuple_(Call.source_id, Call.provider_call_id).in_(list(values)))
+        .order_by(Call.id)
         .with_for_update()
-    ).one()
-    return call
+    )
+    return {(call.source_id, call.provider_call_id): call for call in found}
 
 
 def events_of(session: Session, call_id: str) -> list[tuple[str, CallEvent]]:
+    return _events_of_calls(session, [call_id]).get(call_id, [])
+
+
+def _events_of_calls(
+    session: Session, call_ids: Sequence[str]
+) -> dict[str, list[tuple[str, CallEvent]]]:
     rows = session.execute(
-        select(InboxEvent.id, InboxEvent.event).where(InboxEvent.call_id == call_id)
+        select(InboxEvent.call_id, InboxEvent.id, InboxEvent.event).where(
+            InboxEvent.call_id.in_(call_ids)
+        )
     )
-    return [(event_id, CallEvent.model_validate(event)) for event_id, event in rows]
+    events: dict[str, list[tuple[str, CallEvent]]] = {}
+    for call_id, event_id, event in rows:
+        events.setdefault(call_id, []).append((event_id, CallEvent.model_validate(event)))
+    return events
 
 
 def state_of(session: Session, call_id: str) -> CallState:
     return fold(events_of(session, call_id))
 
 
-def apply_inbox(session: Session, inbox_id: str, now: datetime) -> Applied | None:
-    """Apply one stored event to its call; None if it is unknown or already applied."""
-    row = session.scalars(
-        select(InboxEvent).where(InboxEvent.id == inbox_id).with_for_update()
-    ).one_or_none()
-    if row is None or row.processed_at is not None:
-        return None
-    provider = session.scalar(select(Source.provider).where(Source.id == row.source_id))
-    event = CallEvent.model_validate(row.event)
-    call = _ensure_call(session, row, provider or "generic", event, now)
-    row.call_id = call.id
-    row.processed_at = now
+def apply_inbox(session: Session, inbox_ids: Sequence[str], now: datetime) -> list[Applied]:
+    """Apply stored events to their calls; events unknown, applied or being applied are skipped."""
+    rows = session.scalars(
+        select(InboxEvent)
+        .where(InboxEvent.id.in_(inbox_ids), InboxEvent.processed_at.is_(None))
+        .order_by(InboxEvent.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return []
+    source_ids = {row.source_id for row in rows}
+    providers = dict(
+        session.execute(select(Source.id, Source.provider).where(Source.id.in_(source_ids))).all()
+    )
+    calls = _ensure_calls(session, rows, providers, now)
+    for row in rows:
+        row.call_id = calls[(row.source_id, row.provider_call_id)].id
+        row.processed_at = now
     session.flush()
-    state = state_of(session, call.id)
+    events = _events_of_calls(session, [call.id for call in calls.values()])
+    return [_apply_state(call, fold(events[call.id]), now) for call in calls.values()]
+
+
+def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
     fields = state.fields
     call.status = state.status
     call.started_at = state.started_at
     call.ended_at = state.ended_at
-    call.fields = state.fields.model_dump(mode="json", exclude_none=True)
-    if call.record is None:
+    call.fields = fields.model_dump(mode="json", exclude_none=True)
+    if call.assembly_state != "assembled":
         call.agent_id, call.campaign_id = fields.agent_id, fields.campaign_id
         call.direction, call.channel = fields.direction, fields.channel
         call.from_number, call.to_number = fields.from_number, fields.to_number

@@ -189,7 +189,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     worker = add("worker", cmd_worker, "run a Celery worker")
-    worker.add_argument("--concurrency", type=int, default=4)
+    worker.add_argument(
+        "--concurrency", type=int, default=12, help="threads (tasks mostly wait on I/O)"
+    )
     worker.add_argument("--hostname", default=f"callwatch-{os.getpid()}@%h")
     add("beat", cmd_beat, "run the scheduler that drives the sweeper")
     add("migrate", cmd_migrate, "upgrade the database schema")

@@ -5,6 +5,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -62,16 +63,26 @@ _Pending = tuple[list[dict[str, Any]], asyncio.Future[list[bool]], asyncio.Abstr
 class GroupWriter:
     """Stores the rows of concurrent requests in one transaction and queues them in one message.
 
-    A request's future resolves only after the commit, so a 2xx still means durable.
+    A request's future resolves only after the commit, so a 2xx still means durable. The
+    stored ids wait up to `linger_s` to share a queue message: a worker's cost is mostly per
+    message (delivery, ack, a transaction), so a trickle of events should not mean a message each.
     """
 
     def __init__(
-        self, engine: Engine, enqueue: Callable[[list[str]], None], *, max_rows: int = 500
+        self,
+        engine: Engine,
+        enqueue: Callable[[list[str]], None],
+        *,
+        max_rows: int = 500,
+        linger_s: float = 0.02,
     ) -> None:
         self._engine = engine
         self._sessions = make_sessionmaker(engine)
         self._enqueue = enqueue
         self._max_rows = max_rows
+        self._linger_s = linger_s
+        self._unsent: list[str] = []
+        self._send_by: float | None = None
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
 
@@ -102,8 +113,13 @@ class GroupWriter:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self._until_send())
+            except queue.Empty:
+                self._send()
+                continue
             if first is None:
+                self._send()
                 return
             batch = [first]
             size = len(first[0])
@@ -118,6 +134,13 @@ class GroupWriter:
                 batch.append(item)
                 size += len(item[0])
             self._write(batch)
+            if len(self._unsent) >= self._max_rows or self._until_send() == 0:
+                self._send()
+
+    def _until_send(self) -> float | None:
+        if self._send_by is None:
+            return None
+        return max(0.0, self._send_by - time.monotonic())
 
     def _write(self, batch: list[_Pending]) -> None:
         rows = [row for pending in batch for row in pending[0]]
@@ -132,12 +155,19 @@ class GroupWriter:
             flags = [row["id"] in inserted for row in pending_rows]
             loop.call_soon_threadsafe(_settle, future, flags, None)
         new_ids = [row["id"] for row in rows if row["id"] in inserted]
-        if new_ids:
-            try:
-                self._enqueue(new_ids)
-            except Exception:
-                # Stored already: the sweeper re-enqueues rows that stay unprocessed.
-                log.warning("enqueue failed; the sweeper will pick the events up", exc_info=True)
+        if new_ids and self._send_by is None:
+            self._send_by = time.monotonic() + self._linger_s
+        self._unsent.extend(new_ids)
+
+    def _send(self) -> None:
+        ids, self._unsent, self._send_by = self._unsent, [], None
+        if not ids:
+            return
+        try:
+            self._enqueue(ids)
+        except Exception:
+            # Stored already: the sweeper re-enqueues rows that stay unprocessed.
+            log.warning("enqueue failed; the sweeper will pick the events up", exc_info=True)
 
 
 def _settle(

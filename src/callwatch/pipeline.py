@@ -22,19 +22,16 @@ UNFINISHED = ("pending", "fetching", "awaiting_recording")
 
 
 def ingest(rt: Runtime, inbox_ids: list[str]) -> list[str]:
-    """Apply each event in its own transaction; returns the calls now ready to assemble."""
-    ready = []
-    for inbox_id in inbox_ids:
-        with transaction(rt.sessions) as session:
-            applied = calls.apply_inbox(session, inbox_id, rt.clock())
-            if applied is not None and applied.assembled:
-                _rebuild(session, applied.call_id, rt.clock())
-        if applied is None:
-            continue
-        log.info("event applied", extra={"event_id": inbox_id, "call_id": applied.call_id})
-        if applied.ready_to_assemble:
-            ready.append(applied.call_id)
-    return ready
+    """Apply the events in one transaction; returns the calls now ready to assemble."""
+    with transaction(rt.sessions) as session:
+        now = rt.clock()
+        applied = calls.apply_inbox(session, inbox_ids, now)
+        for call in applied:
+            if call.assembled:
+                _rebuild(session, call.call_id, now)
+    for call in applied:
+        log.info("events applied", extra={"call_id": call.call_id})
+    return [call.call_id for call in applied if call.ready_to_assemble]
 
 
 @dataclass(frozen=True)

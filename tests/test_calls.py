@@ -1,0 +1,77 @@
+"""Applying stored events to calls in batches, without a worker: the transaction is the test's."""
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from callwatch import pipeline
+from callwatch.runtime import Runtime
+from callwatch.tables import Call, InboxEvent
+from tests.conftest import create_org, create_source, path_of, signed
+
+
+def status_event(call_id: str, status: str, at: str) -> dict[str, Any]:
+    return {
+        "type": "call.status_changed",
+        "timestamp": at,
+        "data": {"call_id": call_id, "status": status, "agent_id": "bot"},
+    }
+
+
+def post(client: TestClient, source: dict[str, Any], body: dict[str, Any]) -> None:
+    raw = json.dumps(body).encode()
+    response = client.post(
+        path_of(source["webhook_url"]), content=raw, headers=signed(source["signing_secret"], raw)
+    )
+    assert response.status_code == 202, response.text
+
+
+def call_statuses(runtime: Runtime) -> dict[str, str | None]:
+    with runtime.sessions() as session:
+        rows = session.execute(select(Call.provider_call_id, Call.status))
+        return {call_id: status for call_id, status in rows}
+
+
+def inbox_ids(runtime: Runtime) -> list[str]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(InboxEvent.id).order_by(InboxEvent.id)))
+
+
+def unapplied(runtime: Runtime) -> int:
+    with runtime.sessions() as session:
+        rows = session.scalars(select(InboxEvent.id).where(InboxEvent.processed_at.is_(None)))
+        return len(rows.all())
+
+
+def test_one_batch_applies_the_events_of_several_calls(
+    client: TestClient, runtime: Runtime
+) -> None:
+    source = create_source(client, create_org(client))
+    post(client, source, status_event("a", "ringing", "2026-11-20T10:00:02Z"))
+    post(client, source, status_event("b", "initiated", "2026-11-20T10:00:00Z"))
+    post(client, source, status_event("a", "initiated", "2026-11-20T10:00:00Z"))
+    post(client, source, status_event("a", "in_progress", "2026-11-20T10:00:05Z"))
+    ids = inbox_ids(runtime)
+
+    ready = pipeline.ingest(runtime, ids + ids[:2])  # a repeated id is applied once
+
+    assert ready == []
+    assert call_statuses(runtime) == {"a": "in_progress", "b": "initiated"}
+    assert unapplied(runtime) == 0
+
+
+def test_a_batch_applied_twice_changes_nothing_the_second_time(
+    client: TestClient, runtime: Runtime
+) -> None:
+    source = create_source(client, create_org(client))
+    post(client, source, status_event("a", "initiated", "2026-11-20T10:00:00Z"))
+    post(client, source, status_event("a", "completed", "2026-11-20T10:01:00Z"))
+    ids = inbox_ids(runtime)
+
+    first = pipeline.ingest(runtime, ids)
+    second = pipeline.ingest(runtime, ids)
+
+    assert (len(first), second) == (1, [])
+    assert call_statuses(runtime) == {"a": "completed"}
