@@ -1,68 +1,89 @@
-"""The read API over call records (org API key); every query is scoped to the caller's org."""
+"""The query API over call records (org API key); every query is scoped to the caller's org."""
 
 from typing import Any
 
-from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 
-from callwatch import calls
+from callwatch import call_stats, calls, export, queries, stats
 from callwatch.auth import require_org
 from callwatch.db import transaction
-from callwatch.events import CallStatus
+from callwatch.filters import parse
 from callwatch.records import CallRecord
 from callwatch.services import Services
-from callwatch.tables import Call
-from callwatch.validation import parse_query
+from callwatch.validation import parse_body
 
 
-class ListQuery(BaseModel):
-    skip: int = Field(0, ge=0)
-    limit: int = Field(100, ge=1, le=1000)
-    status: list[CallStatus] = Field(default_factory=list)
-    agent_id: str | None = None
-    include: list[str] = Field(default_factory=list)
-
-
-def _json(record: CallRecord, *, transcript: bool = True) -> dict[str, Any]:
-    return record.model_dump(mode="json", exclude=None if transcript else {"transcript"})
-
-
-def get_call(request: Request) -> JSONResponse:
+def _services(request: Request) -> Services:
     services: Services = request.app.state.services
-    org_id = require_org(request)
-    with transaction(services.runtime.sessions) as session:
-        call = calls.find(session, org_id, request.path_params["call_id"])
-        record = calls.record_of(session, call)
-    return JSONResponse(_json(record))
+    return services
+
+
+def _json(value: BaseModel | list[Any] | dict[str, Any]) -> JSONResponse:
+    if isinstance(value, BaseModel):
+        return JSONResponse(value.model_dump(mode="json"))
+    return JSONResponse(value)
 
 
 def list_calls(request: Request) -> JSONResponse:
-    services: Services = request.app.state.services
     org_id = require_org(request)
-    params: dict[str, Any] = dict(request.query_params)
-    params["status"] = request.query_params.getlist("status")
-    params["include"] = request.query_params.getlist("include")
-    if "assistant_id" in params and "agent_id" not in params:
-        params["agent_id"] = params.pop("assistant_id")
-    query = parse_query(ListQuery, params)
-    where = [Call.org_id == org_id]
-    if query.status:
-        where.append(Call.status.in_([status.value for status in query.status]))
-    if query.agent_id:
-        where.append(Call.agent_id == query.agent_id)
-    with transaction(services.runtime.sessions) as session:
-        total = session.scalar(select(func.count()).select_from(Call).where(*where)) or 0
-        rows = session.scalars(
-            select(Call)
-            .where(*where)
-            .order_by(Call.started_at.desc(), Call.id.desc())
-            .offset(query.skip)
-            .limit(query.limit)
-        ).all()
-        items = [
-            _json(calls.record_of(session, row), transcript="transcript" in query.include)
-            for row in rows
-        ]
-    return JSONResponse({"items": items, "total": total, "skip": query.skip, "limit": query.limit})
+    query = parse(queries.ListQuery, request.query_params)
+    with transaction(_services(request).runtime.sessions) as session:
+        return _json(queries.page(session, org_id, query))
+
+
+def get_call(request: Request) -> JSONResponse:
+    org_id = require_org(request)
+    with transaction(_services(request).runtime.sessions) as session:
+        call = calls.find(session, org_id, request.path_params["call_id"])
+        return _json(queries.record_json(session, call))
+
+
+async def search_calls(request: Request) -> JSONResponse:
+    body = parse_body(queries.SearchBody, await request.body())
+    return await run_in_threadpool(_search, request, body)
+
+
+def _search(request: Request, body: queries.SearchBody) -> JSONResponse:
+    org_id = require_org(request)
+    with transaction(_services(request).runtime.sessions) as session:
+        return _json(queries.search(session, org_id, body.call_ids))
+
+
+def call_events(request: Request) -> JSONResponse:
+    org_id = require_org(request)
+    with transaction(_services(request).runtime.sessions) as session:
+        found = queries.events(session, org_id, request.path_params["call_id"])
+    return _json([event.model_dump(mode="json") for event in found])
+
+
+def agent_call_stats(request: Request) -> JSONResponse:
+    org_id = require_org(request)
+    query = parse(queries.ListQuery, request.query_params).model_copy(
+        update={"agent_id": request.path_params["agent_id"]}
+    )
+    with transaction(_services(request).runtime.sessions) as session:
+        listed = queries.page(session, org_id, query.model_copy(update={"include": ["transcript"]}))
+    views = [call_stats.agent_call(CallRecord.model_validate(item)) for item in listed.items]
+    return _json([view.model_dump(mode="json") for view in views])
+
+
+def call_aggregates(request: Request) -> JSONResponse:
+    org_id = require_org(request)
+    query = parse(stats.StatsQuery, request.query_params)
+    with transaction(_services(request).runtime.sessions) as session:
+        return _json(stats.compute(session, org_id, query))
+
+
+def export_calls(request: Request) -> StreamingResponse:
+    org_id = require_org(request)
+    query = parse(export.ExportQuery, request.query_params)
+    chunks = export.stream(_services(request).runtime.sessions, org_id, query)
+    filename = f"calls.{'csv' if query.format == 'csv' else 'ndjson'}"
+    return StreamingResponse(
+        chunks,
+        media_type=export.media_type(query),
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )

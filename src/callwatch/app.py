@@ -22,7 +22,12 @@ ROUTES = [
     Route("/api/admin/orgs", admin.create_org, methods=["POST"]),
     Route("/api/sources", admin.sources, methods=["GET", "POST"]),
     Route("/api/calls", api.list_calls, methods=["GET"]),
+    Route("/api/calls/export", api.export_calls, methods=["GET"]),
+    Route("/api/calls/search", api.search_calls, methods=["POST"]),
     Route("/api/calls/{call_id}", api.get_call, methods=["GET"]),
+    Route("/api/calls/{call_id}/events", api.call_events, methods=["GET"]),
+    Route("/api/agents/{agent_id}/call_stats", api.agent_call_stats, methods=["GET"]),
+    Route("/api/stats", api.call_aggregates, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
 ]

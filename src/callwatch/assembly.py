@@ -26,12 +26,28 @@ def merge(state: CallState, details: CallDetails | None) -> CallDetails:
         metadata=state.fields.metadata or None,
     )
     if details is None:
-        return from_events
-    known = details.model_dump(exclude_none=True, exclude={"status", "metadata"})
-    metadata = {**state.fields.metadata, **(details.metadata or {})}
-    return CallDetails.model_validate(
-        {**from_events.model_dump(exclude_none=True), **known, "metadata": metadata or None}
-    )
+        merged = from_events
+    else:
+        known = details.model_dump(exclude_none=True, exclude={"status", "metadata"})
+        metadata = {**state.fields.metadata, **(details.metadata or {})}
+        merged = CallDetails.model_validate(
+            {**from_events.model_dump(exclude_none=True), **known, "metadata": metadata or None}
+        )
+    if merged.customer_number is None:
+        customer = customer_of(merged.direction, merged.from_number, merged.to_number)
+        merged = merged.model_copy(update={"customer_number": customer})
+    return merged
+
+
+def customer_of(
+    direction: str | None, from_number: str | None, to_number: str | None
+) -> str | None:
+    """The customer's side of a call: who called in, or who was called."""
+    if direction == "inbound":
+        return from_number
+    if direction == "outbound":
+        return to_number
+    return None
 
 
 def recording_of(details: CallDetails, now: datetime) -> Recording:

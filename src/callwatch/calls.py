@@ -12,7 +12,7 @@ from callwatch import assembly, ids
 from callwatch.db import insert_ignore
 from callwatch.errors import NotFound
 from callwatch.events import CallEvent
-from callwatch.records import Assembly, CallDetails, CallRecord, Metrics, Recording
+from callwatch.records import Assembly, CallDetails, CallRecord, Cost, Metrics, Recording
 from callwatch.state import CallState, fold
 from callwatch.tables import Call, InboxEvent, Source
 
@@ -109,12 +109,16 @@ def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
     fields = state.fields
     call.status = state.status
     call.started_at = state.started_at
+    call.answered_at = state.answered_at
     call.ended_at = state.ended_at
     call.fields = fields.model_dump(mode="json", exclude_none=True)
     if call.assembly_state != "assembled":
         call.agent_id, call.campaign_id = fields.agent_id, fields.campaign_id
         call.direction, call.channel = fields.direction, fields.channel
         call.from_number, call.to_number = fields.from_number, fields.to_number
+        call.customer_number = fields.customer_number or assembly.customer_of(
+            fields.direction, fields.from_number, fields.to_number
+        )
     call.updated_at = now
     ready = state.terminal and call.assembly_state == "pending" and call.assembly_next_at is None
     if ready:
@@ -122,6 +126,27 @@ def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
     return Applied(
         call_id=call.id, ready_to_assemble=ready, assembled=call.assembly_state == "assembled"
     )
+
+
+def copy_columns(call: Call, record: CallRecord) -> None:
+    """Copy what queries filter and aggregate on from the record onto the call's row."""
+    cost = record.cost or Cost()
+    turn = record.latency.turn
+    call.status = record.status
+    call.end_reason = record.end_reason
+    call.agent_id, call.campaign_id = record.agent_id, record.campaign_id
+    call.direction, call.channel = record.direction, record.channel
+    call.from_number, call.to_number = record.from_number, record.to_number
+    call.customer_number = record.customer_number
+    call.answered_at = record.answered_at
+    call.duration_s, call.billed_duration_s = record.duration_s, record.billed_duration_s
+    call.has_recording = record.recording.status == "available"
+    call.cost_total, call.cost_currency = cost.total, cost.currency
+    call.cost_llm, call.cost_stt, call.cost_tts = cost.llm, cost.stt, cost.tts
+    call.cost_telephony, call.cost_platform = cost.telephony, cost.platform
+    call.latency_turn_p50_ms = turn.p50 if turn else None
+    call.latency_turn_p95_ms = turn.p95 if turn else None
+    call.time_to_first_word_ms = record.latency.time_to_first_word_ms
 
 
 def find(session: Session, org_id: str, call_id: str) -> Call:

@@ -201,12 +201,5 @@ def _store_record(
     computed = metrics.compute(merged, ringing_at=state.ringing_at)
     record = calls.build_record(session, call, state, merged, recording, computed, now)
     call.record = record.model_dump(mode="json")
-    call.status = record.status
-    call.end_reason = record.end_reason
-    call.agent_id, call.campaign_id = record.agent_id, record.campaign_id
-    call.direction, call.channel = record.direction, record.channel
-    call.from_number, call.to_number = record.from_number, record.to_number
-    call.duration_s = record.duration_s
-    call.has_recording = recording.status == "available"
-    call.cost_total = record.cost.total if record.cost else None
+    calls.copy_columns(call, record)
     call.updated_at = now

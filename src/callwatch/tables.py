@@ -110,7 +110,8 @@ class Call(Base):
     __tablename__ = "calls"
     __table_args__ = (
         UniqueConstraint("source_id", "provider_call_id"),
-        Index("ix_calls_org_started", "org_id", "started_at"),
+        Index("ix_calls_org_started", "org_id", "started_at", "id"),
+        Index("ix_calls_org_agent_started", "org_id", "agent_id", "started_at"),
         Index("ix_calls_assembly_due", "assembly_state", "assembly_next_at"),
     )
 
@@ -125,13 +126,26 @@ class Call(Base):
     channel: Mapped[str | None] = mapped_column(String(20))
     from_number: Mapped[str | None] = mapped_column(String(64))
     to_number: Mapped[str | None] = mapped_column(String(64))
+    customer_number: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str | None] = mapped_column(String(20))
     end_reason: Mapped[str | None] = mapped_column(String(20))
     started_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     duration_s: Mapped[float | None] = mapped_column(Float)
+    billed_duration_s: Mapped[float | None] = mapped_column(Float)
     has_recording: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Copies of record fields that queries filter and aggregate on (the record stays the truth).
     cost_total: Mapped[float | None] = mapped_column(Float)
+    cost_currency: Mapped[str | None] = mapped_column(String(8))
+    cost_llm: Mapped[float | None] = mapped_column(Float)
+    cost_stt: Mapped[float | None] = mapped_column(Float)
+    cost_tts: Mapped[float | None] = mapped_column(Float)
+    cost_telephony: Mapped[float | None] = mapped_column(Float)
+    cost_platform: Mapped[float | None] = mapped_column(Float)
+    latency_turn_p50_ms: Mapped[float | None] = mapped_column(Float)
+    latency_turn_p95_ms: Mapped[float | None] = mapped_column(Float)
+    time_to_first_word_ms: Mapped[float | None] = mapped_column(Float)
     fields: Mapped[dict[str, Any]]
     details: Mapped[dict[str, Any] | None]
     record: Mapped[dict[str, Any] | None]

@@ -9,9 +9,10 @@ from callwatch.errors import InvalidInput, MalformedBody
 M = TypeVar("M", bound=BaseModel)
 
 
-def invalid(exc: ValidationError, prefix: str = "") -> InvalidInput:
+def invalid(exc: ValidationError, prefix: str = "", *, depth: int | None = None) -> InvalidInput:
+    """The first error, naming its field (`depth` keeps only that many parts of its path)."""
     first = exc.errors()[0]
-    field = prefix + ".".join(str(part) for part in first["loc"])
+    field = prefix + ".".join(str(part) for part in first["loc"][:depth])
     return InvalidInput(f"{field}: {first['msg']}" if field else first["msg"], field=field or None)
 
 
@@ -26,7 +27,8 @@ def parse_body(model: type[M], body: bytes) -> M:
 
 
 def parse_query(model: type[M], data: dict[str, Any]) -> M:
+    """Query parameters are flat: an error names the parameter, not a position in it."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise invalid(exc) from None
+        raise invalid(exc, depth=1) from None

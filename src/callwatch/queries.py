@@ -1,0 +1,133 @@
+"""Reading calls for the API: pages of summaries, batch lookups, a call's stored events."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from callwatch import calls
+from callwatch.errors import InvalidInput
+from callwatch.filters import CallFilters
+from callwatch.tables import Call, InboxEvent
+
+NEWEST_FIRST = (Call.started_at.desc(), Call.id.desc())
+
+
+class ListQuery(CallFilters):
+    skip: int | None = Field(None, ge=0, description="calls to skip (or use page)")
+    page: int | None = Field(None, ge=1, description="1-based page of `limit` calls")
+    limit: int = Field(100, ge=1, le=1000)
+    include: list[Literal["transcript"]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_paging_style(self) -> "ListQuery":
+        if self.skip is not None and self.page is not None:
+            raise InvalidInput("give skip or page, not both", field="page")
+        return self
+
+    @property
+    def offset(self) -> int:
+        if self.page is not None:
+            return (self.page - 1) * self.limit
+        return self.skip or 0
+
+
+class CallPage(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    skip: int
+    limit: int
+    page: int | None = None
+
+
+class SearchBody(BaseModel):
+    call_ids: list[str] = Field(min_length=1, max_length=100)
+
+
+class SearchResult(BaseModel):
+    items: list[dict[str, Any]]
+    missing: list[str]
+
+
+class StoredEvent(BaseModel):
+    id: str
+    received_at: datetime
+    content_type: str | None
+    dedupe_key: str
+    event: dict[str, Any]
+    body: str
+
+
+def record_json(session: Session, call: Call, *, transcript: bool = True) -> dict[str, Any]:
+    """The call's record as JSON: the stored one once assembled, else built from its events."""
+    if call.record is not None:
+        record = dict(call.record)
+    else:
+        record = calls.record_of(session, call).model_dump(mode="json")
+    if not transcript:
+        record.pop("transcript", None)
+    return record
+
+
+def page(session: Session, org_id: str, query: ListQuery) -> CallPage:
+    """Newest first. The page's ids come from the (org, started_at, id) index alone, so a deep
+    `skip` walks index entries, not rows, and only the `limit` rows found are read."""
+    where = query.where(org_id)
+    total = session.scalar(select(func.count()).select_from(Call).where(*where)) or 0
+    ids = (
+        select(Call.id)
+        .where(*where)
+        .order_by(*NEWEST_FIRST)
+        .offset(query.offset)
+        .limit(query.limit)
+    )
+    rows = session.scalars(select(Call).where(Call.id.in_(ids)).order_by(*NEWEST_FIRST))
+    transcript = "transcript" in query.include
+    return CallPage(
+        items=[record_json(session, call, transcript=transcript) for call in rows],
+        total=total,
+        skip=query.offset,
+        limit=query.limit,
+        page=query.page,
+    )
+
+
+def search(session: Session, org_id: str, call_ids: Sequence[str]) -> SearchResult:
+    """Full records in the order asked, by callwatch or provider id; the rest are `missing`."""
+    wanted = list(dict.fromkeys(call_ids))
+    found = session.scalars(
+        select(Call)
+        .where(Call.org_id == org_id, or_(Call.id.in_(wanted), Call.provider_call_id.in_(wanted)))
+        .order_by(Call.started_at)
+    )
+    by_key: dict[str, Call] = {}
+    for call in found:  # the newest call wins a provider id used twice (as `calls.find`)
+        by_key[call.id] = by_key[call.provider_call_id] = call
+    return SearchResult(
+        items=[record_json(session, by_key[key]) for key in wanted if key in by_key],
+        missing=[key for key in wanted if key not in by_key],
+    )
+
+
+def events(session: Session, org_id: str, call_id: str) -> list[StoredEvent]:
+    """The raw events stored for one of the org's calls, oldest first."""
+    call = calls.find(session, org_id, call_id)
+    rows = session.scalars(
+        select(InboxEvent)
+        .where(InboxEvent.call_id == call.id)
+        .order_by(InboxEvent.received_at, InboxEvent.id)
+    )
+    return [
+        StoredEvent(
+            id=row.id,
+            received_at=row.received_at,
+            content_type=row.content_type,
+            dedupe_key=row.dedupe_key,
+            event=row.event,
+            body=row.raw_body,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,121 @@
+"""Small factories: orgs and sources through the API, assembled calls straight into the database."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from callwatch import calls
+from callwatch.records import (
+    Analysis,
+    Assembly,
+    CallRecord,
+    Cost,
+    Latency,
+    Recording,
+    Stats,
+    TimelineEntry,
+    Utterance,
+)
+from callwatch.runtime import Runtime
+from callwatch.tables import Call
+from tests.conftest import ADMIN
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    org_id: str
+    key: str
+    source_id: str
+    source: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.key}"}
+
+
+def tenant(client: TestClient, name: str, source: str = "main") -> Tenant:
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    org = client.post("/api/admin/orgs", json={"name": name}, headers=admin).json()
+    headers = {"authorization": f"Bearer {org['api_key']}"}
+    created = client.post(
+        "/api/sources", json={"name": source, "provider": "generic"}, headers=headers
+    ).json()
+    return Tenant(org_id=org["id"], key=org["api_key"], source_id=created["id"], source=source)
+
+
+def add_source(client: TestClient, owner: Tenant, name: str) -> Tenant:
+    created = client.post(
+        "/api/sources", json={"name": name, "provider": "generic"}, headers=owner.headers
+    ).json()
+    return Tenant(owner.org_id, owner.key, created["id"], name)
+
+
+def record(owner: Tenant, call_id: str, **fields: Any) -> CallRecord:
+    """An assembled record; `fields` override any CallRecord field."""
+    started = fields.pop("started_at", T0)
+    answered = started + timedelta(seconds=5)
+    values: dict[str, Any] = {
+        "id": call_id,
+        "org_id": owner.org_id,
+        "source": owner.source,
+        "provider": "generic",
+        "provider_call_id": f"p-{call_id}",
+        "agent_id": "sales-bot",
+        "agent_name": "Sales bot",
+        "direction": "outbound",
+        "channel": "phone",
+        "from_number": "+15550001111",
+        "to_number": "+15550002222",
+        "customer_number": "+15550002222",
+        "status": "completed",
+        "end_reason": "user_hangup",
+        "created_at": started,
+        "initiated_at": started,
+        "answered_at": answered,
+        "ended_at": answered + timedelta(seconds=60),
+        "duration_s": 60.0,
+        "billed_duration_s": 60.0,
+        "recording": Recording(status="available", url="https://rec.example/1.wav"),
+        "transcript": [Utterance(role="assistant", content="Hi!", start_s=0.5, end_s=1.0)],
+        "latency": Latency(
+            turn=Stats(count=2, mean=900, p50=850, p95=1200),
+            llm=Stats(count=2, mean=400, p50=400, p95=500),
+            time_to_first_word_ms=500,
+        ),
+        "cost": Cost(total=0.1, currency="USD", llm=0.05, telephony=0.05),
+        "analysis": Analysis(summary="ok", success=True),
+        "timeline": [TimelineEntry(status="completed", at=started, event="call.completed")],
+        "assembly": Assembly(state="assembled", attempts=1, assembled_at=started),
+        "updated_at": started,
+    }
+    return CallRecord.model_validate(values | fields)
+
+
+def add_call(runtime: Runtime, owner: Tenant, call_id: str, **fields: Any) -> CallRecord:
+    """Store an assembled call as the worker would, without the worker."""
+    built = record(owner, call_id, **fields)
+    with runtime.sessions.begin() as session:
+        call = Call(
+            id=built.id,
+            org_id=owner.org_id,
+            source_id=owner.source_id,
+            provider=built.provider,
+            provider_call_id=built.provider_call_id,
+            started_at=built.initiated_at or T0,
+            ended_at=built.ended_at,
+            fields={},
+            record=built.model_dump(mode="json"),
+            assembly_state="assembled",
+            assembly_attempts=1,
+            assembly_failures=0,
+            assembled_at=built.initiated_at,
+            created_at=T0,
+            updated_at=T0,
+        )
+        calls.copy_columns(call, built)
+        session.add(call)
+    return built
