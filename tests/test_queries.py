@@ -172,6 +172,7 @@ def test_summaries_leave_the_transcript_out_unless_asked(
         ({"has_recording": "maybe"}, "has_recording"),
         ({"include": "everything"}, "include"),
         ({"agent_id": "a", "assistant_id": "b"}, "assistant_id"),
+        ({"search": "a\x00b"}, "search"),
     ],
 )
 def test_bad_parameters_are_a_422_naming_them(
@@ -258,6 +259,7 @@ def test_another_orgs_calls_are_invisible_everywhere(
     assert client.get("/api/calls/c1", headers=rival.headers).status_code == 404
     assert client.get("/api/calls/p-c1", headers=rival.headers).status_code == 404
     assert client.get("/api/calls/c1/events", headers=rival.headers).status_code == 404
+    assert client.get("/api/calls/c%001", headers=acme.headers).status_code == 404
     assert ids(client, rival) == []
     assert ids(client, rival, search="c1") == []
     searched = client.post("/api/calls/search", json={"call_ids": ["c1"]}, headers=rival.headers)

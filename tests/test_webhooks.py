@@ -119,6 +119,7 @@ def test_tampered_body_is_401(client, source) -> None:
         (json.dumps(event(call_id="")).encode(), 422, "data.call_id"),
         (json.dumps(event(status="ringing", type_="call.completed")).encode(), 422, "data.status"),
         (json.dumps([1, 2]).encode(), 422, None),
+        (json.dumps(event(call_id="a\x00b")).encode(), 422, "data.call_id"),
     ],
 )
 def test_malformed_bodies_are_4xx_naming_the_field(client, source, body, status, field) -> None:

@@ -1,7 +1,9 @@
 """Org management (admin token) and source management (org API key), DESIGN §4."""
 
+from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,20 +25,43 @@ async def create_org(request: Request) -> JSONResponse:
     def create() -> dict[str, Any]:
         with transaction(services.runtime.sessions) as session:
             org, key = tenancy.create_org(session, data, utcnow())
-            return {"id": org.id, "name": org.name, "api_key": key}
+            return OrgCreated(id=org.id, name=org.name, api_key=key).model_dump(mode="json")
 
     return JSONResponse(await run_in_threadpool(create), status_code=201)
 
 
+class OrgCreated(BaseModel):
+    id: str
+    name: str
+    api_key: str = Field(description="shown once; stored hashed")
+
+
+class SourceView(BaseModel):
+    id: str
+    name: str
+    provider: str
+    webhook_url: str = Field(description="point the platform's webhooks here")
+    settings: dict[str, Any]
+    created_at: datetime
+
+
+class SourceCreated(SourceView):
+    signing_secret: str | None = Field(None, description="shown once, for signed providers")
+
+
+class SourceList(BaseModel):
+    items: list[SourceView]
+
+
 def source_view(source: Source, public_url: str) -> dict[str, Any]:
-    return {
-        "id": source.id,
-        "name": source.name,
-        "provider": source.provider,
-        "webhook_url": tenancy.webhook_url(public_url, source),
-        "settings": source.settings,
-        "created_at": source.created_at.isoformat().replace("+00:00", "Z"),
-    }
+    return SourceView(
+        id=source.id,
+        name=source.name,
+        provider=source.provider,
+        webhook_url=tenancy.webhook_url(public_url, source),
+        settings=source.settings,
+        created_at=source.created_at,
+    ).model_dump(mode="json")
 
 
 def create_source(request: Request, body: bytes) -> JSONResponse:

@@ -13,7 +13,7 @@ from callwatch.db import transaction
 from callwatch.filters import parse
 from callwatch.records import CallRecord
 from callwatch.services import Services
-from callwatch.validation import parse_body
+from callwatch.validation import parse_body, path_param
 
 
 def _services(request: Request) -> Services:
@@ -37,7 +37,7 @@ def list_calls(request: Request) -> JSONResponse:
 def get_call(request: Request) -> JSONResponse:
     org_id = require_org(request)
     with transaction(_services(request).runtime.sessions) as session:
-        call = calls.find(session, org_id, request.path_params["call_id"])
+        call = calls.find(session, org_id, path_param(request, "call_id"))
         return _json(queries.record_json(session, call))
 
 
@@ -55,14 +55,14 @@ def _search(request: Request, body: queries.SearchBody) -> JSONResponse:
 def call_events(request: Request) -> JSONResponse:
     org_id = require_org(request)
     with transaction(_services(request).runtime.sessions) as session:
-        found = queries.events(session, org_id, request.path_params["call_id"])
+        found = queries.events(session, org_id, path_param(request, "call_id"))
     return _json([event.model_dump(mode="json") for event in found])
 
 
 def agent_call_stats(request: Request) -> JSONResponse:
     org_id = require_org(request)
     query = parse(queries.ListQuery, request.query_params).model_copy(
-        update={"agent_id": request.path_params["agent_id"]}
+        update={"agent_id": path_param(request, "agent_id")}
     )
     with transaction(_services(request).runtime.sessions) as session:
         listed = queries.page(session, org_id, query.model_copy(update={"include": ["transcript"]}))

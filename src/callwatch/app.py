@@ -8,7 +8,7 @@ import redis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from callwatch import admin, api, health, webhooks
+from callwatch import admin, api, docs, health, webhooks
 from callwatch.inbox import GroupWriter
 from callwatch.logs import configure_logging
 from callwatch.problems import HANDLERS
@@ -28,6 +28,8 @@ ROUTES = [
     Route("/api/calls/{call_id}/events", api.call_events, methods=["GET"]),
     Route("/api/agents/{agent_id}/call_stats", api.agent_call_stats, methods=["GET"]),
     Route("/api/stats", api.call_aggregates, methods=["GET"]),
+    Route("/openapi.json", docs.openapi_json, methods=["GET"]),
+    Route("/docs", docs.page, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
 ]

@@ -28,6 +28,7 @@ def _day_or_time(value: Any) -> date | datetime:
 
 DayOrTime = Annotated[datetime | date, BeforeValidator(_day_or_time)]
 REPEATABLE = ("status", "end_reason", "include")
+ALIASES = {"assistant_id": "agent_id"}  # the reference APIs' names for our parameters
 
 
 class CallFilters(BaseModel):
@@ -139,8 +140,9 @@ def parse(model: type[M], params: QueryParams) -> M:
     for name in REPEATABLE:
         if name in params:
             data[name] = [part for value in params.getlist(name) for part in value.split(",")]
-    if "assistant_id" in data:
-        if "agent_id" in data:
-            raise InvalidInput("give agent_id or assistant_id, not both", field="assistant_id")
-        data["agent_id"] = data.pop("assistant_id")
+    for alias, name in ALIASES.items():
+        if alias in data:
+            if name in data:
+                raise InvalidInput(f"give {name} or {alias}, not both", field=alias)
+            data[name] = data.pop(alias)
     return parse_query(model, data)

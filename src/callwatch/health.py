@@ -1,11 +1,21 @@
 """Liveness and readiness probes."""
 
+from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callwatch.problems import problem
 from callwatch.services import Services
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
 
 
 def healthz(request: Request) -> JSONResponse:

@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -10,6 +11,16 @@ from starlette.responses import JSONResponse, Response
 from callwatch.errors import RequestError, StoreUnavailable
 
 log = logging.getLogger("callwatch.web")
+
+
+class Problem(BaseModel):
+    """RFC 9457; `field` names the parameter or body field that is wrong."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    field: str | None = None
 
 
 class ProblemResponse(JSONResponse):

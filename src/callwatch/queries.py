@@ -2,9 +2,9 @@
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, model_validator
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -14,11 +14,13 @@ from callwatch.filters import CallFilters
 from callwatch.tables import Call, InboxEvent
 
 NEWEST_FIRST = (Call.started_at.desc(), Call.id.desc())
+# Records travel as stored JSON (no re-validation); the schema still names their shape.
+RecordJson = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/CallRecord"})]
 
 
 class ListQuery(CallFilters):
-    skip: int | None = Field(None, ge=0, description="calls to skip (or use page)")
-    page: int | None = Field(None, ge=1, description="1-based page of `limit` calls")
+    skip: int | None = Field(None, ge=0, le=10**9, description="calls to skip (or use page)")
+    page: int | None = Field(None, ge=1, le=10**6, description="1-based page of `limit` calls")
     limit: int = Field(100, ge=1, le=1000)
     include: list[Literal["transcript"]] = Field(default_factory=list)
 
@@ -36,7 +38,7 @@ class ListQuery(CallFilters):
 
 
 class CallPage(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[RecordJson]
     total: int
     skip: int
     limit: int
@@ -48,7 +50,7 @@ class SearchBody(BaseModel):
 
 
 class SearchResult(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[RecordJson]
     missing: list[str]
 
 

@@ -1,10 +1,13 @@
 """Parsing request bodies and query strings into pydantic models, with errors naming the field."""
 
+import contextlib
+import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 
-from callwatch.errors import InvalidInput, MalformedBody
+from callwatch.errors import InvalidInput, MalformedBody, NotFound
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -18,6 +21,11 @@ def invalid(exc: ValidationError, prefix: str = "", *, depth: int | None = None)
 
 def parse_body(model: type[M], body: bytes) -> M:
     """Parse and validate in one pass (pydantic's own JSON parser); bad JSON is a MalformedBody."""
+    if b"\\u0000" in body:  # JSON carries NUL only escaped; look closer only then
+        with contextlib.suppress(ValueError):
+            where = _nul_at(json.loads(body))
+            if where is not None:
+                raise InvalidInput(f"{where or 'body'}: {_NO_NUL}", field=where or None)
     try:
         return model.model_validate_json(body or b"null")
     except ValidationError as exc:
@@ -28,7 +36,42 @@ def parse_body(model: type[M], body: bytes) -> M:
 
 def parse_query(model: type[M], data: dict[str, Any]) -> M:
     """Query parameters are flat: an error names the parameter, not a position in it."""
+    for name, value in data.items():
+        if _nul_at(value) is not None:
+            raise InvalidInput(f"{name}: {_NO_NUL}", field=name)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid(exc, depth=1) from None
+
+
+def path_param(request: Request, name: str) -> str:
+    """A path parameter; one with a NUL in it cannot name anything stored."""
+    value: str = request.path_params[name]
+    if NUL in value:
+        raise NotFound(f"no such {name.replace('_', ' ')}")
+    return value
+
+
+NUL = "\x00"
+_NO_NUL = "text must not contain NUL (\\u0000): the database cannot store it"
+
+
+def _nul_at(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if NUL in str(key):
+                return inner
+            found = _nul_at(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None

@@ -3,8 +3,9 @@
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -13,8 +14,14 @@ from callwatch.errors import NotFound, PayloadTooLarge, Unauthorized
 from callwatch.events import CallEvent
 from callwatch.providers.base import SourceConfig, WebhookRequest
 from callwatch.services import Services
+from callwatch.validation import path_param
 
 log = logging.getLogger("callwatch.webhooks")
+
+
+class WebhookReply(BaseModel):
+    status: Literal["accepted", "duplicate"] = "duplicate"
+    events: list[str] | None = Field(None, description="the stored event ids; absent if duplicate")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -66,7 +73,7 @@ def _row(
 async def receive(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     settings = services.runtime.settings
-    source = await services.sources.lookup(request.path_params["webhook_token"])
+    source = await services.sources.lookup(path_param(request, "webhook_token"))
     if source is None:
         raise NotFound("unknown webhook token")
     body = await _read_body(request, settings.max_body_bytes)
@@ -96,6 +103,5 @@ async def receive(request: Request) -> JSONResponse:
                 "outcome": "accepted" if new else "duplicate",
             },
         )
-    if not accepted:
-        return JSONResponse({"status": "duplicate"}, status_code=202)
-    return JSONResponse({"status": "accepted", "events": accepted}, status_code=202)
+    reply = WebhookReply(status="accepted", events=accepted) if accepted else WebhookReply()
+    return JSONResponse(reply.model_dump(exclude_none=True), status_code=202)
