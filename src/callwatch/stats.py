@@ -3,6 +3,7 @@
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -67,22 +68,34 @@ class StatsResult(BaseModel):
     groups: list[Aggregate]
 
 
+@dataclass
+class _Tally:
+    """The aggregates being filled in: overall, and per value of `group` when grouping."""
+
+    where: list[ColumnElement[bool]]
+    group: ColumnElement[Any] | None
+    overall: Aggregate = field(default_factory=Aggregate)
+    groups: dict[Any, Aggregate] = field(default_factory=lambda: defaultdict(Aggregate))
+
+    def targets(self, key: Any) -> list[Aggregate]:
+        return [self.overall] if self.group is None else [self.overall, self.groups[key]]
+
+
 def compute(session: Session, org_id: str, query: StatsQuery) -> StatsResult:
-    where = query.where(org_id)
     postgres = session.get_bind().dialect.name == "postgresql"
-    group = _group_column(query.group_by, postgres)
-    groups: dict[Any, Aggregate] = defaultdict(Aggregate)
-    overall = Aggregate()
-    _add_counts(session, where, group, groups, overall)
+    tally = _Tally(query.where(org_id), _group_column(query.group_by, postgres))
+    _add_counts(session, tally)
     if postgres:
-        _add_spreads_in_sql(session, where, group, groups, overall)
+        _add_spreads_in_sql(session, tally)
     else:
-        _add_spreads_in_python(session, where, group, groups, overall)
+        _add_spreads_in_python(session, tally)
     names = _names(session, org_id) if query.group_by == "source" else {}
-    for key, aggregate in groups.items():
+    for key, aggregate in tally.groups.items():
         aggregate.key = None if key is None else names.get(key, str(key))
-    ordered = sorted(groups.values(), key=lambda aggregate: (aggregate.key is None, aggregate.key))
-    return StatsResult(group_by=query.group_by, overall=overall, groups=ordered)
+    ordered = sorted(
+        tally.groups.values(), key=lambda aggregate: (aggregate.key is None, aggregate.key)
+    )
+    return StatsResult(group_by=query.group_by, overall=tally.overall, groups=ordered)
 
 
 def _group_column(group_by: GroupBy | None, postgres: bool) -> ColumnElement[Any] | None:
@@ -97,13 +110,7 @@ def _group_column(group_by: GroupBy | None, postgres: bool) -> ColumnElement[Any
     return None
 
 
-def _add_counts(
-    session: Session,
-    where: list[ColumnElement[bool]],
-    group: ColumnElement[Any] | None,
-    groups: dict[Any, Aggregate],
-    overall: Aggregate,
-) -> None:
+def _add_counts(session: Session, tally: _Tally) -> None:
     keys = [Call.status, Call.end_reason, Call.cost_currency]
     columns = [
         *keys,
@@ -112,14 +119,13 @@ def _add_counts(
         func.count(Call.cost_total),
         *(func.coalesce(func.sum(getattr(Call, f"cost_{part}")), 0.0) for part in COST_PARTS),
     ]
-    if group is not None:
-        keys.append(group)  # type: ignore[arg-type]
-        columns.append(group)
-    rows = session.execute(select(*columns).where(*where).group_by(*keys))
+    if tally.group is not None:
+        keys.append(tally.group)  # type: ignore[arg-type]
+        columns.append(tally.group)
+    rows = session.execute(select(*columns).where(*tally.where).group_by(*keys))
     for row in rows:
         status, end_reason, currency, calls, answered, costed, *sums = row[: 6 + len(COST_PARTS)]
-        targets = [overall] if group is None else [overall, groups[row[-1]]]
-        for aggregate in targets:
+        for aggregate in tally.targets(row[-1]):
             aggregate.calls += calls
             aggregate.answered += answered
             if status is not None:
@@ -133,7 +139,7 @@ def _add_counts(
                 for part, value in zip(COST_PARTS, sums, strict=True):
                     totals = _cost_of(aggregate, currency)
                     setattr(totals, part, round(getattr(totals, part) + value, 6))
-    for aggregate in [overall, *groups.values()]:
+    for aggregate in [tally.overall, *tally.groups.values()]:
         aggregate.answer_rate = (
             round(aggregate.answered / aggregate.calls, 4) if aggregate.calls else None
         )
@@ -149,13 +155,7 @@ def _cost_of(aggregate: Aggregate, currency: str | None) -> CostTotals:
     return totals
 
 
-def _add_spreads_in_sql(
-    session: Session,
-    where: list[ColumnElement[bool]],
-    group: ColumnElement[Any] | None,
-    groups: dict[Any, Aggregate],
-    overall: Aggregate,
-) -> None:
+def _add_spreads_in_sql(session: Session, tally: _Tally) -> None:
     """Postgres: percentile_cont (linear interpolation, as metrics.percentile) per group."""
     columns: list[Any] = []
     for _, column in DISTRIBUTIONS:
@@ -164,44 +164,33 @@ def _add_spreads_in_sql(
             func.avg(column),
             func.percentile_cont(array([0.5, 0.95])).within_group(cast(column, Float)),
         ]
-    targets: list[tuple[ColumnElement[Any] | None, dict[Any, Aggregate] | None]] = [(None, None)]
-    if group is not None:
-        targets.append((group, groups))
-    for key_column, into in targets:
-        statement = select(*columns, *([key_column] if key_column is not None else [])).where(
-            *where
-        )
-        if key_column is not None:
-            statement = statement.group_by(key_column)
+    statements = [(select(*columns).where(*tally.where), False)]
+    if tally.group is not None:
+        grouped = select(*columns, tally.group).where(*tally.where).group_by(tally.group)
+        statements.append((grouped, True))
+    for statement, by_group in statements:
         for row in session.execute(statement):
-            aggregate = overall if into is None else into[row[-1]]
+            aggregate = tally.groups[row[-1]] if by_group else tally.overall
             for index, (name, _) in enumerate(DISTRIBUTIONS):
                 count, mean, quantiles = row[3 * index : 3 * index + 3]
                 setattr(aggregate, name, _spread(count, mean, quantiles))
 
 
-def _add_spreads_in_python(
-    session: Session,
-    where: list[ColumnElement[bool]],
-    group: ColumnElement[Any] | None,
-    groups: dict[Any, Aggregate],
-    overall: Aggregate,
-) -> None:
+def _add_spreads_in_python(session: Session, tally: _Tally) -> None:
     """SQLite has no percentile aggregate; the embedded database is small enough to sort here."""
     columns = [column for _, column in DISTRIBUTIONS]
-    values: dict[Any, list[list[float]]] = defaultdict(lambda: [[] for _ in DISTRIBUTIONS])
-    statement = select(*columns, *([group] if group is not None else [])).where(*where)
-    for row in session.execute(statement):
-        buckets = [values[None]] + ([values[("group", row[-1])]] if group is not None else [])
-        for bucket in buckets:
-            for index in range(len(DISTRIBUTIONS)):
-                value = row[index]
+    samples: dict[int, list[list[float]]] = {}
+    grouping = [tally.group] if tally.group is not None else []
+    for row in session.execute(select(*columns, *grouping).where(*tally.where)):
+        for aggregate in tally.targets(row[-1]):
+            lists = samples.setdefault(id(aggregate), [[] for _ in DISTRIBUTIONS])
+            for index, value in enumerate(row[: len(DISTRIBUTIONS)]):
                 if value is not None:
-                    bucket[index].append(float(value))
-    for key, lists in values.items():
-        aggregate = overall if key is None else groups[key[1]]
-        for (name, _), samples in zip(DISTRIBUTIONS, lists, strict=True):
-            setattr(aggregate, name, _spread_of(samples))
+                    lists[index].append(float(value))
+    for aggregate in [tally.overall, *tally.groups.values()]:
+        lists = samples.get(id(aggregate), [[] for _ in DISTRIBUTIONS])
+        for (name, _), values in zip(DISTRIBUTIONS, lists, strict=True):
+            setattr(aggregate, name, _spread_of(values))
 
 
 def _spread(count: int, mean: float | None, quantiles: Iterable[float] | None) -> Spread:
