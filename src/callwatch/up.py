@@ -424,6 +424,7 @@ def _print_banner(settings: Settings, demo: DemoSource | None) -> None:
         "callwatch is running",
         f"  URL          {base}",
         f"  admin token  {runtime.admin_token(settings)}",
+        f"  API docs     {base}/docs",
     ]
     if demo is not None:
         lines += [
@@ -433,9 +434,12 @@ def _print_banner(settings: Settings, demo: DemoSource | None) -> None:
             f"  webhook URL  {demo.webhook_url}",
             "",
             "  list calls:",
-            f"    {_list_calls_curl(demo.api_key, base)}",
-            "  get the newest call:",
-            f"    {_newest_call_curl(demo.api_key, base)}",
+            f"    {_curl(demo.api_key, shlex.quote(base + '/api/calls'))}",
+            f"    uv run callwatch calls list --url {base} --api-key {demo.api_key}",
+            "  one call, or aggregates:",
+            f"    uv run callwatch calls get <id> --url {base} --api-key {demo.api_key}",
+            f"    uv run callwatch calls stats --group-by agent --url {base} --api-key "
+            f"{demo.api_key}",
         ]
     lines += ["", "Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)
@@ -443,16 +447,3 @@ def _print_banner(settings: Settings, demo: DemoSource | None) -> None:
 
 def _curl(api_key: str, quoted_url: str) -> str:
     return f"curl -s -H {shlex.quote('Authorization: Bearer ' + api_key)} {quoted_url}"
-
-
-def _list_calls_curl(api_key: str, base: str) -> str:
-    return _curl(api_key, shlex.quote(base + "/api/calls"))
-
-
-def _newest_call_curl(api_key: str, base: str) -> str:
-    first_id = 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])'
-    newest_id = (
-        f"$({_curl(api_key, shlex.quote(base + '/api/calls?limit=1'))}"
-        f" | python3 -c {shlex.quote(first_id)})"
-    )
-    return _curl(api_key, f'"{base}/api/calls/{newest_id}"')
