@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from callwatch import pipeline
+from callwatch import pipeline, queries
 from callwatch.records import Recording
 from callwatch.runtime import Runtime
 from callwatch.tables import InboxEvent
@@ -268,3 +268,21 @@ def test_another_orgs_calls_are_invisible_everywhere(
     assert client.get("/api/stats", headers=rival.headers).json()["overall"]["calls"] == 0
     exported = client.get("/api/calls/export?format=ndjson", headers=rival.headers)
     assert exported.text == ""
+
+
+def test_past_the_cap_the_total_is_an_estimate_unless_exact_is_asked(
+    client: TestClient, runtime: Runtime, acme: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(7):
+        add_call(runtime, acme, f"c{n}", started_at=at(n))
+    monkeypatch.setattr(queries, "COUNT_CAP", 3)
+
+    def totals(**params: Any) -> tuple[int, bool]:
+        body = client.get("/api/calls", params=params, headers=acme.headers).json()
+        return body["total"], body["total_exact"]
+
+    postgres = runtime.engine.dialect.name == "postgresql"
+    total, exact = totals(limit=2)
+    assert (exact, total >= 4) == ((False, True) if postgres else (True, True))
+    assert totals(limit=2, count="exact") == (7, True)
+    assert totals(limit=2, status="no_answer") == (0, True)

@@ -5,7 +5,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from callwatch import call_stats, calls, export, queries, stats
 from callwatch.auth import require_org
@@ -27,11 +27,12 @@ def _json(value: BaseModel | list[Any] | dict[str, Any]) -> JSONResponse:
     return JSONResponse(value)
 
 
-def list_calls(request: Request) -> JSONResponse:
+def list_calls(request: Request) -> Response:
     org_id = require_org(request)
     query = parse(queries.ListQuery, request.query_params)
     with transaction(_services(request).runtime.sessions) as session:
-        return _json(queries.page(session, org_id, query))
+        listed = queries.page(session, org_id, query)
+    return Response(listed.json(), media_type="application/json")
 
 
 def get_call(request: Request) -> JSONResponse:
@@ -66,7 +67,7 @@ def agent_call_stats(request: Request) -> JSONResponse:
     )
     with transaction(_services(request).runtime.sessions) as session:
         listed = queries.page(session, org_id, query.model_copy(update={"include": ["transcript"]}))
-    views = [call_stats.agent_call(CallRecord.model_validate(item)) for item in listed.items]
+    views = [call_stats.agent_call(CallRecord.model_validate_json(item)) for item in listed.items]
     return _json([view.model_dump(mode="json") for view in views])
 
 

@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callwatch.db import transaction
 from callwatch.filters import CallFilters
-from callwatch.queries import NEWEST_FIRST, record_json
+from callwatch.queries import NEWEST_FIRST, built_record, record_text
 from callwatch.tables import Call, Source
 
 CHUNK = 1000  # rows per database round trip and per piece of the response
@@ -102,15 +101,17 @@ def _cell(value: Any) -> Any:
 
 
 def _ndjson(session: Session, where: list[Any]) -> Iterator[bytes]:
-    rows = session.scalars(
-        select(Call).where(*where).order_by(*NEWEST_FIRST).execution_options(yield_per=CHUNK)
+    rows = session.execute(
+        select(Call.id, record_text(session, transcript=True))
+        .where(*where)
+        .order_by(*NEWEST_FIRST)
+        .execution_options(yield_per=CHUNK)
     )
     lines: list[str] = []
-    for call in rows:
-        lines.append(json.dumps(record_json(session, call), separators=(",", ":")))
+    for call_id, text in rows:
+        lines.append(text if text is not None else built_record(session, call_id, transcript=True))
         if len(lines) == CHUNK:
             yield ("\n".join(lines) + "\n").encode()
             lines = []
-            session.expunge_all()  # keep the identity map from growing with the export
     if lines:
         yield ("\n".join(lines) + "\n").encode()

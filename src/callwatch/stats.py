@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Date, Float, cast, func, select
+from sqlalchemy import ColumnElement, Date, Float, cast, func, select, text
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
 
@@ -83,6 +83,8 @@ class _Tally:
 
 def compute(session: Session, org_id: str, query: StatsQuery) -> StatsResult:
     postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:  # percentiles sort up to a million values per column: in memory, not on disk
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     tally = _Tally(query.where(org_id), _group_column(query.group_by, postgres))
     _add_counts(session, tally)
     if postgres:
