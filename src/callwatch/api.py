@@ -74,8 +74,7 @@ def agent_call_stats(request: Request) -> JSONResponse:
 def call_aggregates(request: Request) -> JSONResponse:
     org_id = require_org(request)
     query = parse(stats.StatsQuery, request.query_params)
-    with transaction(_services(request).runtime.sessions) as session:
-        return _json(stats.compute(session, org_id, query))
+    return _json(stats.compute(_services(request).runtime.sessions, org_id, query))
 
 
 def export_calls(request: Request) -> StreamingResponse:
