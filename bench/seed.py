@@ -68,8 +68,8 @@ from callwatch import assembly, calls, metrics, providers, tenancy
 from callwatch.crypto import Vault
 from callwatch.events import TERMINAL_STATUSES, CallEvent, CallStatus
 from callwatch.providers.base import WebhookRequest
-from callwatch.records import CallDetails, Cost, LatencySamples, Recording, Utterance
-from callwatch.simulator import make_call, recording_url
+from callwatch.records import CallDetails, LatencySamples, Recording, Utterance
+from callwatch.simulator import cost_of, make_call, recording_url
 from callwatch.tables import Call
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -359,21 +359,6 @@ def stretch(rng: random.Random, detail: CallDetails, factor: int) -> CallDetails
             "cost": cost_of(rng, talk_s, currency or "USD"),
         }
     )
-
-
-def cost_of(rng: random.Random, talk_s: float, currency: str) -> Cost:
-    """Per-minute component prices as the simulator charges them."""
-    minutes = talk_s / 60
-    parts = {
-        "llm": round(rng.uniform(0.02, 0.06) * minutes, 4),
-        "stt": round(0.01 * minutes, 4),
-        "tts": round(rng.uniform(0.03, 0.05) * minutes, 4),
-        "telephony": round(0.014 * math.ceil(minutes), 4),
-        "platform": round(0.05 * minutes, 4),
-    }
-    total = round(sum(parts.values()), 4)
-    per_minute = round(total / minutes, 4) if minutes else None
-    return Cost(total=total, currency=currency, per_minute=per_minute, **parts)
 
 
 # ---------------------------------------------------------------- one call, the slow real way

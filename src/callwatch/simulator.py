@@ -323,7 +323,7 @@ def _answered_detail(
             "recording": Recording(status="available", url=url, dual_url=f"{url}?channels=2"),
             "transcript": transcript,
             "latency_samples": samples,
-            "cost": _cost(rng, talk_s),
+            "cost": cost_of(rng, talk_s),
             "analysis": Analysis(
                 summary=agent.summaries[0 if success else 1],
                 success=success,
@@ -416,7 +416,8 @@ def _utterance(role: str, content: str, start: float, end: float) -> Utterance:
     )
 
 
-def _cost(rng: random.Random, talk_s: float) -> Cost:
+def cost_of(rng: random.Random, talk_s: float, currency: str = "USD") -> Cost:
+    """Per-minute component prices, as a platform would bill them."""
     minutes = talk_s / 60
     parts = {
         "llm": round(rng.uniform(0.02, 0.06) * minutes, 4),
@@ -427,7 +428,7 @@ def _cost(rng: random.Random, talk_s: float) -> Cost:
     }
     total = round(sum(parts.values()), 4)
     per_minute = round(total / minutes, 4) if minutes else None
-    return Cost(total=total, currency="USD", per_minute=per_minute, **parts)
+    return Cost(total=total, currency=currency, per_minute=per_minute, **parts)
 
 
 def _pick(rng: random.Random, weights: dict[_T, int]) -> _T:
