@@ -1,0 +1,62 @@
+"""The `generic` provider's side of a simulated call: its webhooks, signed."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from callwatch import signatures
+from callwatch.events import CallStatus
+from callwatch.simulator.calls import SimCall
+
+
+def events_for(call: SimCall, *, embed_detail: bool) -> list[dict[str, Any]]:
+    """The call's generic-provider webhook bodies in sending order (DESIGN §5)."""
+    steps = status_steps(call)
+    events = [_event("call.status_changed", call, status, at) for status, at in steps[:-1]]
+    final_status, ended_at = steps[-1]
+    completion = _event("call.completed", call, final_status, ended_at)
+    if embed_detail:
+        completion["data"] |= call.detail.model_dump(mode="json", exclude_none=True)
+    return [*events, completion]
+
+
+def signed_request(secret: str, body: dict[str, Any], now: float) -> tuple[bytes, dict[str, str]]:
+    """Compact JSON bytes plus content-type and Standard Webhooks headers for `body`."""
+    content = json.dumps(body, separators=(",", ":")).encode()
+    msg_id = f"msg_{secrets.token_hex(12)}"
+    headers = {"content-type": "application/json"}
+    headers |= signatures.headers(secret, msg_id, int(now), content)
+    return content, headers
+
+
+def status_steps(call: SimCall) -> list[tuple[CallStatus, datetime]]:
+    steps = [(CallStatus.initiated, call.started_at), (CallStatus.ringing, call.ringing_at)]
+    if call.answered_at is not None:
+        steps.append((CallStatus.in_progress, call.answered_at))
+    steps.append((call.status, call.ended_at))
+    return steps
+
+
+def _event(kind: str, call: SimCall, status: CallStatus, at: datetime) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "timestamp": _iso(at),
+        "data": {
+            "call_id": call.call_id,
+            "status": status.value,
+            "agent_id": call.agent_id,
+            "agent_name": call.agent_name,
+            "direction": call.direction,
+            "from_number": call.from_number,
+            "to_number": call.to_number,
+            "campaign_id": call.campaign_id,
+            "metadata": {},
+        },
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
