@@ -88,19 +88,23 @@ def compute(sessions: sessionmaker[Session], org_id: str, query: StatsQuery) -> 
         postgres = session.get_bind().dialect.name == "postgresql"
         names = _names(session, org_id) if query.group_by == "source" else {}
     where, group = query.where(org_id), _group_column(query.group_by, postgres)
-    counts, spreads = _Tally(where, group), _Tally(where, group)
+    counts, overall, grouped = _Tally(where, group), _Tally(where, None), _Tally(where, group)
     if postgres:
-        # The counting scan (parallel workers) and the percentile sorts (one process) run side
-        # by side, each in its own transaction: a 90-day org then takes the longer, not the sum.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            counting = pool.submit(_run, sessions, _add_counts, counts)
-            _run(sessions, _add_spreads_in_sql, spreads)
-            counting.result()
+        # The counting scan (parallel workers) and the percentile sorts (one process each) run
+        # side by side, each in its own transaction: the request takes the longest, not the sum.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = [pool.submit(_run, sessions, _add_counts, counts)]
+            if group is not None:
+                jobs.append(pool.submit(_run, sessions, _add_spreads_in_sql, grouped))
+            _run(sessions, _add_spreads_in_sql, overall)
+            for job in jobs:
+                job.result()
     else:
         _run(sessions, _add_counts, counts)
-        _run(sessions, _add_spreads_in_python, spreads)
+        _run(sessions, _add_spreads_in_python, grouped)
+        overall = grouped
     for key, aggregate in [(None, counts.overall), *counts.groups.items()]:
-        source = spreads.overall if key is None else spreads.groups[key]
+        source = overall.overall if key is None else grouped.groups[key]
         for name, _ in DISTRIBUTIONS:
             setattr(aggregate, name, getattr(source, name))
     for key, aggregate in counts.groups.items():
@@ -182,7 +186,8 @@ def _cost_of(aggregate: Aggregate, currency: str | None) -> CostTotals:
 
 
 def _add_spreads_in_sql(session: Session, tally: _Tally) -> None:
-    """Postgres: percentile_cont (linear interpolation, as metrics.percentile) per group."""
+    """Postgres: percentile_cont (linear interpolation, as metrics.percentile), per group if
+    the tally groups, else overall."""
     columns: list[Any] = []
     for _, column in DISTRIBUTIONS:
         columns += [
@@ -190,16 +195,14 @@ def _add_spreads_in_sql(session: Session, tally: _Tally) -> None:
             func.avg(column),
             func.percentile_cont(array([0.5, 0.95])).within_group(cast(column, Float)),
         ]
-    statements = [(select(*columns).where(*tally.where), False)]
+    statement = select(*columns).where(*tally.where)
     if tally.group is not None:
-        grouped = select(*columns, tally.group).where(*tally.where).group_by(tally.group)
-        statements.append((grouped, True))
-    for statement, by_group in statements:
-        for row in session.execute(statement):
-            aggregate = tally.groups[row[-1]] if by_group else tally.overall
-            for index, (name, _) in enumerate(DISTRIBUTIONS):
-                count, mean, quantiles = row[3 * index : 3 * index + 3]
-                setattr(aggregate, name, _spread(count, mean, quantiles))
+        statement = select(*columns, tally.group).where(*tally.where).group_by(tally.group)
+    for row in session.execute(statement):
+        aggregate = tally.overall if tally.group is None else tally.groups[row[-1]]
+        for index, (name, _) in enumerate(DISTRIBUTIONS):
+            count, mean, quantiles = row[3 * index : 3 * index + 3]
+            setattr(aggregate, name, _spread(count, mean, quantiles))
 
 
 def _add_spreads_in_python(session: Session, tally: _Tally) -> None:
