@@ -471,7 +471,12 @@ def webhooks(
         }
         raw = json.dumps(body, separators=(",", ":")).encode()
         request = WebhookRequest(
-            body=raw, headers={}, content_type="application/json", client_ip=None, url=""
+            body=raw,
+            headers={},
+            content_type="application/json",
+            client_ip=None,
+            url="",
+            received_at=datetime.now(UTC),
         )
         [event] = GENERIC.parse(request, None)
         out.append((raw, event))

@@ -33,6 +33,8 @@ def merge(state: CallState, details: CallDetails | None) -> CallDetails:
         merged = CallDetails.model_validate(
             {**from_events.model_dump(exclude_none=True), **known, "metadata": metadata or None}
         )
+    if state.enrichment:
+        merged = CallDetails.model_validate(merged.model_dump(exclude_none=True) | state.enrichment)
     if merged.customer_number is None:
         customer = customer_of(merged.direction, merged.from_number, merged.to_number)
         merged = merged.model_copy(update={"customer_number": customer})

@@ -80,4 +80,7 @@ class CallEvent(BaseModel):
     fields: CallFields = Field(default_factory=CallFields)
     # The event's own payload when it carries the whole call (used as the detail fallback).
     detail: dict[str, Any] | None = None
+    # CallDetails fields the event adds on top of the platform's API (an analysis that arrives
+    # after the call ended): merged into the record, also when it is already assembled.
+    enrich: dict[str, Any] | None = None
     dedupe_key: str

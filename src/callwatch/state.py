@@ -26,6 +26,7 @@ class CallState(BaseModel):
     ended_at: datetime | None = None
     terminal: bool = False
     completion: dict[str, Any] | None = None
+    enrichment: dict[str, Any] = Field(default_factory=dict)
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
 
@@ -50,6 +51,8 @@ def fold(events: Sequence[tuple[str, CallEvent]]) -> CallState:
         metadata.update(event.fields.metadata)
         if event.status in _FIRST_SEEN and getattr(state, _FIRST_SEEN[event.status]) is None:
             setattr(state, _FIRST_SEEN[event.status], event.at)
+        if event.enrich:
+            state.enrichment.update(event.enrich)
         if event.terminal and not state.terminal:
             state.terminal = True
             state.ended_at = event.at

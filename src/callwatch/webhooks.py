@@ -79,17 +79,18 @@ async def receive(request: Request) -> JSONResponse:
     body = await _read_body(request, settings.max_body_bytes)
     client_ip = request.client.host if request.client else None
     _check_ip(source, client_ip)
+    now = datetime.now(UTC)
     incoming = WebhookRequest(
         body=body,
         headers=request.headers,
         content_type=request.headers.get("content-type", ""),
         client_ip=client_ip,
         url=_public_url(settings.public_url, request),
+        received_at=now,
     )
     adapter = providers.get(source.provider)
     delivery_id = adapter.authenticate(incoming, source, time.time())
     events = adapter.parse(incoming, delivery_id)
-    now = datetime.now(UTC)
     rows = [_row(source, event, incoming, now) for event in events]
     flags = await services.writer.submit(rows)
     accepted = [row["id"] for row, new in zip(rows, flags, strict=True) if new]

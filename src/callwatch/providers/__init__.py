@@ -1,9 +1,11 @@
 """The registry of platform adapters, one module each."""
 
+from callwatch.providers.atoms import AtomsProvider
 from callwatch.providers.base import Provider
 from callwatch.providers.generic import GenericProvider
 
 _REGISTRY: dict[str, Provider] = {
+    "atoms": AtomsProvider(),
     "generic": GenericProvider(),
 }
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -31,6 +32,8 @@ class WebhookRequest:
     content_type: str
     client_ip: str | None
     url: str  # as the platform addressed it: CALLWATCH_PUBLIC_URL + path + query string
+    # Our clock when it arrived: the event time of events whose platform gives none.
+    received_at: datetime
 
     @cached_property
     def query(self) -> dict[str, str]:
