@@ -228,3 +228,24 @@ def test_local_url_turns_wildcards_into_loopback() -> None:
     assert local_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"  # noqa: S104
     assert local_url("::1", 8000) == "http://[::1]:8000"
     assert local_url("localhost", 9) == "http://localhost:9"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_up_demo_plays_atoms_calls_when_asked(tmp_path: Path) -> None:
+    port = _free_port()
+    with (
+        open(tmp_path / "stdout.txt", "w+") as stdout,
+        open(tmp_path / "stderr.txt", "w+") as stderr,
+        _callwatch_up(tmp_path, port, stdout, stderr, "--demo", "--provider", "atoms") as up,
+    ):
+        api_key = _wait_for_banner(up, stdout, r"API key\s+(cw_\S+)").group(1)
+        call = _wait_for_assembled_call(local_url("127.0.0.1", port), api_key)
+        up.process.send_signal(signal.SIGINT)
+        up.process.wait(EXIT_TIMEOUT_S)
+
+    assert (call["source"], call["provider"], call["provider_call_id"][:5]) == (
+        "demo-atoms",
+        "atoms",
+        "CALL-",
+    )

@@ -170,7 +170,13 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     result = run_simulation(
-        args.url, args.secret, calls=args.calls, rate=args.rate, seed=args.seed, on_progress=show
+        args.url,
+        args.secret,
+        calls=args.calls,
+        rate=args.rate,
+        seed=args.seed,
+        on_progress=show,
+        provider=args.provider,
     )
     show(result)
     print(file=sys.stderr)
@@ -239,7 +245,8 @@ def cmd_calls_stats(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.up import run_up
 
-    return run_up(settings, demo=args.demo, host=args.host, port=args.port)
+    demo = args.provider if args.demo else None
+    return run_up(settings, demo=demo, host=args.host, port=args.port)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -258,6 +265,12 @@ def parser() -> argparse.ArgumentParser:
 
     up = add("up", cmd_up, "run web, worker, beat, embedded Redis and SQLite in one command")
     up.add_argument("--demo", action="store_true", help="play simulated calls into a demo source")
+    up.add_argument(
+        "--provider",
+        choices=["generic", "atoms"],
+        default="generic",
+        help="the platform whose calls the demo plays",
+    )
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     serve = add("serve", cmd_serve, "run the web process (webhooks and API)")
@@ -291,7 +304,15 @@ def parser() -> argparse.ArgumentParser:
 
     simulate = add("simulate", cmd_simulate, "send simulated calls to a generic source")
     simulate.add_argument("--url", required=True, help="the source's webhook URL")
-    simulate.add_argument("--secret", required=True, help="the source's whsec_ signing secret")
+    simulate.add_argument(
+        "--secret", required=True, help="the source's signing secret (whsec_… for generic)"
+    )
+    simulate.add_argument(
+        "--provider",
+        choices=["generic", "atoms"],
+        default="generic",
+        help="whose webhooks to play, signed as that platform signs them",
+    )
     simulate.add_argument("--calls", type=int, default=10)
     simulate.add_argument("--rate", type=float, default=2.0, help="calls started per second")
     simulate.add_argument("--seed", type=int)

@@ -27,6 +27,7 @@ from callwatch import migrate, runtime, tenancy
 from callwatch.db import transaction
 from callwatch.embedded import EmbeddedRedis
 from callwatch.errors import Conflict, StoreUnavailable
+from callwatch.ids import new_token
 from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
 from callwatch.simulator import DetailServer, Progress, run_simulation
@@ -42,8 +43,10 @@ DEMO_SOURCE = "demo"
 DEMO_RATE = 1.0
 
 
-def run_up(settings: Settings, *, demo: bool, host: str, port: int) -> int:
-    """Run everything until Ctrl-C/SIGTERM (0) or until a process dies unexpectedly (1)."""
+def run_up(settings: Settings, *, demo: str | None, host: str, port: int) -> int:
+    """Run everything until Ctrl-C/SIGTERM (0) or until a process dies unexpectedly (1).
+
+    `demo` names the platform whose simulated calls to play (None: no demo)."""
     stop = threading.Event()
     with _stop_on_signals(stop):
         with ExitStack() as stack:
@@ -53,12 +56,18 @@ def run_up(settings: Settings, *, demo: bool, host: str, port: int) -> int:
 
 
 def _up(
-    stack: ExitStack, settings: Settings, *, demo: bool, host: str, port: int, stop: threading.Event
+    stack: ExitStack,
+    settings: Settings,
+    *,
+    demo: str | None,
+    host: str,
+    port: int,
+    stop: threading.Event,
 ) -> int:
     if not _port_free(host, port):
         return _error(f"port {port} on {host} is already in use; pick another with --port")
     settings = _prepare(stack, settings, local_url(host, port))
-    demo_source = _setup_demo(stack, settings) if demo else None
+    demo_source = _setup_demo(stack, settings, demo) if demo else None
     if stop.is_set():
         return 0
 
@@ -293,17 +302,24 @@ class DemoSource:
     webhook_url: str
     secret: str
     server: DetailServer
+    provider: str
 
 
-def _setup_demo(stack: ExitStack, settings: Settings) -> DemoSource:
+# The secret each platform signs with, as its demo source keeps it.
+_SECRET_NAME = {"generic": "webhook_secret", "atoms": "signing_secret"}
+
+
+def _setup_demo(stack: ExitStack, settings: Settings, provider: str) -> DemoSource:
     """The demo org (with a fresh API key) and its source, pointed at a fresh detail server."""
     server = stack.enter_context(DetailServer())
     with _runtime(settings) as resources, transaction(resources.sessions) as session:
         org, api_key = _demo_org(session)
-        source = _demo_source(session, resources, org.id, server.detail_url)
-        secret = tenancy.config_of(source, resources.vault).credentials["webhook_secret"]
+        source = _demo_source(session, resources, org.id, server.detail_url, provider)
+        credentials = tenancy.config_of(source, resources.vault).credentials
         url = tenancy.webhook_url(settings.public_url, source)
-        return DemoSource(org.id, api_key, url, secret, server)
+        return DemoSource(
+            org.id, api_key, url, credentials[_SECRET_NAME[provider]], server, provider
+        )
 
 
 def _demo_org(session: Session) -> tuple[Org, str]:
@@ -313,22 +329,25 @@ def _demo_org(session: Session) -> tuple[Org, str]:
     return org, tenancy.issue_api_key(session, org.id, utcnow())
 
 
-def _demo_source(session: Session, resources: Runtime, org_id: str, detail_url: str) -> Source:
-    source = session.scalar(
-        select(Source).where(Source.org_id == org_id, Source.name == DEMO_SOURCE)
-    )
+def _demo_source(
+    session: Session, resources: Runtime, org_id: str, detail_url: str, provider: str
+) -> Source:
+    name = DEMO_SOURCE if provider == "generic" else f"{DEMO_SOURCE}-{provider}"
+    source = session.scalar(select(Source).where(Source.org_id == org_id, Source.name == name))
     if source is None:
         data = tenancy.SourceIn(
-            name=DEMO_SOURCE,
-            provider="generic",
+            name=name,
+            provider=provider,
             settings=tenancy.SourceSettings(detail_url=detail_url),
+            # Platforms that issue their own secret: the demo plays both sides, so it picks one.
+            credentials={} if provider == "generic" else {"signing_secret": new_token()},
         )
         source, _ = tenancy.create_source(session, resources.vault, org_id, data, utcnow())
         return source
-    if source.provider != "generic":
+    if source.provider != provider:
         raise Conflict(
-            f"the demo org's source {DEMO_SOURCE!r} uses provider {source.provider!r}, "
-            "not 'generic'; rename it to run the demo"
+            f"the demo org's source {name!r} uses provider {source.provider!r}, "
+            f"not {provider!r}; rename it to run the demo"
         )
     source.settings = {**source.settings, "detail_url": detail_url}  # a new dict marks it dirty
     return source
@@ -371,6 +390,7 @@ class DemoTraffic:
                 rate=DEMO_RATE,
                 server=self._demo.server,
                 stop=self._stop,
+                provider=self._demo.provider,
                 on_progress=self._record,
             )
         except Exception as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from callwatch.simulator import atoms
 from callwatch.simulator.calls import SIM_RECORDING_BASE, SimCall, make_call
 from callwatch.simulator.generic import events_for, signed_request, status_steps
 from callwatch.simulator.servers import DetailServer
@@ -73,6 +74,7 @@ def run_simulation(
     on_progress: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
     play_s: float = CALL_PLAY_S,
+    provider: str = "generic",
 ) -> Progress:
     """Start `calls` calls (None: until `stop` is set) at `rate` per second and post their events.
 
@@ -92,7 +94,9 @@ def run_simulation(
         httpx.Client(timeout=POST_TIMEOUT_S) as client,
         ThreadPoolExecutor(workers, thread_name_prefix="callwatch-sim") as pool,
     ):
-        player = _Player(url, secret, client, server, embed_detail, play_s, tracker, stop)
+        player = _Player(
+            url, secret, PLATFORMS[provider], client, server, embed_detail, play_s, tracker, stop
+        )
         try:
             _schedule(pool, slots, player, master, calls, rate, stop)
         except BaseException:
@@ -133,10 +137,30 @@ def _indices(limit: int | None) -> Iterator[int]:
         index += 1
 
 
+@dataclass(frozen=True)
+class Platform:
+    """How one platform sends a call's webhooks: when and what, and how it signs them."""
+
+    webhooks: Callable[[SimCall, bool], list[tuple[datetime, dict[str, Any]]]]
+    sign: Callable[[str, dict[str, Any], float], tuple[bytes, dict[str, str]]]
+
+
+def _generic_webhooks(call: SimCall, embed_detail: bool) -> list[tuple[datetime, dict[str, Any]]]:
+    moments = [at for _, at in status_steps(call)]
+    return list(zip(moments, events_for(call, embed_detail=embed_detail), strict=True))
+
+
+PLATFORMS = {
+    "generic": Platform(_generic_webhooks, signed_request),
+    "atoms": Platform(lambda call, _: atoms.timed_webhooks(call), atoms.signed_request),
+}
+
+
 @dataclass
 class _Player:
     url: str
     secret: str
+    platform: Platform
     client: httpx.Client
     server: DetailServer | None
     embed_detail: bool
@@ -152,8 +176,9 @@ class _Player:
             if self.server is not None:
                 fail_first = 1 if rng.random() < 0.05 else 0
                 self.server.add(call, recording_after_s=rng.uniform(1, 5), fail_first=fail_first)
-            events = events_for(call, embed_detail=self.embed_detail)
-            for pause, body in zip(play_gaps(call, self.play_s), events, strict=True):
+            timed = self.platform.webhooks(call, self.embed_detail)
+            gaps = play_gaps([at for at, _ in timed], self.play_s)
+            for pause, (_, body) in zip(gaps, timed, strict=True):
                 self.stop.wait(pause)
                 self._post(body)
             self.tracker.update(_call_done)
@@ -161,7 +186,7 @@ class _Player:
             self.tracker.fail(exc)
 
     def _post(self, body: dict[str, Any]) -> None:
-        content, headers = signed_request(self.secret, body, time.time())
+        content, headers = self.platform.sign(self.secret, body, time.time())
         try:
             response = self.client.post(self.url, content=content, headers=headers)
         except httpx.HTTPError:
@@ -170,9 +195,8 @@ class _Player:
         self.tracker.update(lambda progress: _record_response(progress, response))
 
 
-def play_gaps(call: SimCall, play_s: float) -> list[float]:
+def play_gaps(moments: list[datetime], play_s: float) -> list[float]:
     """Seconds to wait before each event: the call's real gaps squeezed into about `play_s`."""
-    moments = [at for _, at in status_steps(call)]
     real = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(moments)]
     total = sum(real) or 1.0
     return [0.0] + [play_s * (0.25 / len(real) + 0.75 * gap / total) for gap in real]
