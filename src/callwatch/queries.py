@@ -88,22 +88,11 @@ class RawPage:
     """A page whose records are JSON text straight from the database, never parsed here."""
 
     items: list[str]
-    total: int
-    total_exact: bool
-    skip: int
-    limit: int
-    page: int | None
+    meta: CallPage  # the rest of the page, its `items` left empty
 
     def json(self) -> bytes:
-        meta = CallPage(
-            items=[],
-            total=self.total,
-            total_exact=self.total_exact,
-            skip=self.skip,
-            limit=self.limit,
-            page=self.page,
-        ).model_dump_json(exclude={"items"})
-        return f'{{"items":[{",".join(self.items)}],{meta[1:]}'.encode()
+        rest = self.meta.model_dump_json(exclude={"items"})
+        return f'{{"items":[{",".join(self.items)}],{rest[1:]}'.encode()
 
 
 def page(session: Session, org_id: str, query: ListQuery) -> RawPage:
@@ -128,7 +117,15 @@ def page(session: Session, org_id: str, query: ListQuery) -> RawPage:
         text if text is not None else built_record(session, call_id, transcript=transcript)
         for call_id, text in rows
     ]
-    return RawPage(items, total, exact, query.offset, query.limit, query.page)
+    meta = CallPage(
+        items=[],
+        total=total,
+        total_exact=exact,
+        skip=query.offset,
+        limit=query.limit,
+        page=query.page,
+    )
+    return RawPage(items, meta)
 
 
 def count(session: Session, where: list[ColumnElement[bool]], *, exact: bool) -> tuple[int, bool]:
