@@ -42,7 +42,6 @@ What it does:
 from __future__ import annotations
 
 import argparse
-import base64
 import heapq
 import itertools
 import json
@@ -64,7 +63,7 @@ import harness
 import psycopg
 from psycopg.types.json import Jsonb
 
-from callwatch import assembly, calls, metrics, providers, tenancy
+from callwatch import assembly, calls, ids, metrics, providers, tenancy
 from callwatch.crypto import Vault
 from callwatch.events import TERMINAL_STATUSES, CallEvent, CallStatus
 from callwatch.providers.base import WebhookRequest
@@ -140,20 +139,7 @@ RECORD_DYNAMIC = {
     "assembly",
     "updated_at",
 }
-DETAILS_DYNAMIC = {
-    "agent_id",
-    "agent_name",
-    "campaign_id",
-    "from_number",
-    "to_number",
-    "customer_number",
-    "created_at",
-    "initiated_at",
-    "answered_at",
-    "ended_at",
-    "recording",
-    "cost",
-}
+DETAILS_DYNAMIC = RECORD_DYNAMIC & set(CallDetails.model_fields)
 COLUMNS = [column.name for column in Call.__table__.columns]
 JSON_COLUMNS = {"fields", "details", "record"}
 
@@ -588,13 +574,7 @@ def build_slow(
 
 def event_id(moment: datetime, identity: Identity) -> str:
     salt = random.Random(f"{identity.call_id}{moment.isoformat()}").getrandbits(80)
-    return prefixed_id("evt", int(moment.timestamp() * 1000), salt)
-
-
-def prefixed_id(prefix: str, ms: int, bits: int) -> str:
-    """callwatch.ids.new_id for a given time: 48 bits of milliseconds, then 80 random bits."""
-    value = ms << 80 | bits
-    return f"{prefix}_{base64.b32hexencode(value.to_bytes(16)).decode()[:26].lower()}"
+    return ids.new_id("evt", int(moment.timestamp() * 1000), salt)
 
 
 # ---------------------------------------------------------------- COPY text format
@@ -1049,7 +1029,7 @@ def make_identity(
     outbound = template.direction == "outbound"
     campaign = rng.choice(agent.campaigns) if agent.campaigns and outbound else None
     return Identity(
-        call_id=prefixed_id("call", ms, rng.getrandbits(80)),
+        call_id=ids.new_id("call", ms, rng.getrandbits(80)),
         provider_call_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         org_id=org.org_id,
         source_id=source_id,

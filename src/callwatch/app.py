@@ -4,7 +4,6 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -51,7 +50,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             writer=writer,
             producer=producer,
             sources=SourceCache(runtime, settings.source_cache_s),
-            redis=redis.Redis.from_url(settings.broker_url, socket_timeout=2),
         )
         # What start-up allocated lives for the whole process; keeping it out of the cyclic
         # collector's generations removes most of the GC pauses from the request tail.
@@ -61,7 +59,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             writer.stop()
             producer.close()
-            app.state.services.redis.close()
             runtime.close()
 
     return Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)

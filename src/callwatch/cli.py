@@ -9,27 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from callwatch import tenancy
 from callwatch.errors import CallwatchError, RequestError
+from callwatch.filters import CallFilters
 from callwatch.settings import Settings
 
 if TYPE_CHECKING:
     from callwatch.terminal import Api, Http, Params
 
-FILTERS = (
-    "status",
-    "agent_id",
-    "campaign_id",
-    "source",
-    "direction",
-    "channel",
-    "customer_phone",
-    "search",
-    "date_from",
-    "date_to",
-    "min_duration",
-    "max_duration",
-    "end_reason",
-    "has_recording",
-)
+FILTERS = tuple(CallFilters.model_fields)  # each has a --flag of the same name
 
 
 def _fail(message: str) -> int:

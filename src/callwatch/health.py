@@ -32,7 +32,7 @@ def readyz(request: Request) -> Response:
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     try:
-        services.redis.ping()
+        services.producer.ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"

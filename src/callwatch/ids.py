@@ -6,12 +6,14 @@ import secrets
 import time
 
 
-def new_id(prefix: str) -> str:
-    """48 bits of milliseconds then 80 random bits, in base32hex: sorts by creation time.
+def new_id(prefix: str, millis: int | None = None, bits: int | None = None) -> str:
+    """48 bits of milliseconds (now, unless given) then 80 random bits, in base32hex: sorts by
+    creation time.
 
     Ids are not secrets, so the fast generator will do (the random module reseeds after fork).
     """
-    value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
+    millis = time.time_ns() // 1_000_000 if millis is None else millis
+    value = millis << 80 | (random.getrandbits(80) if bits is None else bits)
     return f"{prefix}_{base64.b32hexencode(value.to_bytes(16)).decode()[:26].lower()}"
 
 

@@ -74,5 +74,8 @@ class Producer:
     def ingest(self, inbox_ids: list[str]) -> None:
         self._redis.lpush(QUEUE, task_message(INGEST, [inbox_ids]))
 
+    def ping(self) -> None:
+        self._redis.ping()
+
     def close(self) -> None:
         self._redis.close()

@@ -4,7 +4,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import redis
 from starlette.concurrency import run_in_threadpool
 
 from callwatch import tenancy
@@ -60,4 +59,3 @@ class Services:
     writer: GroupWriter
     producer: Producer
     sources: SourceCache
-    redis: redis.Redis
