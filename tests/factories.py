@@ -6,10 +6,12 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from callwatch import calls
+from callwatch import assembly, calls, metrics
+from callwatch.providers.base import WebhookRequest
 from callwatch.records import (
     Analysis,
     Assembly,
+    CallDetails,
     CallRecord,
     Cost,
     Latency,
@@ -19,6 +21,7 @@ from callwatch.records import (
     Utterance,
 )
 from callwatch.runtime import Runtime
+from callwatch.state import CallState
 from callwatch.tables import Call
 from tests.conftest import ADMIN
 
@@ -119,3 +122,42 @@ def add_call(runtime: Runtime, owner: Tenant, call_id: str, **fields: Any) -> Ca
         calls.copy_columns(call, built)
         session.add(call)
     return built
+
+
+def webhook_request(body: bytes, received_at: datetime) -> WebhookRequest:
+    """A webhook as an adapter receives it, with no headers (signatures are tested apart)."""
+    return WebhookRequest(
+        body=body,
+        headers={},
+        content_type="application/json",
+        client_ip=None,
+        url="",
+        received_at=received_at,
+    )
+
+
+def assembled_record(
+    state: CallState,
+    details: CallDetails | None,
+    *,
+    provider: str,
+    source: str,
+    provider_call_id: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """The record the pipeline stores for these events and fetched details, as JSON."""
+    merged = assembly.merge(state, details)
+    built = assembly.build(
+        call_id="call_1",
+        org_id="org_1",
+        source=source,
+        provider=provider,
+        provider_call_id=provider_call_id,
+        state=state,
+        details=merged,
+        recording=assembly.recording_of(merged, at),
+        metrics=metrics.compute(merged, ringing_at=state.ringing_at),
+        assembly=Assembly(state="assembled", attempts=1, assembled_at=at),
+        updated_at=at,
+    )
+    return built.model_dump(mode="json")

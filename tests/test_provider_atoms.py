@@ -15,17 +15,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from callwatch import assembly, metrics
+from callwatch import assembly
 from callwatch.app import create_app
 from callwatch.events import CallStatus
 from callwatch.providers.atoms import AtomsProvider, conversation_details
 from callwatch.providers.base import WebhookRequest
-from callwatch.records import Assembly
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 from callwatch.simulator import BackgroundServer, run_simulation
 from callwatch.state import fold
 from tests.conftest import create_org, path_of
+from tests.factories import assembled_record, webhook_request
 
 PAYLOADS = Path(__file__).parent / "payloads" / "atoms"
 RECEIVED = datetime(2026, 5, 8, 7, 51, 58, 500000, tzinfo=UTC)
@@ -39,14 +39,7 @@ def payload(name: str) -> Any:
 
 
 def request(body: bytes, after_s: float = 0) -> WebhookRequest:
-    return WebhookRequest(
-        body=body,
-        headers={},
-        content_type="application/json",
-        client_ip=None,
-        url="",
-        received_at=RECEIVED + timedelta(seconds=after_s),
-    )
+    return webhook_request(body, RECEIVED + timedelta(seconds=after_s))
 
 
 def record_from(names: tuple[str, ...], conversation: dict[str, Any] | None) -> dict[str, Any]:
@@ -61,22 +54,14 @@ def record_from(names: tuple[str, ...], conversation: dict[str, Any] | None) -> 
     ]
     state = fold(events)
     details = conversation_details(conversation) if conversation else None
-    merged = assembly.merge(state, details or assembly.merge(state, None))
-    recording = assembly.recording_of(merged, RECEIVED)
-    built = assembly.build(
-        call_id="call_1",
-        org_id="org_1",
-        source="atoms-prod",
+    return assembled_record(
+        state,
+        details or assembly.merge(state, None),
         provider="atoms",
+        source="atoms-prod",
         provider_call_id="CALL-1778226718000-a1b2c3",
-        state=state,
-        details=merged,
-        recording=recording,
-        metrics=metrics.compute(merged, ringing_at=state.ringing_at),
-        assembly=Assembly(state="assembled", attempts=1, assembled_at=RECEIVED),
-        updated_at=RECEIVED,
+        at=RECEIVED,
     )
-    return built.model_dump(mode="json")
 
 
 def test_recorded_payloads_give_the_expected_record() -> None:

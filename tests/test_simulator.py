@@ -1,4 +1,4 @@
-"""The simulated generic-provider platform: calls, webhook bodies, detail server and runner."""
+"""The simulated platforms: calls, webhook bodies, the registry, detail server and runner."""
 
 import contextlib
 import io
@@ -14,26 +14,37 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from callwatch import signatures
+from callwatch.app import create_app
 from callwatch.errors import Unauthorized
 from callwatch.events import CallStatus
-from callwatch.records import CallDetails
+from callwatch.providers.atoms import AtomsProvider
+from callwatch.providers.base import FetchContext, SourceConfig
+from callwatch.records import CallDetails, Recording
+from callwatch.runtime import Runtime
+from callwatch.settings import Settings
 from callwatch.simulator import (
+    PLATFORMS,
     SIM_RECORDING_BASE,
     BackgroundServer,
     DetailServer,
+    Platform,
     Progress,
     SimCall,
+    atoms,
     events_for,
     make_call,
     run_simulation,
     signed_request,
 )
+from tests.conftest import create_org, path_of
 
 NOW = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 SECRET = signatures.new_secret()
@@ -424,3 +435,246 @@ def test_naive_now_is_taken_as_utc() -> None:
     naive = NOW.replace(tzinfo=None) + timedelta(microseconds=1234)
     call = make_call(random.Random(3), naive)
     assert call.ended_at == NOW + timedelta(milliseconds=1)
+
+
+# ---------------------------------------------------------------- platforms
+
+
+def test_every_platform_answers_under_its_name_by_its_own_call_id() -> None:
+    call = _call_with(CallStatus.completed)
+    with DetailServer() as server, httpx.Client() as client:
+        server.add(call)
+        for name, platform in PLATFORMS.items():
+            base = server.api_base_url(name)
+            assert base == f"{server.url}/{name}"
+            for path in platform.api:
+                reply = client.get(base + path.format(call_id=platform.call_id(call)))
+                assert reply.status_code == 200, (name, path, reply.text)
+        generic = client.get(f"{server.api_base_url('generic')}/calls/{call.call_id}").json()
+        by_sim_id = client.get(f"{server.api_base_url('atoms')}/conversation/{call.call_id}")
+        assert server.requests(call.call_id) == sum(len(p.api) for p in PLATFORMS.values()) + 1
+        with pytest.raises(KeyError):
+            server.api_base_url("nope")
+    assert generic == _served_detail(call, server_url=generic["recording"]["url"])
+    assert (by_sim_id.status_code, by_sim_id.json()["call_id"]) == (404, call.call_id)
+
+
+def _served_detail(call: SimCall, *, server_url: str) -> dict[str, Any]:
+    recording = {"status": "available", "url": server_url, "dual_url": f"{server_url}?channels=2"}
+    return call.detail.model_dump(mode="json", exclude_none=True) | {"recording": recording}
+
+
+def _toy_id(call: SimCall) -> str:
+    return f"toy-{call.call_id[:8]}"
+
+
+def _toy_call(call: SimCall, recording: Recording) -> dict[str, Any]:
+    return {"id": _toy_id(call), "ready": bool(recording.url)}
+
+
+def _toy_recordings(call: SimCall, recording: Recording) -> list[str]:
+    return [recording.url] if recording.url else []
+
+
+TOY = Platform(
+    webhooks=lambda call, _: [(call.ended_at, {"id": _toy_id(call)})],
+    secret_name=None,
+    call_id=_toy_id,
+    api={"/calls/{call_id}": _toy_call, "/calls/{call_id}/recordings": _toy_recordings},
+)
+
+
+def test_a_platform_plugs_in_routes_and_ids_and_gets_the_same_knobs() -> None:
+    call = _call_with(CallStatus.completed)
+    with DetailServer({"toy": TOY}) as server, httpx.Client() as client:
+        server.add(call, fail_first=1, throttle_first=1, recording_after_s=0.3)
+        base = f"{server.api_base_url('toy')}/calls/{_toy_id(call)}"
+        first = [client.get(url) for url in (base, base + "/recordings") * 2]
+        time.sleep(0.35)
+        later = client.get(base + "/recordings").json()
+        generic_route = client.get(f"{server.url}/calls/{call.call_id}")
+        wav = f"{server.url}/recordings/{call.call_id}.wav"
+        assert server.requests(call.call_id) == 5
+    assert [reply.status_code for reply in first] == [500, 429, 200, 200]
+    assert (first[2].json(), first[3].json()) == ({"id": _toy_id(call), "ready": False}, [])
+    assert later == [wav]
+    assert generic_route.status_code == 404
+
+
+def test_a_route_must_name_the_call() -> None:
+    with pytest.raises(ValueError, match="call_id"):
+        Platform(webhooks=TOY.webhooks, secret_name=None, api={"/calls": lambda c, r: {}})
+
+
+def test_unsigned_platforms_post_plain_json() -> None:
+    content, headers = TOY.sign("", {"id": "x"}, 0.0)
+    assert (content, headers) == (b'{"id":"x"}', {"content-type": "application/json"})
+
+
+# ---------------------------------------------------------------- atoms
+
+
+def _atoms_source(server: DetailServer) -> SourceConfig:
+    return SourceConfig(
+        id="src_1",
+        org_id="org_1",
+        name="atoms",
+        provider="atoms",
+        settings={"api_base_url": server.api_base_url("atoms")},
+        credentials={"signing_secret": "s", "api_key": "k"},
+    )
+
+
+def _as_atoms_reports(call: SimCall) -> dict[str, Any]:
+    """What of the call Atoms' conversation API carries, in canonical terms."""
+    detail = call.detail
+    samples = detail.latency_samples
+    return {
+        "transcript": [(u.role, u.content, u.start_s) for u in detail.transcript or []],
+        "turn_latencies": samples.turn if samples else None,
+        "duration_s": detail.duration_s,
+        "summary": detail.analysis.summary if detail.analysis else None,
+        "numbers": (call.direction, call.from_number, call.to_number),
+    }
+
+
+def _canonical(details: CallDetails) -> dict[str, Any]:
+    samples = details.latency_samples
+    return {
+        "transcript": [(u.role, u.content, u.start_s) for u in details.transcript or []],
+        "turn_latencies": samples.turn if samples else None,
+        "duration_s": details.duration_s,
+        "summary": details.analysis.summary if details.analysis else None,
+        "numbers": (details.direction, details.from_number, details.to_number),
+    }
+
+
+def test_the_atoms_api_mapped_by_the_adapter_gives_what_the_call_carries() -> None:
+    calls = _calls(40)
+    assert {CallStatus.completed, CallStatus.no_answer, CallStatus.busy} <= {
+        c.status for c in calls
+    }
+    adapter = AtomsProvider()
+    with DetailServer() as server, httpx.Client() as client:
+        for call in calls:
+            server.add(call)
+        fetched = [
+            adapter.fetch(client, _atoms_source(server), FetchContext(atoms.call_id(call), None))
+            for call in calls
+        ]
+        recordings = server.url + "/recordings"
+    for call, details in zip(calls, fetched, strict=True):
+        assert _canonical(details) == _as_atoms_reports(call), call.status
+        assert details.agent_id == atoms.agent_id(call)
+        if call.detail.end_reason in ("user_hangup", "agent_hangup", "no_answer"):
+            assert details.end_reason == call.detail.end_reason
+        assert details.recording is not None
+        if call.answered_at is None:
+            assert details.recording.url is None
+        else:
+            url = f"{recordings}/{call.call_id}.wav"
+            assert (details.recording.url, details.recording.dual_url) == (url, f"{url}?channels=2")
+
+
+def test_the_atoms_recording_is_empty_until_ready() -> None:
+    call = _call_with(CallStatus.completed)
+    data = atoms.conversation(call, Recording(status="pending"))["data"]
+    assert (data["recordingUrl"], data["recordingDualUrl"], data["status"]) == ("", "", "completed")
+    with DetailServer() as server, httpx.Client() as client:
+        server.add(call, recording_after_s=None)
+        details = AtomsProvider().fetch(
+            client, _atoms_source(server), FetchContext(atoms.call_id(call), None)
+        )
+    assert details.recording == Recording(status="pending")
+
+
+def test_atoms_latency_transitions_are_the_users_end_and_the_agents_reply() -> None:
+    call = _call_with(CallStatus.completed)
+    metrics = atoms.conversation(call, Recording())["data"]["turnLatencyMetrics"]
+    assert metrics["latencies"] == call.detail.latency_samples.turn  # type: ignore[union-attr]
+    for step in metrics["transitions"]:
+        assert step["bot_start"] - step["user_end"] == pytest.approx(
+            step["latency"] / 1000, abs=0.02
+        )
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Simulated recordings take up to 5 s to appear: wait longer for them than other tests."""
+    return settings.model_copy(update={"recording_wait_s": 15.0})
+
+
+def _source(client: TestClient, headers: dict[str, str], api: DetailServer, platform: str) -> Any:
+    """A source of `platform` reading the simulated API, with the secret the simulator uses."""
+    secret_name = PLATFORMS[platform].secret_name
+    settings = (
+        {"detail_url": api.detail_url}
+        if platform == "generic"
+        else {"api_base_url": api.api_base_url(platform)}
+    )
+    credentials = {"api_key": "sim-key"} | ({secret_name: SECRET} if secret_name else {})
+    response = client.post(
+        "/api/sources",
+        json={
+            "name": platform,
+            "provider": platform,
+            "settings": settings,
+            "credentials": credentials,
+        },
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("platform", ["atoms", "burki", "origins", "fixa"])
+def test_simulated_calls_are_assembled_from_each_platforms_api(
+    settings: Settings, runtime: Runtime, worker: None, platform: str
+) -> None:
+    app = create_app(settings)
+    with (
+        TestClient(app) as client,  # runs the lifespan
+        BackgroundServer(app) as web,
+        DetailServer() as api,
+    ):
+        key = create_org(client)
+        headers = {"authorization": f"Bearer {key}"}
+        source = _source(client, headers, api, platform)
+        analysed = PLATFORMS[platform].analyses
+        calls_source = _source(client, headers, api, analysed) if analysed else None
+        played = run_simulation(
+            web.url + path_of(source["webhook_url"]),
+            SECRET,
+            calls=6,
+            rate=50,
+            seed=11,
+            server=api,
+            play_s=0.2,
+            provider=platform,
+            calls_url=web.url + path_of(calls_source["webhook_url"]) if calls_source else None,
+            calls_secret=SECRET,
+        )
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            items = client.get("/api/calls", headers=headers).json()["items"]
+            done = [i for i in items if i["assembly"]["state"] == "assembled"]
+            answered = [i for i in done if i["answered_at"]]
+            evaluated = [i for i in answered if i["evaluations"]]
+            if items and len(done) == len(items) and (not analysed or evaluated == answered):
+                break
+            time.sleep(0.3)
+        records = [client.get(f"/api/calls/{item['id']}", headers=headers).json() for item in items]
+        recordings = api.url + "/recordings/"
+    assert (played.calls_done, played.rejected, played.errors) == (6, {}, 0)
+    assert [r["assembly"]["state"] for r in records] == ["assembled"] * len(records)
+    assert {r["provider"] for r in records} == {analysed or platform}
+    answered_records = [r for r in records if r["answered_at"]]
+    assert answered_records
+    for record in answered_records:
+        assert record["recording"]["status"] == "available"
+        assert record["recording"]["url"].startswith(recordings)
+        assert record["transcript"]
+        assert record["duration_s"] > 0
+        if analysed:
+            assert record["metadata"]["fixa"]["url"].endswith(record["provider_call_id"])
+            assert record["latency"]["turn"]["p50"] is not None

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -16,6 +16,12 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from callwatch import tenancy
+from callwatch.db import transaction
+from callwatch.demo import demo_source, setup_demo
+from callwatch.runtime import Runtime, utcnow
+from callwatch.settings import Settings
+from callwatch.simulator import PLATFORMS, DetailServer
 from callwatch.up import child_environment, local_url
 
 BANNER_TIMEOUT_S = 60.0
@@ -249,3 +255,48 @@ def test_up_demo_plays_atoms_calls_when_asked(tmp_path: Path) -> None:
         "atoms",
         "CALL-",
     )
+
+
+@pytest.mark.parametrize("provider", sorted(PLATFORMS))
+def test_the_demo_source_reads_its_platforms_simulated_api(
+    settings: Settings, runtime: Runtime, provider: str
+) -> None:
+    with ExitStack() as stack:
+        demo = setup_demo(stack, settings, provider)
+        detail_url, api_base_url = demo.server.detail_url, demo.server.api_base_url(provider)
+        with transaction(runtime.sessions) as session:
+            made = {source.name: source for source in tenancy.list_sources(session, demo.org_id)}
+            name = "demo" if provider == "generic" else f"demo-{provider}"
+            config = tenancy.config_of(made[name], runtime.vault)
+    analysed = PLATFORMS[provider].analyses
+    # A platform that analyses another's calls gets that platform's demo source too.
+    assert sorted(made) == sorted({name, "demo" if analysed else name})
+    assert (demo.calls_url is not None) == (analysed is not None)
+    secret_name = PLATFORMS[provider].secret_name
+    assert demo.secret == (config.credentials[secret_name] if secret_name else "")
+    if provider == "generic":
+        assert (config.name, config.settings["detail_url"]) == ("demo", detail_url)
+        assert demo.secret.startswith("whsec_")
+    else:
+        assert (config.name, config.settings["api_base_url"]) == (f"demo-{provider}", api_base_url)
+        assert config.credentials["api_key"]
+
+
+def test_a_kept_demo_source_follows_the_new_server_and_gains_an_api_key(
+    runtime: Runtime,
+) -> None:
+    with DetailServer() as server, transaction(runtime.sessions) as session:
+        org, _ = tenancy.create_org(session, tenancy.OrgIn(name="demo"), utcnow())
+        data = tenancy.SourceIn(
+            name="demo-atoms",
+            provider="atoms",
+            settings=tenancy.SourceSettings(api_base_url="http://127.0.0.1:1/atoms"),
+            credentials={"signing_secret": "kept"},
+        )
+        tenancy.create_source(session, runtime.vault, org.id, data, utcnow())
+        source = demo_source(session, runtime, org.id, server, "atoms")
+        config = tenancy.config_of(source, runtime.vault)
+        api_base_url = server.api_base_url("atoms")
+    assert config.settings["api_base_url"] == api_base_url
+    assert config.credentials["signing_secret"] == "kept"
+    assert set(config.credentials) == {"signing_secret", "api_key"}

@@ -11,7 +11,7 @@ from callwatch.records import (
     Metrics,
     Recording,
 )
-from callwatch.state import CallState
+from callwatch.state import CallState, overlay
 
 
 def merge(state: CallState, details: CallDetails | None) -> CallDetails:
@@ -34,7 +34,9 @@ def merge(state: CallState, details: CallDetails | None) -> CallDetails:
             {**from_events.model_dump(exclude_none=True), **known, "metadata": metadata or None}
         )
     if state.enrichment:
-        merged = CallDetails.model_validate(merged.model_dump(exclude_none=True) | state.enrichment)
+        merged = CallDetails.model_validate(
+            overlay(merged.model_dump(exclude_none=True), state.enrichment)
+        )
     if merged.customer_number is None:
         customer = customer_of(merged.direction, merged.from_number, merged.to_number)
         merged = merged.model_copy(update={"customer_number": customer})

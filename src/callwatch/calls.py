@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.orm import Session
 
-from callwatch import assembly, ids
+from callwatch import assembly, correlation, ids
 from callwatch.db import insert_ignore
 from callwatch.errors import NotFound
 from callwatch.events import CallEvent
@@ -24,10 +24,15 @@ class Applied:
     assembled: bool
 
 
-def _ensure_calls(
-    session: Session, rows: Sequence[InboxEvent], providers: dict[str, str], now: datetime
-) -> dict[tuple[str, str], Call]:
-    """The calls of these rows by (source, provider call id), created if new, locked."""
+def _lock_calls(
+    session: Session,
+    rows: Sequence[InboxEvent],
+    events: dict[str, CallEvent],
+    providers: dict[str, str],
+    also: set[str],
+    now: datetime,
+) -> list[Call]:
+    """The calls of these rows, created if new, plus the calls `also` names; all locked."""
     values: dict[tuple[str, str], dict[str, Any]] = {}
     # Inserted in key order: two batches creating the same new calls then wait, never deadlock.
     for row in sorted(rows, key=lambda row: (row.source_id, row.provider_call_id)):
@@ -39,7 +44,7 @@ def _ensure_calls(
                 "source_id": row.source_id,
                 "provider": providers.get(row.source_id, "generic"),
                 "provider_call_id": row.provider_call_id,
-                "started_at": CallEvent.model_validate(row.event).at,
+                "started_at": events[row.id].at,
                 "fields": {},
                 "assembly_state": "pending",
                 "assembly_attempts": 0,
@@ -48,16 +53,14 @@ def _ensure_calls(
                 "created_at": now,
                 "updated_at": now,
             }
-    session.execute(insert_ignore(session, Call.__table__), list(values.values()))  # type: ignore[arg-type]
+    if values:
+        session.execute(insert_ignore(session, Call.__table__), list(values.values()))  # type: ignore[arg-type]
     # Row locks serialise concurrent work on a call (Postgres; SQLite locks the whole file),
-    # taken in id order for the same reason.
-    found = session.scalars(
-        select(Call)
-        .where(tuple_(Call.source_id, Call.provider_call_id).in_(list(values)))
-        .order_by(Call.id)
-        .with_for_update()
-    )
-    return {(call.source_id, call.provider_call_id): call for call in found}
+    # taken in id order, in one statement, for the same reason.
+    wanted: ColumnElement[bool] = tuple_(Call.source_id, Call.provider_call_id).in_(list(values))
+    if also:
+        wanted = wanted | Call.id.in_(also)
+    return list(session.scalars(select(Call).where(wanted).order_by(Call.id).with_for_update()))
 
 
 def events_of(session: Session, call_id: str) -> list[tuple[str, CallEvent]]:
@@ -82,27 +85,47 @@ def state_of(session: Session, call_id: str) -> CallState:
     return fold(events_of(session, call_id))
 
 
-def apply_inbox(session: Session, inbox_ids: Sequence[str], now: datetime) -> list[Applied]:
-    """Apply stored events to their calls; events unknown, applied or being applied are skipped."""
+def apply_inbox(
+    session: Session, inbox_ids: Sequence[str], now: datetime, match_wait_s: float
+) -> list[Applied]:
+    """Apply stored events to their calls; events unknown, applied or being applied are skipped.
+
+    An event that names no call waits up to `match_wait_s` for a call it matches, then becomes
+    a call of its own; one that joins another source's call is kept until that call arrives.
+    """
     rows = session.scalars(
         select(InboxEvent)
         .where(InboxEvent.id.in_(inbox_ids), InboxEvent.processed_at.is_(None))
         .order_by(InboxEvent.id)
         .with_for_update(skip_locked=True)
     ).all()
-    if not rows:
+    events = {row.id: CallEvent.model_validate(row.event) for row in rows}
+    own = [
+        row
+        for row in rows
+        if not events[row.id].joins and correlation.named(session, row, events, now, match_wait_s)
+    ]
+    joining = [row for row in rows if events[row.id].joins]
+    if not own and not joining:
         return []
-    source_ids = {row.source_id for row in rows}
+    targets = correlation.join_targets(session, joining, events)
+    correlation.park(session, [row for row in joining if row.id not in targets], events)
+    source_ids = {row.source_id for row in own}
     providers = dict(
         session.execute(select(Source.id, Source.provider).where(Source.id.in_(source_ids))).all()
     )
-    calls = _ensure_calls(session, rows, providers, now)
-    for row in rows:
-        row.call_id = calls[(row.source_id, row.provider_call_id)].id
+    locked = _lock_calls(session, own, events, providers, set(targets.values()), now)
+    by_key = {(call.source_id, call.provider_call_id): call.id for call in locked}
+    for row in own:
+        row.call_id = by_key[(row.source_id, row.provider_call_id)]
+    for row in joining:
+        row.call_id = targets.get(row.id)
+    for row in (*own, *joining):
         row.processed_at = now
+    correlation.claim_parked(session, locked)
     session.flush()
-    events = _events_of_calls(session, [call.id for call in calls.values()])
-    return [_apply_state(call, fold(events[call.id]), now) for call in calls.values()]
+    folded = _events_of_calls(session, [call.id for call in locked])
+    return [_apply_state(call, fold(folded[call.id]), now) for call in locked]
 
 
 def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:

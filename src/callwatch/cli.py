@@ -143,7 +143,14 @@ def cmd_source_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.simulator import Progress, run_simulation
+    from callwatch.simulator import PLATFORMS, Progress, run_simulation
+
+    secret_name = PLATFORMS[args.provider].secret_name
+    if secret_name and not args.secret:
+        return _fail(
+            f"{args.provider} webhooks are signed: pass --secret with the source's signing "
+            f"secret ({secret_name})"
+        )
 
     def show(progress: Progress) -> None:
         print(
@@ -157,19 +164,22 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     result = run_simulation(
         args.url,
-        args.secret,
+        args.secret or "",
         calls=args.calls,
         rate=args.rate,
         seed=args.seed,
         on_progress=show,
         provider=args.provider,
+        calls_url=args.calls_url,
+        calls_secret=args.calls_secret or "",
     )
     show(result)
     print(file=sys.stderr)
     if result.rejected or result.errors:
+        check = "--url and --secret" if secret_name else "--url"
         return _fail(
             f"{sum(result.rejected.values())} rejected, {result.errors} connection "
-            f"errors ({dict(result.rejected)}); check --url and --secret"
+            f"errors ({dict(result.rejected)}); check {check}"
         )
     return 0
 
@@ -236,6 +246,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from callwatch.simulator.platforms import PLATFORMS
+
+    platforms = sorted(PLATFORMS)
     root = argparse.ArgumentParser(prog="callwatch", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
 
@@ -253,9 +266,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="play simulated calls into a demo source")
     up.add_argument(
         "--provider",
-        choices=["generic", "atoms"],
+        choices=platforms,
         default="generic",
-        help="the platform whose calls the demo plays",
+        help="the platform whose webhooks and API the demo simulates",
     )
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
@@ -288,14 +301,23 @@ def parser() -> argparse.ArgumentParser:
     source_list = add("list", cmd_source_list, "list an org's sources", source_sub)
     source_list.add_argument("--org", required=True, help="org name or id")
 
-    simulate = add("simulate", cmd_simulate, "send simulated calls to a generic source")
+    simulate = add(
+        "simulate", cmd_simulate, "send simulated calls to a source, as its platform sends them"
+    )
     simulate.add_argument("--url", required=True, help="the source's webhook URL")
     simulate.add_argument(
-        "--secret", required=True, help="the source's signing secret (whsec_… for generic)"
+        "--secret",
+        help="the source's signing secret (whsec_… for generic); "
+        "not needed for platforms that do not sign",
     )
     simulate.add_argument(
+        "--calls-url",
+        help="for fixa: the webhook URL of a generic source that receives the analysed calls",
+    )
+    simulate.add_argument("--calls-secret", help="that generic source's whsec_… secret")
+    simulate.add_argument(
         "--provider",
-        choices=["generic", "atoms"],
+        choices=platforms,
         default="generic",
         help="whose webhooks to play, signed as that platform signs them",
     )

@@ -69,9 +69,18 @@ class CallFields(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class NumberMatch(BaseModel):
+    """An event that does not name its call: it belongs to the latest call of its source
+    between these numbers that started before `at`."""
+
+    our_number: str
+    customer_number: str
+
+
 class CallEvent(BaseModel):
     """One provider event about one call, as every adapter hands it to the pipeline."""
 
+    # Empty when the platform does not name the call (see `match`).
     provider_call_id: str
     type: str
     status: CallStatus | None
@@ -83,4 +92,9 @@ class CallEvent(BaseModel):
     # CallDetails fields the event adds on top of the platform's API (an analysis that arrives
     # after the call ended): merged into the record, also when it is already assembled.
     enrich: dict[str, Any] | None = None
+    # An event about a call that another source reports (an analysis tool's verdict): it joins
+    # the org's call known by any of these ids (provider call id or callwatch id), and waits
+    # for that call when it is not known yet.
+    joins: list[str] = Field(default_factory=list)
+    match: NumberMatch | None = None
     dedupe_key: str

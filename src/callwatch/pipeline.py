@@ -25,7 +25,7 @@ def ingest(rt: Runtime, inbox_ids: list[str]) -> list[str]:
     """Apply the events in one transaction; returns the calls now ready to assemble."""
     with transaction(rt.sessions) as session:
         now = rt.clock()
-        applied = calls.apply_inbox(session, inbox_ids, now)
+        applied = calls.apply_inbox(session, inbox_ids, now, rt.settings.match_wait_s)
         for call in applied:
             if call.assembled:
                 _rebuild(session, call.call_id, now)

@@ -2,7 +2,8 @@
 
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,3 +71,13 @@ class Runtime:
     def close(self) -> None:
         self.http.close()
         self.engine.dispose()
+
+
+@contextmanager
+def opened(settings: Settings) -> Iterator[Runtime]:
+    """A runtime for a block of work outside the long-running processes."""
+    resources = Runtime.start(settings)
+    try:
+        yield resources
+    finally:
+        resources.close()

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     http_timeout_s: float = Field(10.0, gt=0)
     sweep_interval_s: float = Field(15.0, gt=0)
     sweep_grace_s: float = Field(60.0, ge=0)
+    # How long an event that does not name its call (Burki's end-of-call report) waits for the
+    # call to be known before it becomes a call of its own.
+    match_wait_s: float = Field(120.0, ge=0)
     source_cache_s: float = Field(30.0, ge=0)
     log_level: str = "INFO"
 

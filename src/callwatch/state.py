@@ -52,10 +52,22 @@ def fold(events: Sequence[tuple[str, CallEvent]]) -> CallState:
         if event.status in _FIRST_SEEN and getattr(state, _FIRST_SEEN[event.status]) is None:
             setattr(state, _FIRST_SEEN[event.status], event.at)
         if event.enrich:
-            state.enrichment.update(event.enrich)
+            state.enrichment = overlay(state.enrichment, event.enrich)
         if event.terminal and not state.terminal:
             state.terminal = True
             state.ended_at = event.at
             state.completion = event.detail
     state.fields = CallFields(**merged, metadata=metadata)
     return state
+
+
+def overlay(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`; a mapping in both is merged one level down (latency stages,
+    metadata keys), so an enrichment replaces what it measured and keeps the rest."""
+    merged = dict(base)
+    for key, value in extra.items():
+        below = merged.get(key)
+        merged[key] = (
+            {**below, **value} if isinstance(value, dict) and isinstance(below, dict) else value
+        )
+    return merged

@@ -104,6 +104,19 @@ class InboxEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class PendingJoin(Base):
+    """An applied event waiting for the call it joins (by one of its ids) to arrive."""
+
+    __tablename__ = "inbox_joins"
+    __table_args__ = (Index("ix_inbox_joins_key", "org_id", "join_key"),)
+
+    inbox_id: Mapped[str] = mapped_column(
+        ForeignKey("inbox.id", ondelete="CASCADE"), primary_key=True
+    )
+    join_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+
+
 STATS_COLUMNS = (
     "agent_id",
     "source_id",

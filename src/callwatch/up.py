@@ -11,36 +11,23 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from enum import Enum
 from types import FrameType, TracebackType
 from typing import Self
 
 import httpx
 from pydantic import SecretStr
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
-from callwatch import migrate, runtime, tenancy
-from callwatch.db import transaction
+from callwatch import migrate, runtime
+from callwatch.demo import DemoReporter, DemoSource, setup_demo, start_demo
 from callwatch.embedded import EmbeddedRedis
-from callwatch.errors import Conflict, StoreUnavailable
-from callwatch.ids import new_token
-from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
-from callwatch.simulator import DetailServer, Progress, run_simulation
-from callwatch.tables import Call, Org, Source
 
 HEALTH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-SIMULATION_STOP_TIMEOUT_S = 15.0
 PROGRESS_EVERY_S = 5.0
 POLL_S = 0.2
-DEMO_ORG = "demo"
-DEMO_SOURCE = "demo"
-DEMO_RATE = 1.0
 
 
 def run_up(settings: Settings, *, demo: str | None, host: str, port: int) -> int:
@@ -67,7 +54,7 @@ def _up(
     if not _port_free(host, port):
         return _error(f"port {port} on {host} is already in use; pick another with --port")
     settings = _prepare(stack, settings, local_url(host, port))
-    demo_source = _setup_demo(stack, settings, demo) if demo else None
+    demo_source = setup_demo(stack, settings, demo) if demo else None
     if stop.is_set():
         return 0
 
@@ -81,7 +68,7 @@ def _up(
         return 0 if started is Startup.interrupted else _startup_error(started, supervisor)
 
     _print_banner(settings, demo_source)
-    reporter = None if demo_source is None else _start_demo(stack, settings, demo_source)
+    reporter = None if demo_source is None else start_demo(stack, settings, demo_source)
     return _watch(supervisor, stop, reporter)
 
 
@@ -151,15 +138,6 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-@contextmanager
-def _runtime(settings: Settings) -> Iterator[Runtime]:
-    resources = Runtime.start(settings)
-    try:
-        yield resources
-    finally:
-        resources.close()
 
 
 # ---------------------------------------------------------------- child processes
@@ -290,148 +268,6 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def _error(message: str) -> int:
     print(f"callwatch: {message}", file=sys.stderr, flush=True)
     return 1
-
-
-# ---------------------------------------------------------------- demo
-
-
-@dataclass(frozen=True)
-class DemoSource:
-    org_id: str
-    api_key: str
-    webhook_url: str
-    secret: str
-    server: DetailServer
-    provider: str
-
-
-# The secret each platform signs with, as its demo source keeps it.
-_SECRET_NAME = {"generic": "webhook_secret", "atoms": "signing_secret"}
-
-
-def _setup_demo(stack: ExitStack, settings: Settings, provider: str) -> DemoSource:
-    """The demo org (with a fresh API key) and its source, pointed at a fresh detail server."""
-    server = stack.enter_context(DetailServer())
-    with _runtime(settings) as resources, transaction(resources.sessions) as session:
-        org, api_key = _demo_org(session)
-        source = _demo_source(session, resources, org.id, server.detail_url, provider)
-        credentials = tenancy.config_of(source, resources.vault).credentials
-        url = tenancy.webhook_url(settings.public_url, source)
-        return DemoSource(
-            org.id, api_key, url, credentials[_SECRET_NAME[provider]], server, provider
-        )
-
-
-def _demo_org(session: Session) -> tuple[Org, str]:
-    org = session.scalar(select(Org).where(Org.name == DEMO_ORG))
-    if org is None:
-        return tenancy.create_org(session, tenancy.OrgIn(name=DEMO_ORG), utcnow())
-    return org, tenancy.issue_api_key(session, org.id, utcnow())
-
-
-def _demo_source(
-    session: Session, resources: Runtime, org_id: str, detail_url: str, provider: str
-) -> Source:
-    name = DEMO_SOURCE if provider == "generic" else f"{DEMO_SOURCE}-{provider}"
-    source = session.scalar(select(Source).where(Source.org_id == org_id, Source.name == name))
-    if source is None:
-        data = tenancy.SourceIn(
-            name=name,
-            provider=provider,
-            settings=tenancy.SourceSettings(detail_url=detail_url),
-            # Platforms that issue their own secret: the demo plays both sides, so it picks one.
-            credentials={} if provider == "generic" else {"signing_secret": new_token()},
-        )
-        source, _ = tenancy.create_source(session, resources.vault, org_id, data, utcnow())
-        return source
-    if source.provider != provider:
-        raise Conflict(
-            f"the demo org's source {name!r} uses provider {source.provider!r}, "
-            f"not {provider!r}; rename it to run the demo"
-        )
-    source.settings = {**source.settings, "detail_url": detail_url}  # a new dict marks it dirty
-    return source
-
-
-def _start_demo(stack: ExitStack, settings: Settings, demo: DemoSource) -> "DemoReporter":
-    resources = stack.enter_context(_runtime(settings))
-    traffic = stack.enter_context(DemoTraffic(demo))
-    return DemoReporter(traffic, demo, resources)
-
-
-class DemoTraffic:
-    """Simulated calls played into the demo source from a background thread, one per second."""
-
-    def __init__(self, demo: DemoSource) -> None:
-        self.latest = Progress()
-        self._demo = demo
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._play, name="callwatch-demo", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(SIMULATION_STOP_TIMEOUT_S)
-
-    def _play(self) -> None:
-        try:
-            run_simulation(
-                self._demo.webhook_url,
-                self._demo.secret,
-                calls=None,
-                rate=DEMO_RATE,
-                server=self._demo.server,
-                stop=self._stop,
-                provider=self._demo.provider,
-                on_progress=self._record,
-            )
-        except Exception as exc:
-            _error(f"the demo traffic stopped: {type(exc).__name__}: {exc}")
-
-    def _record(self, progress: Progress) -> None:
-        self.latest = progress
-
-
-class DemoReporter:
-    """Prints one progress line: calls played, events accepted, calls assembled (this run)."""
-
-    def __init__(self, traffic: DemoTraffic, demo: DemoSource, resources: Runtime) -> None:
-        self._traffic = traffic
-        self._demo = demo
-        self._sessions = resources.sessions
-        self._since = utcnow()
-
-    def report(self) -> None:
-        progress = self._traffic.latest
-        assembled = _count_assembled(self._sessions, self._demo.org_id, self._since)
-        line = (
-            f"demo: {progress.calls_done} calls played, {progress.accepted} events accepted, "
-            f"{'?' if assembled is None else assembled} calls assembled"
-        )
-        if progress.rejected or progress.errors:
-            line += f", {sum(progress.rejected.values())} rejected, {progress.errors} send errors"
-        print(line, flush=True)
-
-
-def _count_assembled(sessions: sessionmaker[Session], org_id: str, since: datetime) -> int | None:
-    query = (
-        select(func.count())
-        .select_from(Call)
-        .where(Call.org_id == org_id, Call.assembly_state == "assembled", Call.created_at >= since)
-    )
-    try:
-        with transaction(sessions) as session:
-            return session.scalar(query) or 0
-    except StoreUnavailable:
-        return None
 
 
 # ---------------------------------------------------------------- banner

@@ -1,19 +1,22 @@
-"""Smallest.ai Atoms' side of a simulated call: its three webhooks, signed as Atoms signs them."""
+"""Smallest.ai Atoms' side of a simulated call: its webhooks, signed, and `GET /conversation`."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import statistics
 import uuid
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from callwatch.events import CallStatus
+from callwatch.records import Recording
 from callwatch.simulator.calls import SimCall
 
-AGENT_ID = "66aa01b2c3d4e5f60123abcd"
 ANALYSIS_AFTER = timedelta(seconds=20)
+CREDITS_PER_USD = 100  # the simulator's exchange rate; Atoms bills in credits
 # Atoms' webhook vocabulary for how a call ended (hyphens, American "canceled").
 CALL_STATUS = {
     CallStatus.completed: "completed",
@@ -22,31 +25,51 @@ CALL_STATUS = {
     CallStatus.failed: "failed",
     CallStatus.canceled: "canceled",
 }
+# Its REST vocabulary (underscores, British "cancelled"); the enum has no `busy`: that call failed.
+API_STATUS = {
+    CallStatus.completed: "completed",
+    CallStatus.no_answer: "no_answer",
+    CallStatus.busy: "failed",
+    CallStatus.failed: "failed",
+    CallStatus.canceled: "cancelled",
+}
+DISCONNECTION_REASON = {
+    "user_hangup": "user_hangup",
+    "agent_hangup": "agent_hangup",
+    "no_answer": "dial_no_answer",
+}
 
 
 def call_id(call: SimCall) -> str:
     """Atoms' id format: CALL-<13-digit ms>-<6 hex>."""
     millis = int(call.started_at.timestamp() * 1000)
-    return f"CALL-{millis:013d}-{uuid.UUID(call.call_id).hex[:6]}"
+    return f"CALL-{millis:013d}-{hashlib.sha256(call.call_id.encode()).hexdigest()[:6]}"
 
 
-def timed_webhooks(call: SimCall) -> list[tuple[datetime, dict[str, Any]]]:
-    """(when Atoms sends it, body) for each webhook of the call, in sending order."""
-    conversation = "telephonyInbound" if call.direction == "inbound" else "telephonyOutbound"
+def agent_id(call: SimCall) -> str:
+    """Atoms' id format for the call's agent: 24 hex digits."""
+    return hashlib.sha256(call.agent_id.encode()).hexdigest()[:24]
+
+
+def timed_webhooks(call: SimCall, embed_detail: bool) -> list[tuple[datetime, dict[str, Any]]]:
+    """(when Atoms sends it, body) for each webhook of the call, in sending order.
+
+    Atoms' post-conversation webhook always carries the call: `embed_detail` changes nothing."""
+    conversation_type = "telephonyInbound" if call.direction == "inbound" else "telephonyOutbound"
     sent: list[tuple[datetime, dict[str, Any]]] = []
 
     def webhook(kind: str, at: datetime, **extra: Any) -> None:
         metadata = {
-            "agentId": AGENT_ID,
+            "agentId": agent_id(call),
             "eventType": kind,
-            "conversationType": conversation,
+            "conversationType": conversation_type,
             "callId": call_id(call),
             **extra,
         }
         body = {
             "url": "https://hooks.callwatch-sim.invalid/atoms",
             "description": "simulated",
-            "event": f"{AGENT_ID}.{kind}",
+            "event": f"{agent_id(call)}.{kind}",
             "id": uuid.uuid4().hex[:24],
             "metadata": metadata,
         }
@@ -66,19 +89,48 @@ def timed_webhooks(call: SimCall) -> list[tuple[datetime, dict[str, Any]]]:
         transcript=_transcript(call),
         variables={"campaign": call.campaign_id} if call.campaign_id else {},
     )
-    analysis = call.detail.analysis
-    if call.answered_at is not None and analysis is not None:
+    analytics = _post_call_analytics(call)
+    if analytics:
         webhook(
             "analytics-completed",
             call.ended_at + ANALYSIS_AFTER,
-            analytics={
-                "summary": analysis.summary,
-                "dispositionMetrics": [{"name": "success", "value": analysis.success}],
-                "successMetrics": [],
-            },
+            analytics={**analytics, "successMetrics": []},
             callData=call_data,
         )
     return sent
+
+
+def conversation(call: SimCall, recording: Recording) -> dict[str, Any]:
+    """`GET /conversation/{callId}`: the call as Atoms' REST API describes it."""
+    detail = call.detail
+    cost = (detail.cost.total if detail.cost else None) or 0.0
+    data = {
+        "callId": call_id(call),
+        "agentId": agent_id(call),
+        "status": API_STATUS[call.status],
+        "type": f"telephony_{call.direction}",
+        "from": call.from_number,
+        "to": call.to_number,
+        "duration": detail.duration_s or 0.0,
+        "disconnectionReason": DISCONNECTION_REASON.get(detail.end_reason or ""),
+        "callFailureReason": _failure_reason(call),
+        "recordingUrl": recording.url or "",
+        "recordingDualUrl": recording.dual_url or "",
+        "transcript": [
+            {
+                "role": "agent" if turn.role == "assistant" else "user",
+                "content": turn.content,
+                "timestamp": round((turn.start_s or 0) * 1000),
+            }
+            for turn in detail.transcript or []
+            if turn.role in ("assistant", "user")
+        ],
+        "events": [],
+        "turnLatencyMetrics": _turn_latency_metrics(call),
+        "callCost": round(cost * CREDITS_PER_USD, 2),
+        "postCallAnalytics": _post_call_analytics(call) or None,
+    }
+    return {"status": True, "data": data}
 
 
 def signed_request(secret: str, body: dict[str, Any], now: float) -> tuple[bytes, dict[str, str]]:
@@ -97,6 +149,44 @@ def _call_data(call: SimCall) -> dict[str, Any]:
         "answerTime": _iso(call.answered_at) if call.answered_at else None,
         "endTime": _iso(call.ended_at),
         "callDirection": f"telephony_{call.direction}",
+    }
+
+
+def _failure_reason(call: SimCall) -> str | None:
+    if call.status is CallStatus.busy:
+        return "busy"
+    errors = call.detail.errors or []
+    return errors[0].description if errors else None
+
+
+def _turn_latency_metrics(call: SimCall) -> dict[str, Any] | None:
+    """Per-turn latency in ms; each transition is a user's end and the agent's reply, in s."""
+    samples = call.detail.latency_samples.turn if call.detail.latency_samples else []
+    if not samples:
+        return None
+    turns = call.detail.transcript or []
+    replies = [(before, said) for before, said in pairwise(turns) if said.role == "assistant"]
+    return {
+        "turns": len(samples),
+        "avgLatency": round(statistics.fmean(samples), 1),
+        "medianLatency": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "latencies": samples,
+        "transitions": [
+            {"user_end": before.end_s, "bot_start": said.start_s, "latency": latency}
+            for (before, said), latency in zip(replies, samples, strict=True)
+        ],
+    }
+
+
+def _post_call_analytics(call: SimCall) -> dict[str, Any]:
+    analysis = call.detail.analysis
+    if call.answered_at is None or analysis is None:
+        return {}
+    return {
+        "summary": analysis.summary,
+        "dispositionMetrics": [{"name": "success", "value": analysis.success}],
     }
 
 

@@ -1,4 +1,4 @@
-"""The `generic` provider's side of a simulated call: its webhooks, signed."""
+"""The `generic` provider's side of a simulated call: its webhooks, signed, and its detail."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any
 
 from callwatch import signatures
 from callwatch.events import CallStatus
+from callwatch.records import Recording
 from callwatch.simulator.calls import SimCall
+
+
+def timed_webhooks(call: SimCall, embed_detail: bool) -> list[tuple[datetime, dict[str, Any]]]:
+    """(when it is sent, body) for each of the call's webhooks, in sending order."""
+    moments = [at for _, at in status_steps(call)]
+    return list(zip(moments, events_for(call, embed_detail=embed_detail), strict=True))
 
 
 def events_for(call: SimCall, *, embed_detail: bool) -> list[dict[str, Any]]:
@@ -30,6 +37,13 @@ def signed_request(secret: str, body: dict[str, Any], now: float) -> tuple[bytes
     headers = {"content-type": "application/json"}
     headers |= signatures.headers(secret, msg_id, int(now), content)
     return content, headers
+
+
+def detail(call: SimCall, recording: Recording) -> dict[str, Any]:
+    """The canonical detail a generic source's `detail_url` answers with."""
+    shown = None if recording.status == "none" else recording
+    served = call.detail.model_copy(update={"recording": shown})
+    return served.model_dump(mode="json", exclude_none=True)
 
 
 def status_steps(call: SimCall) -> list[tuple[CallStatus, datetime]]:

@@ -15,9 +15,8 @@ from typing import Any
 
 import httpx
 
-from callwatch.simulator import atoms
-from callwatch.simulator.calls import SIM_RECORDING_BASE, SimCall, make_call
-from callwatch.simulator.generic import events_for, signed_request, status_steps
+from callwatch.simulator.calls import SIM_RECORDING_BASE, make_call
+from callwatch.simulator.platforms import PLATFORMS, Platform
 from callwatch.simulator.servers import DetailServer
 
 CALL_PLAY_S = 2.5
@@ -75,12 +74,19 @@ def run_simulation(
     stop: threading.Event | None = None,
     play_s: float = CALL_PLAY_S,
     provider: str = "generic",
+    calls_url: str | None = None,
+    calls_secret: str = "",
 ) -> Progress:
     """Start `calls` calls (None: until `stop` is set) at `rate` per second and post their events.
 
     Each call's events are posted in order over about `play_s` seconds; calls overlap. Returns
-    once every started call has finished posting.
+    once every started call has finished posting. `provider` names the platform (PLATFORMS)
+    whose webhooks are played, signed with `secret` if it signs. For a platform that analyses
+    another's calls, `calls_url` (and `calls_secret`) is where those calls are played.
     """
+    platform = PLATFORMS.get(provider)
+    if platform is None:
+        raise ValueError(f"unknown platform {provider!r}; known: {', '.join(sorted(PLATFORMS))}")
     if rate <= 0:
         raise ValueError("rate must be positive")
     if calls is not None and calls < 0:
@@ -94,9 +100,10 @@ def run_simulation(
         httpx.Client(timeout=POST_TIMEOUT_S) as client,
         ThreadPoolExecutor(workers, thread_name_prefix="callwatch-sim") as pool,
     ):
-        player = _Player(
-            url, secret, PLATFORMS[provider], client, server, embed_detail, play_s, tracker, stop
-        )
+        targets = [_Target(url, secret, platform)]
+        if platform.analyses is not None and calls_url is not None:
+            targets.append(_Target(calls_url, calls_secret, PLATFORMS[platform.analyses]))
+        player = _Player(targets, client, server, embed_detail, play_s, tracker, stop)
         try:
             _schedule(pool, slots, player, master, calls, rate, stop)
         except BaseException:
@@ -138,29 +145,17 @@ def _indices(limit: int | None) -> Iterator[int]:
 
 
 @dataclass(frozen=True)
-class Platform:
-    """How one platform sends a call's webhooks: when and what, and how it signs them."""
+class _Target:
+    """Where one platform's webhooks go."""
 
-    webhooks: Callable[[SimCall, bool], list[tuple[datetime, dict[str, Any]]]]
-    sign: Callable[[str, dict[str, Any], float], tuple[bytes, dict[str, str]]]
-
-
-def _generic_webhooks(call: SimCall, embed_detail: bool) -> list[tuple[datetime, dict[str, Any]]]:
-    moments = [at for _, at in status_steps(call)]
-    return list(zip(moments, events_for(call, embed_detail=embed_detail), strict=True))
-
-
-PLATFORMS = {
-    "generic": Platform(_generic_webhooks, signed_request),
-    "atoms": Platform(lambda call, _: atoms.timed_webhooks(call), atoms.signed_request),
-}
+    url: str
+    secret: str
+    platform: Platform
 
 
 @dataclass
 class _Player:
-    url: str
-    secret: str
-    platform: Platform
+    targets: list[_Target]
     client: httpx.Client
     server: DetailServer | None
     embed_detail: bool
@@ -176,19 +171,26 @@ class _Player:
             if self.server is not None:
                 fail_first = 1 if rng.random() < 0.05 else 0
                 self.server.add(call, recording_after_s=rng.uniform(1, 5), fail_first=fail_first)
-            timed = self.platform.webhooks(call, self.embed_detail)
-            gaps = play_gaps([at for at, _ in timed], self.play_s)
-            for pause, (_, body) in zip(gaps, timed, strict=True):
+            timed = sorted(
+                (
+                    (at, index, body)
+                    for index, target in enumerate(self.targets)
+                    for at, body in target.platform.webhooks(call, self.embed_detail)
+                ),
+                key=lambda item: (item[0], item[1]),
+            )
+            gaps = play_gaps([at for at, _, _ in timed], self.play_s)
+            for pause, (_, index, body) in zip(gaps, timed, strict=True):
                 self.stop.wait(pause)
-                self._post(body)
+                self._post(self.targets[index], body)
             self.tracker.update(_call_done)
         except Exception as exc:
             self.tracker.fail(exc)
 
-    def _post(self, body: dict[str, Any]) -> None:
-        content, headers = self.platform.sign(self.secret, body, time.time())
+    def _post(self, target: _Target, body: dict[str, Any]) -> None:
+        content, headers = target.platform.sign(target.secret, body, time.time())
         try:
-            response = self.client.post(self.url, content=content, headers=headers)
+            response = self.client.post(target.url, content=content, headers=headers)
         except httpx.HTTPError:
             self.tracker.update(_connection_error)
             return
@@ -197,6 +199,8 @@ class _Player:
 
 def play_gaps(moments: list[datetime], play_s: float) -> list[float]:
     """Seconds to wait before each event: the call's real gaps squeezed into about `play_s`."""
+    if not moments:
+        return []
     real = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(moments)]
     total = sum(real) or 1.0
     return [0.0] + [play_s * (0.25 / len(real) + 0.75 * gap / total) for gap in real]

@@ -1,4 +1,4 @@
-"""Loopback HTTP servers: a background uvicorn, and the platform's detail API and recordings."""
+"""Loopback HTTP servers: a background uvicorn, and the platforms' detail APIs and recordings."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import socket
 import threading
 import time
 import wave
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -22,8 +23,10 @@ from starlette.types import ASGIApp
 
 from callwatch.records import Recording
 from callwatch.simulator.calls import SimCall, recording_url
+from callwatch.simulator.platforms import PLATFORMS, Endpoint, Platform
 
 STARTUP_TIMEOUT_S = 10.0
+ROOT_PLATFORM = "generic"  # also served at the root, where its `detail_url` always was
 
 
 class BackgroundServer:
@@ -121,21 +124,36 @@ class _Registered:
 
 
 class DetailServer(BackgroundServer):
-    """The platform's call-detail API and recording host, with per-call failure knobs."""
+    """Every platform's API about the calls added, and their recordings, with per-call knobs.
 
-    def __init__(self) -> None:
+    A platform's routes are under `/{name}` (`api_base_url(name)`); the generic platform's are
+    at the root too (`detail_url`)."""
+
+    def __init__(self, platforms: Mapping[str, Platform] = PLATFORMS) -> None:
+        self._platforms = platforms
         self._calls: dict[str, _Registered] = {}
+        self._ids: dict[tuple[str, str], str] = {}  # (platform, its call id) -> SimCall id
         self._lock = threading.Lock()
-        routes = [
-            Route("/calls/{call_id}", self._detail),
-            Route("/recordings/{call_id}.wav", self._recording),
-        ]
+        routes = [Route("/recordings/{call_id}.wav", self._recording)]
+        for name, platform in platforms.items():
+            prefixes = [f"/{name}", ""] if name == ROOT_PLATFORM else [f"/{name}"]
+            routes += [
+                Route(prefix + path, self._serving(name, endpoint))
+                for path, endpoint in platform.api.items()
+                for prefix in prefixes
+            ]
         super().__init__(Starlette(routes=routes))
 
     @property
     def detail_url(self) -> str:
         """The template callwatch's generic source takes as `settings.detail_url`."""
         return self.url + "/calls/{call_id}"
+
+    def api_base_url(self, platform: str) -> str:
+        """Where `platform`'s API is served: a source's `settings.api_base_url`."""
+        if platform not in self._platforms:
+            raise KeyError(f"no simulated platform {platform!r}")
+        return f"{self.url}/{platform}"
 
     def add(
         self,
@@ -148,16 +166,20 @@ class DetailServer(BackgroundServer):
         recording_after_s: float | None = 0,
         hang_first_s: float = 0,
     ) -> None:
-        """Serve `call`: the first requests hang/fail/throttle in that order, as configured."""
+        """Serve `call` on every platform's API: its first requests (whichever route) hang,
+        fail, then throttle, as configured; its recording is ready after `recording_after_s`
+        (None: never)."""
         ready_at = None if recording_after_s is None else time.monotonic() + recording_after_s
         entry = _Registered(
             call, fail_first, always_fail, throttle_first, retry_after_s, ready_at, hang_first_s
         )
         with self._lock:
             self._calls[call.call_id] = entry
+            for name, platform in self._platforms.items():
+                self._ids[name, platform.call_id(call)] = call.call_id
 
     def requests(self, call_id: str) -> int:
-        """Detail requests received for `call_id` (whatever was answered)."""
+        """API requests received about the SimCall `call_id`, on any route (whatever answered)."""
         with self._lock:
             entry = self._calls.get(call_id)
             return entry.detail_requests if entry else 0
@@ -167,14 +189,27 @@ class DetailServer(BackgroundServer):
             entry = self._calls.get(call_id)
             return entry.recording_requests if entry else 0
 
-    async def _detail(self, request: Request) -> Response:
-        call_id = request.path_params["call_id"]
-        with self._lock:
-            entry = self._calls.get(call_id)
-            if entry is None:
-                return _not_found(call_id)
-            index = entry.detail_requests
-            entry.detail_requests += 1
+    def _serving(
+        self, platform: str, endpoint: Endpoint
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def answer(request: Request) -> Response:
+            platform_call_id = request.path_params["call_id"]
+            with self._lock:
+                sim_call_id = self._ids.get((platform, platform_call_id))
+                entry = self._calls.get(sim_call_id) if sim_call_id else None
+                if entry is None:
+                    return _not_found(platform_call_id)
+                index = entry.detail_requests
+                entry.detail_requests += 1
+            failure = await self._failure(entry, index)
+            if failure is not None:
+                return failure
+            return JSONResponse(endpoint(entry.call, self._recording_of(entry)))
+
+        return answer
+
+    async def _failure(self, entry: _Registered, index: int) -> Response | None:
+        """How the `index`-th request about the call goes wrong, if it does."""
         if index == 0 and entry.hang_first_s > 0:
             await self.pause(entry.hang_first_s)
         if entry.always_fail or index < entry.fail_first:
@@ -182,7 +217,17 @@ class DetailServer(BackgroundServer):
         if index < entry.fail_first + entry.throttle_first:
             retry_after = {"Retry-After": f"{entry.retry_after_s:g}"}
             return JSONResponse({"error": "rate_limited"}, status_code=429, headers=retry_after)
-        return JSONResponse(self._detail_json(entry))
+        return None
+
+    def _recording_of(self, entry: _Registered) -> Recording:
+        """`none` for a call without one, `pending` until it is ready, then its URLs here."""
+        if entry.call.detail.recording is None:
+            return Recording(status="none")
+        ready = entry.recording_ready_at
+        if ready is None or time.monotonic() < ready:
+            return Recording(status="pending")
+        url = recording_url(self.url, entry.call.call_id)
+        return Recording(status="available", url=url, dual_url=f"{url}?channels=2")
 
     async def _recording(self, request: Request) -> Response:
         call_id = request.path_params["call_id"]
@@ -193,22 +238,6 @@ class DetailServer(BackgroundServer):
             entry.recording_requests += 1
         channels = 2 if request.query_params.get("channels") == "2" else 1
         return Response(silence_wav(channels=channels), media_type="audio/wav")
-
-    def _detail_json(self, entry: _Registered) -> dict[str, Any]:
-        detail = entry.call.detail
-        if detail.recording is not None:
-            ready = entry.recording_ready_at
-            if ready is not None and time.monotonic() >= ready:
-                url = recording_url(self.url, entry.call.call_id)
-                recording = _with_url(detail.recording, url)
-            else:
-                recording = Recording(status="pending")
-            detail = detail.model_copy(update={"recording": recording})
-        return detail.model_dump(mode="json", exclude_none=True)
-
-
-def _with_url(recording: Recording, url: str) -> Recording:
-    return recording.model_copy(update={"url": url, "dual_url": f"{url}?channels=2"})
 
 
 def _not_found(call_id: str) -> Response:
