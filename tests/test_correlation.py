@@ -1,13 +1,15 @@
 """Finding the call of an event that does not name it, on a real database."""
 
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from callwatch import correlation
+from callwatch import calls, correlation, sweeper
 from callwatch.events import CallEvent, NumberMatch
 from callwatch.runtime import Runtime
-from callwatch.tables import InboxEvent
+from callwatch.tables import InboxEvent, PendingJoin
 from tests.factories import T0, add_call, tenant
 
 OURS, CUSTOMER = "+15550001111", "+15550002222"
@@ -79,3 +81,51 @@ def test_joins_find_calls_by_either_id_and_only_in_their_org(
         targets = correlation.join_targets(session, rows, events)
 
     assert targets == {"evt_a": "call_acme", "evt_g": "call_globex", "evt_by_our_id": "call_acme"}
+
+
+def test_the_sweeper_unparks_an_event_whose_call_arrived_in_a_concurrent_transaction(
+    client: TestClient, runtime: Runtime
+) -> None:
+    owner = tenant(client, "acme")
+    add_call(runtime, owner, "call_1")  # provider call id p-call_1
+    joining = CallEvent(
+        provider_call_id="p-call_1",
+        type="fixa.analysis",
+        status=None,
+        at=T0,
+        enrich={"errors": [{"type": "tool_call_failed"}]},
+        joins=["p-call_1"],
+        dedupe_key="fixa-1",
+    )
+    with runtime.sessions.begin() as session:
+        # What a transaction that could not yet see the call left behind.
+        session.add(inbox_row(owner.org_id, owner.source_id, joining, processed_at=T0))
+        session.flush()
+        correlation.park(session, [session.get_one(InboxEvent, "evt_fixa")], {"evt_fixa": joining})
+
+    with runtime.sessions.begin() as session:
+        overdue = sweeper.sweep(session, T0, grace_s=0)
+    with runtime.sessions.begin() as session:
+        calls.apply_inbox(session, overdue.inbox_ids, T0, match_wait_s=0)
+    with runtime.sessions() as session:
+        row = session.get_one(InboxEvent, "evt_fixa")
+        left = session.scalars(select(PendingJoin.inbox_id)).all()
+
+    assert (overdue.inbox_ids, row.call_id, left) == (["evt_fixa"], "call_1", [])
+
+
+def inbox_row(org_id: str, source_id: str, event: CallEvent, **values: Any) -> InboxEvent:
+    return InboxEvent(
+        id="evt_fixa",
+        org_id=org_id,
+        source_id=source_id,
+        dedupe_key=event.dedupe_key,
+        provider_call_id=event.provider_call_id,
+        event=event.model_dump(mode="json"),
+        raw_body="{}",
+        content_type="application/json",
+        received_at=T0,
+        due_at=T0,
+        attempts=0,
+        **values,
+    )

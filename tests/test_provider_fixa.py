@@ -131,6 +131,14 @@ def comparable(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in volatile}
 
 
+def wait_until_known(client: TestClient, key: str, call_id: str) -> None:
+    deadline = time.monotonic() + 10
+    headers = {"authorization": f"Bearer {key}"}
+    while client.get(f"/api/calls/{call_id}", headers=headers).status_code != 200:
+        assert time.monotonic() < deadline, f"{call_id} was not applied"
+        time.sleep(0.05)
+
+
 def parked(runtime: Runtime) -> list[str]:
     with runtime.sessions() as session:
         return list(session.scalars(select(PendingJoin.join_key)))
@@ -143,6 +151,7 @@ def test_enrichment_before_and_after_the_call_gives_the_same_record(
     generic, fixa = sources(client, key)
 
     post_call(client, generic, "call-first")
+    wait_until_known(client, key, "call-first")
     post_analysis(client, fixa, "call-first")
     assert post_analysis(client, fixa, "analysis-first").status_code == 202
     deadline = time.monotonic() + 10

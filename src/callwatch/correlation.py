@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from callwatch.db import insert_ignore
@@ -78,6 +78,38 @@ def claim_parked(session: Session, calls: Iterable[Call]) -> None:
     for inbox_id, call_id in claimed.items():
         session.execute(update(InboxEvent).where(InboxEvent.id == inbox_id).values(call_id=call_id))
     session.execute(delete(PendingJoin).where(PendingJoin.inbox_id.in_(list(claimed))))
+
+
+def unpark_orphans(session: Session, now: datetime, limit: int) -> list[str]:
+    """Parked events whose call exists after all, made due again; their ids.
+
+    A joining event and its call applied in two concurrent transactions miss each other (each
+    is invisible to the other until commit): the sweeper finds such pairs once both are in."""
+    found = list(
+        session.scalars(
+            select(PendingJoin.inbox_id)
+            .join(
+                Call,
+                and_(
+                    Call.org_id == PendingJoin.org_id,
+                    or_(
+                        Call.provider_call_id == PendingJoin.join_key,
+                        Call.id == PendingJoin.join_key,
+                    ),
+                ),
+            )
+            .distinct()
+            .limit(limit)
+        )
+    )
+    if found:
+        session.execute(delete(PendingJoin).where(PendingJoin.inbox_id.in_(found)))
+        session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.id.in_(found))
+            .values(processed_at=None, call_id=None, due_at=now)
+        )
+    return found
 
 
 def matched_call(session: Session, row: InboxEvent, event: CallEvent) -> str | None:

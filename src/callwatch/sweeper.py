@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from callwatch import correlation
 from callwatch.tables import Call, InboxEvent
 
 MAX_INBOX_DELIVERIES = 10
@@ -20,6 +21,7 @@ class Overdue:
 
 def sweep(session: Session, now: datetime, grace_s: float) -> Overdue:
     cutoff = now - timedelta(seconds=grace_s)
+    orphans = correlation.unpark_orphans(session, now, BATCH)
     stale = session.execute(
         select(InboxEvent.id, InboxEvent.attempts)
         .where(InboxEvent.processed_at.is_(None), InboxEvent.due_at < cutoff)
@@ -62,4 +64,4 @@ def sweep(session: Session, now: datetime, grace_s: float) -> Overdue:
     if due:
         # Pushed forward so the next sweep does not send them again while they are queued.
         session.execute(update(Call).where(Call.id.in_(due)).values(assembly_next_at=now))
-    return Overdue(inbox_ids=retry, call_ids=due)
+    return Overdue(inbox_ids=retry + orphans, call_ids=due)
