@@ -1,9 +1,13 @@
 """Small factories: orgs and sources through the API, assembled calls straight into the database."""
 
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from starlette.testclient import TestClient
 
 from callwatch import assembly, calls, metrics
@@ -161,3 +165,38 @@ def assembled_record(
         updated_at=at,
     )
     return built.model_dump(mode="json")
+
+
+def wait_for_call(
+    client: TestClient,
+    key: str,
+    call_id: str,
+    done: Callable[[dict[str, Any]], bool],
+    timeout_s: float = 40,
+) -> dict[str, Any]:
+    """Poll `GET /api/calls/{call_id}` until `done(record)`; the record then."""
+    deadline = time.monotonic() + timeout_s
+    record: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"/api/calls/{call_id}", headers={"authorization": f"Bearer {key}"})
+        if response.status_code == 200:
+            record = response.json()
+            if done(record):
+                return record
+        time.sleep(0.1)
+    raise AssertionError(f"{call_id} did not get there: {record.get('assembly')}")
+
+
+def in_state(state: str) -> Callable[[dict[str, Any]], bool]:
+    """A `wait_for_call` condition: the record's assembly has reached `state`."""
+    return lambda record: record["assembly"]["state"] == state
+
+
+def post_unsigned(client: TestClient, source: dict[str, Any], body: Any) -> httpx.Response:
+    """A JSON webhook to a source of a platform that does not sign (bytes are sent as they are)."""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(
+        "/webhooks/" + source["webhook_url"].rsplit("/", 1)[1],
+        content=content,
+        headers={"content-type": "application/json"},
+    )

@@ -16,13 +16,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from callwatch import assembly
-from callwatch.app import create_app
 from callwatch.events import CallStatus
 from callwatch.providers.atoms import AtomsProvider, conversation_details
 from callwatch.providers.base import WebhookRequest
-from callwatch.runtime import Runtime
-from callwatch.settings import Settings
-from callwatch.simulator import BackgroundServer, run_simulation
+from callwatch.simulator import BackgroundServer
 from callwatch.state import fold
 from tests.conftest import create_org, path_of
 from tests.factories import assembled_record, webhook_request
@@ -222,37 +219,3 @@ def wait_for_record(client: TestClient, key: str, call_id: str) -> dict[str, Any
                 return record
         time.sleep(0.1)
     raise AssertionError(f"{call_id} was not assembled")
-
-
-def test_the_simulator_plays_atoms_calls_the_adapter_assembles(
-    settings: Settings, runtime: Runtime, worker: None
-) -> None:
-    app = create_app(settings)
-    with TestClient(app) as client, BackgroundServer(app) as server:  # the client runs lifespan
-        key = create_org(client)
-        source = client.post(
-            "/api/sources",
-            json={"name": "atoms", "provider": "atoms", "credentials": {"signing_secret": SECRET}},
-            headers={"authorization": f"Bearer {key}"},
-        ).json()
-        url = server.url + path_of(source["webhook_url"])
-        played = run_simulation(url, SECRET, calls=6, rate=50, seed=3, play_s=0.2, provider="atoms")
-
-        def states() -> dict[str, int]:
-            listed = client.get("/api/calls", headers={"authorization": f"Bearer {key}"}).json()
-            found: dict[str, int] = {}
-            for item in listed["items"]:
-                found[item["assembly"]["state"]] = found.get(item["assembly"]["state"], 0) + 1
-            return found
-
-        deadline = time.monotonic() + 30
-        while (assembled := states()) != {"assembled": 6} and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-    assert (played.calls_done, played.accepted, played.rejected, played.errors) == (
-        6,
-        played.sent,
-        {},
-        0,
-    )
-    assert assembled == {"assembled": 6}

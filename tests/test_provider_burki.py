@@ -20,8 +20,14 @@ from callwatch.records import Recording
 from callwatch.settings import Settings
 from callwatch.simulator import BackgroundServer
 from callwatch.state import fold
-from tests.conftest import create_org, path_of
-from tests.factories import assembled_record, webhook_request
+from tests.conftest import create_org
+from tests.factories import (
+    assembled_record,
+    in_state,
+    post_unsigned,
+    wait_for_call,
+    webhook_request,
+)
 
 PAYLOADS = Path(__file__).parent / "payloads" / "burki"
 RECEIVED = datetime(2026, 4, 14, 16, 2, 11, 900000, tzinfo=UTC)
@@ -137,15 +143,6 @@ def burki_source(client: TestClient, key: str, **settings: Any) -> dict[str, Any
     return source
 
 
-def post(client: TestClient, source: dict[str, Any], body: Any) -> Any:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return client.post(
-        path_of(source["webhook_url"]),
-        content=content,
-        headers={"content-type": "application/json"},
-    )
-
-
 def test_unsigned_a_wrong_token_is_404_and_a_disallowed_address_401(client: TestClient) -> None:
     key = create_org(client)
     open_source = burki_source(client, key)
@@ -157,9 +154,9 @@ def test_unsigned_a_wrong_token_is_404_and_a_disallowed_address_401(client: Test
     body = payload("status_update")
 
     assert [
-        post(client, open_source, body).status_code,
-        post(client, {"webhook_url": "x/whk_not_a_token"}, body).status_code,
-        post(client, fenced, body).status_code,
+        post_unsigned(client, open_source, body).status_code,
+        post_unsigned(client, {"webhook_url": "x/whk_not_a_token"}, body).status_code,
+        post_unsigned(client, fenced, body).status_code,
     ] == [202, 404, 401]
 
 
@@ -178,7 +175,7 @@ def test_malformed_bodies_are_a_clear_4xx(
 ) -> None:
     source = burki_source(client, create_org(client))
 
-    response = post(client, source, body)
+    response = post_unsigned(client, source, body)
 
     assert (response.status_code, response.json().get("field")) == (status, field)
 
@@ -224,16 +221,6 @@ def status_update(sid: str, customer: str) -> dict[str, Any]:
     return body
 
 
-def wait_for(client: TestClient, key: str, call_id: str, state: str = "assembled") -> Any:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        response = client.get(f"/api/calls/{call_id}", headers={"authorization": f"Bearer {key}"})
-        if response.status_code == 200 and response.json()["assembly"]["state"] == state:
-            return response.json()
-        time.sleep(0.1)
-    raise AssertionError(f"{call_id} did not reach {state}")
-
-
 VOLATILE = ("id", "org_id", "created_at", "timeline", "assembly", "updated_at", "recording")
 
 
@@ -244,15 +231,17 @@ def test_a_report_without_a_call_id_lands_on_its_call_with_the_polled_recording(
     other = other_call()
     with BurkiApi({SID: payload("call"), other["call_sid"]: other}, processing=2) as api:
         source = burki_source(client, key, api_base_url=api.url)
-        assert post(client, source, status_update(SID, "+14155550177")).status_code == 202
+        assert post_unsigned(client, source, status_update(SID, "+14155550177")).status_code == 202
         assert (
-            post(client, source, status_update(other["call_sid"], "+14155550188")).status_code
+            post_unsigned(
+                client, source, status_update(other["call_sid"], "+14155550188")
+            ).status_code
             == 202
         )
-        wait_for(client, key, SID, state="pending")
-        wait_for(client, key, other["call_sid"], state="pending")
-        assert post(client, source, payload("end_of_call_report")).status_code == 202
-        record = wait_for(client, key, SID)
+        wait_for_call(client, key, SID, in_state("pending"))
+        wait_for_call(client, key, other["call_sid"], in_state("pending"))
+        assert post_unsigned(client, source, payload("end_of_call_report")).status_code == 202
+        record = wait_for_call(client, key, SID, in_state("assembled"))
 
     expected = payload("expected_record")
     assert {k: v for k, v in record.items() if k not in VOLATILE} == {
@@ -274,12 +263,12 @@ def test_a_report_before_its_status_update_waits_for_it(client: TestClient, work
     key = create_org(client)
     with BurkiApi({SID: payload("call")}) as api:
         source = burki_source(client, key, api_base_url=api.url)
-        assert post(client, source, payload("end_of_call_report")).status_code == 202
+        assert post_unsigned(client, source, payload("end_of_call_report")).status_code == 202
         time.sleep(0.5)  # the worker looks for the call, finds none, and leaves the report due
-        assert post(client, source, payload("status_update")).status_code == 202
-        wait_for(client, key, SID, state="pending")
+        assert post_unsigned(client, source, payload("status_update")).status_code == 202
+        wait_for_call(client, key, SID, in_state("pending"))
         sweep.delay()
-        record = wait_for(client, key, SID)
+        record = wait_for_call(client, key, SID, in_state("assembled"))
 
     assert (record["end_reason"], record["recording"]["status"], record["cost"]["total"]) == (
         "user_hangup",
@@ -297,8 +286,8 @@ def test_a_report_that_never_finds_its_call_becomes_a_call_of_its_own(
     key = create_org(client)
     source = burki_source(client, key)
     body = payload("end_of_call_report")
-    assert post(client, source, body).status_code == 202
-    assert post(client, source, body).json() == {"status": "duplicate"}
+    assert post_unsigned(client, source, body).status_code == 202
+    assert post_unsigned(client, source, body).json() == {"status": "duplicate"}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         listed = client.get("/api/calls", headers={"authorization": f"Bearer {key}"}).json()

@@ -55,15 +55,15 @@ def customer_of(
 
 
 def recording_of(details: CallDetails, now: datetime) -> Recording:
-    """`available` once a URL is known; `none` for a call never answered; `missing` if the
-    platform says so; else `pending`."""
+    """`available` once a URL is known; `missing` or `none` if the platform says so; `none` for
+    a call never answered; else `pending`."""
     given = details.recording or Recording()
     if given.url:
         return given.model_copy(
             update={"status": "available", "available_at": given.available_at or now}
         )
-    if given.status == "missing":
-        return Recording(status="missing")
+    if given.status in ("missing", "none"):
+        return Recording(status=given.status)  # the platform says there is none, or never will be
     if details.answered_at is None and details.status in TERMINAL_STATUSES - {"completed"}:
         return Recording(status="none")
     return Recording(status="pending")

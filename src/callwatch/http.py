@@ -29,13 +29,22 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def get_json(client: httpx.Client, url: str, headers: Mapping[str, str] | None = None) -> Any:
+def get_json(
+    client: httpx.Client,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    absent: frozenset[int] = frozenset(),
+) -> Any:
+    """The response's JSON; None for a status in `absent` (a platform that forgot the call)."""
     try:
         response = client.get(url, headers=headers)
     except httpx.TimeoutException as exc:
         raise ProviderUnavailable(f"GET {url}: timed out ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         raise ProviderUnavailable(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code in absent:
+        return None
     if response.status_code in RETRYABLE_STATUS:
         raise ProviderUnavailable(
             f"GET {url}: HTTP {response.status_code}",

@@ -96,7 +96,7 @@ def _claim(session: Session, rt: Runtime, call_id: str, now: datetime) -> _Job |
     source = tenancy.source_by_id(session, rt.vault, call.source_id)
     state = calls.state_of(session, call_id)
     log.info("assembly run", extra={"call_id": call_id, "attempt": call.assembly_attempts})
-    return _Job(source, FetchContext(call.provider_call_id, state.completion))
+    return _Job(source, FetchContext(call.provider_call_id, state.completion, state.fields))
 
 
 def _finish_failed(call: Call, error: str, now: datetime) -> None:
@@ -186,8 +186,12 @@ def _rebuild(session: Session, call_id: str, now: datetime) -> None:
         return
     state = calls.state_of(session, call_id)
     details = CallDetails.model_validate(call.details or {})
+    merged = assembly.merge(state, details)
     recording = CallRecord.model_validate(call.record).recording
-    _store_record(session, call, state, assembly.merge(state, details), recording, now)
+    late = assembly.recording_of(merged, now)
+    if late.status == "available" and recording.status != "available":
+        recording = late  # a recording event after the wait gave up: the record gains it
+    _store_record(session, call, state, merged, recording, now)
 
 
 def _store_record(

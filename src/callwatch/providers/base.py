@@ -1,7 +1,7 @@
 """The adapter interface every platform module implements, and the request it receives."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from callwatch.events import CallEvent
+from callwatch.events import CallEvent, CallFields
 from callwatch.records import CallDetails
 
 
@@ -46,6 +46,7 @@ class FetchContext:
 
     provider_call_id: str
     completion: dict[str, Any] | None
+    fields: CallFields = field(default_factory=CallFields)  # what the call's events said
 
 
 class Provider(Protocol):

@@ -13,6 +13,7 @@ from typing import Any
 
 from callwatch.events import CallStatus
 from callwatch.records import Recording
+from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 
 ANALYSIS_AFTER = timedelta(seconds=20)
@@ -207,3 +208,12 @@ def _transcript(call: SimCall) -> list[dict[str, Any]]:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+PLATFORM = Platform(
+    webhooks=timed_webhooks,
+    secret_name="signing_secret",  # noqa: S106 - a credential's name
+    sign=signed_request,
+    call_id=call_id,
+    api={"/conversation/{call_id}": conversation},
+)

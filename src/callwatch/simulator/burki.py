@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callwatch.records import Recording
+from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 
 # Burki's end-of-call report speaks Vapi's language for why a call ended.
@@ -119,3 +120,14 @@ def _iso(moment: datetime) -> str:
 
 def _hex32(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+PLATFORM = Platform(
+    webhooks=timed_webhooks,
+    secret_name=None,
+    call_id=call_id,
+    api={
+        "/api/v1/calls/sid/{call_id}": call_json,
+        "/api/v1/calls/sid/{call_id}/recordings": recordings,
+    },
+)

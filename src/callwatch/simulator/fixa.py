@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 
 ANALYSIS_AFTER = timedelta(seconds=30)
@@ -92,3 +93,6 @@ def timed_webhooks(call: SimCall, embed_detail: bool) -> list[tuple[datetime, di
     """fixa's one webhook, some time after the call, once it has analysed the recording."""
     body = analysis(call)
     return [(call.ended_at + ANALYSIS_AFTER, body)] if body is not None else []
+
+
+PLATFORM = Platform(webhooks=timed_webhooks, secret_name=None, analyses="generic")

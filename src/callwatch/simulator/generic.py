@@ -10,6 +10,7 @@ from typing import Any
 from callwatch import signatures
 from callwatch.events import CallStatus
 from callwatch.records import Recording
+from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 
 
@@ -74,3 +75,11 @@ def _event(kind: str, call: SimCall, status: CallStatus, at: datetime) -> dict[s
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+PLATFORM = Platform(
+    webhooks=timed_webhooks,
+    secret_name="webhook_secret",  # noqa: S106 - a credential's name
+    sign=signed_request,
+    api={"/calls/{call_id}": detail},
+)

@@ -9,6 +9,7 @@ from typing import Any
 
 from callwatch.events import CallStatus
 from callwatch.records import Recording
+from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -192,3 +193,11 @@ def _number(text: str, digits: int) -> int:
     value = int(hashlib.sha256(text.encode()).hexdigest(), 16)
     low: int = 10 ** (digits - 1)
     return low + value % (9 * low)
+
+
+PLATFORM = Platform(
+    webhooks=timed_webhooks,
+    secret_name=None,
+    call_id=task_id,  # Dialflo's call_details is keyed by the task
+    api={"/call_details/{call_id}": call_details},
+)

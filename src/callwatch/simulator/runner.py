@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 
+from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SIM_RECORDING_BASE, make_call
-from callwatch.simulator.platforms import PLATFORMS, Platform
+from callwatch.simulator.platforms import PLATFORMS
 from callwatch.simulator.servers import DetailServer
 
 CALL_PLAY_S = 2.5
@@ -76,6 +77,7 @@ def run_simulation(
     provider: str = "generic",
     calls_url: str | None = None,
     calls_secret: str = "",
+    signed_url: str | None = None,
 ) -> Progress:
     """Start `calls` calls (None: until `stop` is set) at `rate` per second and post their events.
 
@@ -83,6 +85,8 @@ def run_simulation(
     once every started call has finished posting. `provider` names the platform (PLATFORMS)
     whose webhooks are played, signed with `secret` if it signs. For a platform that analyses
     another's calls, `calls_url` (and `calls_secret`) is where those calls are played.
+    `signed_url` is the webhook URL as the platform knows it, when `url` reaches the same
+    receiver another way (a platform that signs its URL signs that one).
     """
     platform = PLATFORMS.get(provider)
     if platform is None:
@@ -100,9 +104,10 @@ def run_simulation(
         httpx.Client(timeout=POST_TIMEOUT_S) as client,
         ThreadPoolExecutor(workers, thread_name_prefix="callwatch-sim") as pool,
     ):
-        targets = [_Target(url, secret, platform)]
+        targets = [_Target(url, secret, platform, signed_url or url)]
         if platform.analyses is not None and calls_url is not None:
-            targets.append(_Target(calls_url, calls_secret, PLATFORMS[platform.analyses]))
+            analysed = PLATFORMS[platform.analyses]
+            targets.append(_Target(calls_url, calls_secret, analysed, calls_url))
         player = _Player(targets, client, server, embed_detail, play_s, tracker, stop)
         try:
             _schedule(pool, slots, player, master, calls, rate, stop)
@@ -151,6 +156,7 @@ class _Target:
     url: str
     secret: str
     platform: Platform
+    signed_url: str
 
 
 @dataclass
@@ -188,7 +194,11 @@ class _Player:
             self.tracker.fail(exc)
 
     def _post(self, target: _Target, body: dict[str, Any]) -> None:
-        content, headers = target.platform.sign(target.secret, body, time.time())
+        now, platform = time.time(), target.platform
+        if platform.sign_url is not None:
+            content, headers = platform.sign_url(target.secret, body, now, target.signed_url)
+        else:
+            content, headers = platform.sign(target.secret, body, now)
         try:
             response = self.client.post(target.url, content=content, headers=headers)
         except httpx.HTTPError:

@@ -22,8 +22,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from callwatch.records import Recording
+from callwatch.simulator.base import Endpoint, Platform
 from callwatch.simulator.calls import SimCall, recording_url
-from callwatch.simulator.platforms import PLATFORMS, Endpoint, Platform
+from callwatch.simulator.platforms import PLATFORMS
 
 STARTUP_TIMEOUT_S = 10.0
 ROOT_PLATFORM = "generic"  # also served at the root, where its `detail_url` always was
