@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from callwatch.errors import ProviderRejected
 from callwatch.events import CallStatus
 from callwatch.providers.base import FetchContext, SourceConfig
-from callwatch.providers.bolna import (
-    BolnaProvider,
+from callwatch.providers.bolna import BolnaProvider
+from callwatch.providers.bolna_details import (
     Execution,
     details_of,
     end_reason_of,

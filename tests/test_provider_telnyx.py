@@ -20,14 +20,12 @@ from starlette.testclient import TestClient
 from callwatch.errors import InvalidInput, ProviderRejected, ProviderUnavailable
 from callwatch.events import CallStatus
 from callwatch.providers.base import FetchContext, SourceConfig
-from callwatch.providers.telnyx import (
-    TelnyxProvider,
+from callwatch.providers.telnyx import TelnyxProvider, public_key_text, signing_key
+from callwatch.providers.telnyx_details import (
     call_status_details,
     end_reason_of,
     filled,
-    public_key_text,
     quality_of,
-    signing_key,
 )
 from callwatch.records import CallDetails
 from callwatch.simulator import BackgroundServer
