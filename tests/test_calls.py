@@ -55,9 +55,9 @@ def test_one_batch_applies_the_events_of_several_calls(
     post(client, source, status_event("a", "in_progress", "2026-11-20T10:00:05Z"))
     ids = inbox_ids(runtime)
 
-    ready = pipeline.ingest(runtime, ids + ids[:2])  # a repeated id is applied once
+    ingested = pipeline.ingest(runtime, ids + ids[:2])  # a repeated id is applied once
 
-    assert ready == []
+    assert ingested.ready == []
     assert call_statuses(runtime) == {"a": "in_progress", "b": "initiated"}
     assert unapplied(runtime) == 0
 
@@ -73,5 +73,5 @@ def test_a_batch_applied_twice_changes_nothing_the_second_time(
     first = pipeline.ingest(runtime, ids)
     second = pipeline.ingest(runtime, ids)
 
-    assert (len(first), second) == (1, [])
+    assert (len(first.ready), second.ready) == (1, [])
     assert call_statuses(runtime) == {"a": "completed"}

@@ -6,7 +6,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_shutdown
 
 from callwatch.logs import configure_logging
-from callwatch.queue import SWEEP
+from callwatch.queue import EVALUATE_WINDOWS, SWEEP
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 
@@ -29,6 +29,10 @@ def configure(celery: CallwatchCelery, settings: Settings) -> None:
         worker_hijack_root_logger=False,
         beat_schedule={
             "sweep": {"task": SWEEP, "schedule": settings.sweep_interval_s},
+            "alert-windows": {
+                "task": EVALUATE_WINDOWS,
+                "schedule": settings.window_eval_interval_s,
+            },
         },
     )
 

@@ -1,43 +1,75 @@
-"""Thin tasks: take ids, call into callwatch.pipeline, schedule the next step."""
+"""Thin tasks: take ids, call into callwatch, schedule what follows."""
 
 from typing import Any
 
 from celery import Task
 
-from callwatch import pipeline, sweeper
+from callwatch import alerts, deliveries, pipeline, streams, sweeper
 from callwatch.db import transaction
+from callwatch.effects import Effects
 from callwatch.errors import StoreUnavailable
-from callwatch.queue import ASSEMBLE, INGEST, SWEEP
+from callwatch.queue import ASSEMBLE, DELIVER, EVALUATE_WINDOWS, INGEST, SWEEP
 from workers.app import app, runtime
 
 DB_RETRY_S = 5
 
 
+def dispatch(effects: Effects) -> None:
+    """After the commit: send the deliveries it created, add its stream entries."""
+    for delivery_id in effects.deliveries:
+        deliver.delay(delivery_id)
+    rt = runtime()
+    if effects.entries and rt.redis is not None:
+        streams.publish(rt.redis, effects.entries, rt.settings.stream_maxlen)
+
+
 @app.task(name=INGEST, bind=True, max_retries=12)
 def ingest(self: Task[Any, Any], inbox_ids: list[str]) -> None:
     try:
-        ready = pipeline.ingest(runtime(), inbox_ids)
+        ingested = pipeline.ingest(runtime(), inbox_ids)
     except StoreUnavailable as exc:
         raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
+    dispatch(ingested.effects)
     # The first assembly step runs here rather than in a task of its own: one message per batch
     # of events instead of one more per call (the consumer loop, not the work, is the limit).
-    for call_id in ready:
+    for call_id in ingested.ready:
         try:
-            countdown = pipeline.assemble(runtime(), call_id)
+            step = pipeline.assemble(runtime(), call_id)
         except StoreUnavailable:
-            countdown = DB_RETRY_S
-        if countdown is not None:
-            assemble.apply_async((call_id,), countdown=countdown)
+            assemble.apply_async((call_id,), countdown=DB_RETRY_S)
+            continue
+        dispatch(step.effects)
+        if step.countdown is not None:
+            assemble.apply_async((call_id,), countdown=step.countdown)
 
 
 @app.task(name=ASSEMBLE, bind=True, max_retries=12)
 def assemble(self: Task[Any, Any], call_id: str) -> None:
     try:
-        countdown = pipeline.assemble(runtime(), call_id)
+        step = pipeline.assemble(runtime(), call_id)
+    except StoreUnavailable as exc:
+        raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
+    dispatch(step.effects)
+    if step.countdown is not None:
+        assemble.apply_async((call_id,), countdown=step.countdown)
+
+
+@app.task(name=DELIVER, bind=True, max_retries=12)
+def deliver(self: Task[Any, Any], delivery_id: str) -> None:
+    try:
+        countdown = deliveries.deliver(runtime(), delivery_id)
     except StoreUnavailable as exc:
         raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
     if countdown is not None:
-        assemble.apply_async((call_id,), countdown=countdown)
+        deliver.apply_async((delivery_id,), countdown=countdown)
+
+
+@app.task(name=EVALUATE_WINDOWS)
+def evaluate_windows() -> None:
+    rt = runtime()
+    with transaction(rt.sessions) as session:
+        effects = alerts.evaluate_windows(session, rt.clock())
+    dispatch(effects)
 
 
 @app.task(name=SWEEP)
@@ -45,7 +77,10 @@ def sweep() -> None:
     rt = runtime()
     with transaction(rt.sessions) as session:
         overdue = sweeper.sweep(session, rt.clock(), rt.settings.sweep_grace_s)
+        lost_deliveries = deliveries.overdue(session, rt.clock())
     for start in range(0, len(overdue.inbox_ids), 100):
         ingest.delay(overdue.inbox_ids[start : start + 100])
     for call_id in overdue.call_ids:
         assemble.delay(call_id)
+    for delivery_id in lost_deliveries:
+        deliver.delay(delivery_id)

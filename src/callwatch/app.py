@@ -7,7 +7,17 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from callwatch import admin, api, docs, health, webhooks
+from callwatch import (
+    admin,
+    alert_api,
+    api,
+    docs,
+    exposition,
+    health,
+    intake_counts,
+    subscription_api,
+    webhooks,
+)
 from callwatch.inbox import GroupWriter
 from callwatch.logs import configure_logging
 from callwatch.problems import HANDLERS
@@ -17,7 +27,7 @@ from callwatch.services import Services, SourceCache
 from callwatch.settings import Settings
 
 ROUTES = [
-    Route("/webhooks/{webhook_token}", webhooks.receive, methods=["POST"]),
+    Route("/webhooks/{webhook_token}", intake_counts.counted(webhooks.receive), methods=["POST"]),
     Route("/api/admin/orgs", admin.create_org, methods=["POST"]),
     Route("/api/sources", admin.sources, methods=["GET", "POST"]),
     Route("/api/calls", api.list_calls, methods=["GET"]),
@@ -31,6 +41,9 @@ ROUTES = [
     Route("/docs", docs.page, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
+    Route("/metrics", exposition.metrics, methods=["GET"]),
+    *alert_api.ROUTES,
+    *subscription_api.ROUTES,
 ]
 
 

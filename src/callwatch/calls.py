@@ -22,6 +22,8 @@ class Applied:
     call_id: str
     ready_to_assemble: bool
     assembled: bool
+    previous_status: str | None
+    status_changed: bool
 
 
 def _lock_calls(
@@ -130,6 +132,7 @@ def apply_inbox(
 
 def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
     fields = state.fields
+    previous = call.status
     call.status = state.status
     call.started_at = state.started_at
     call.answered_at = state.answered_at
@@ -147,7 +150,11 @@ def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
     if ready:
         call.assembly_next_at = now
     return Applied(
-        call_id=call.id, ready_to_assemble=ready, assembled=call.assembly_state == "assembled"
+        call_id=call.id,
+        ready_to_assemble=ready,
+        assembled=call.assembly_state == "assembled",
+        previous_status=previous,
+        status_changed=call.status != previous,
     )
 
 

@@ -238,6 +238,20 @@ def cmd_calls_stats(args: argparse.Namespace, settings: Settings) -> int:
     return _query(args, settings, lambda api: api.stats(params), stats_table)
 
 
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from callwatch import tail
+
+    url = args.redis_url or settings.redis_url
+    if not url:
+        return _fail(
+            "no Redis URL: pass --redis-url or set CALLWATCH_REDIS_URL "
+            "(the Redis that callwatch's workers use)"
+        )
+    return tail.run(
+        url, args.stream, from_start=args.from_start, as_json=args.json, count=args.count
+    )
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.up import run_up
 
@@ -324,6 +338,15 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--calls", type=int, default=10)
     simulate.add_argument("--rate", type=float, default=2.0, help="calls started per second")
     simulate.add_argument("--seed", type=int)
+
+    tail = add("tail", cmd_tail, "follow an ops stream (assembled calls or alerts) live")
+    tail.add_argument("stream", choices=["calls", "alerts"])
+    tail.add_argument(
+        "--from-start", action="store_true", help="print the entries already there first"
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per entry")
+    tail.add_argument("--count", type=int, metavar="N", help="stop after N entries")
+    tail.add_argument("--redis-url", help="default: $CALLWATCH_REDIS_URL")
 
     calls = add("calls", lambda a, s: 0, "query calls over the HTTP API")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)

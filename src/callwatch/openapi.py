@@ -1,43 +1,30 @@
 """The OpenAPI 3.1 document, generated from the pydantic models each route parses and returns."""
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from callwatch import admin, call_stats, export, health, queries, stats, tenancy, webhooks
+from callwatch import (
+    admin,
+    alert_api,
+    call_stats,
+    export,
+    health,
+    queries,
+    stats,
+    subscription_api,
+    tenancy,
+    webhooks,
+)
 from callwatch.filters import ALIASES
+from callwatch.operations import ListOf, Operation
 from callwatch.problems import Problem
 from callwatch.providers.generic import GenericEnvelope
 from callwatch.records import CallRecord
 
 REF = "#/components/schemas/{model}"
-Auth = Literal["admin", "org"] | None
-
-
-@dataclass(frozen=True)
-class ListOf:
-    model: type[BaseModel]
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    summary: str
-    tag: str
-    auth: Auth = "org"
-    query: type[BaseModel] | None = None
-    body: type[BaseModel] | None = None
-    ok: int = 200
-    response: type[BaseModel] | ListOf | dict[str, str] | None = None  # dict: media type → text
-    errors: tuple[int, ...] = ()  # beyond those that follow from auth, body, query and path
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 OPERATIONS = [
     Operation(
         "post",
@@ -143,6 +130,16 @@ OPERATIONS = [
         response=health.Readiness,
         errors=(503,),
     ),
+    Operation(
+        "get",
+        "/metrics",
+        "Prometheus metrics",
+        "health",
+        auth=None,
+        response={"text/plain": "the Prometheus text exposition format"},
+    ),
+    *alert_api.OPERATIONS,
+    *subscription_api.OPERATIONS,
 ]
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {

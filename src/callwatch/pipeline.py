@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callwatch import assembly, calls, metrics, providers, tenancy
+from callwatch import assembly, calls, downstream, metrics, providers, tenancy
 from callwatch.db import transaction
+from callwatch.effects import Effects
 from callwatch.errors import Permanent, Retryable, StoreUnavailable
 from callwatch.providers.base import FetchContext, SourceConfig
 from callwatch.records import CallDetails, CallRecord, Recording
@@ -21,17 +22,33 @@ log = logging.getLogger("callwatch.pipeline")
 UNFINISHED = ("pending", "fetching", "awaiting_recording")
 
 
-def ingest(rt: Runtime, inbox_ids: list[str]) -> list[str]:
-    """Apply the events in one transaction; returns the calls now ready to assemble."""
+@dataclass(frozen=True)
+class Ingested:
+    ready: list[str]  # calls to assemble now
+    effects: Effects
+
+
+@dataclass(frozen=True)
+class Step:
+    countdown: float | None  # to the next assembly step, if there is one
+    effects: Effects
+
+
+def ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
+    """Apply the events in one transaction; the calls now ready to assemble, and what follows."""
+    effects = Effects()
     with transaction(rt.sessions) as session:
         now = rt.clock()
         applied = calls.apply_inbox(session, inbox_ids, now, rt.settings.match_wait_s)
-        for call in applied:
-            if call.assembled:
-                _rebuild(session, call.call_id, now)
-    for call in applied:
-        log.info("events applied", extra={"call_id": call.call_id})
-    return [call.call_id for call in applied if call.ready_to_assemble]
+        for change in applied:
+            if change.assembled:
+                _rebuild(session, change.call_id, now)
+            if change.status_changed:
+                call = session.get_one(Call, change.call_id)
+                effects.add(downstream.status_changed(session, call, change.previous_status, now))
+    for change in applied:
+        log.info("events applied", extra={"call_id": change.call_id})
+    return Ingested([change.call_id for change in applied if change.ready_to_assemble], effects)
 
 
 @dataclass(frozen=True)
@@ -40,43 +57,50 @@ class _Job:
     context: FetchContext
 
 
-def assemble(rt: Runtime, call_id: str) -> float | None:
-    """One assembly step; returns the countdown to the next step, or None when there is none."""
+def assemble(rt: Runtime, call_id: str) -> Step:
+    """One assembly step: the countdown to the next one (None: there is none), and what follows."""
+    effects = Effects()
     with transaction(rt.sessions) as session:
-        job = _claim(session, rt, call_id, rt.clock())
+        job = _claim(session, rt, call_id, rt.clock(), effects)
     if job is None:
-        return None
+        return Step(None, effects)
     try:
         details = providers.get(job.source.provider).fetch(rt.http, job.source, job.context)
     except Retryable as exc:
         with transaction(rt.sessions) as session:
-            return _failed(session, rt, call_id, exc.detail, exc.retry_after, rt.clock())
+            delay = _failed(session, rt, call_id, exc.detail, exc.retry_after, effects)
+        return Step(delay, effects)
     except Permanent as exc:
         with transaction(rt.sessions) as session:
-            return _failed(session, rt, call_id, str(exc), None, rt.clock(), final=True)
+            delay = _failed(session, rt, call_id, str(exc), None, effects, final=True)
+        return Step(delay, effects)
     except Exception as exc:
-        return _crashed(rt, call_id, exc)
+        return _crashed(rt, call_id, exc, effects)
     try:
         with transaction(rt.sessions) as session:
-            return _complete(session, rt, call_id, details, rt.clock())
+            delay = _complete(session, rt, call_id, details, rt.clock(), effects)
+        return Step(delay, effects)
     except StoreUnavailable:
         raise
     except Exception as exc:
-        return _crashed(rt, call_id, exc)
+        return _crashed(rt, call_id, exc, effects)
 
 
-def _crashed(rt: Runtime, call_id: str, exc: Exception) -> float | None:
+def _crashed(rt: Runtime, call_id: str, exc: Exception, effects: Effects) -> Step:
     """A bug, not the platform: counted like a failed attempt so it cannot loop for ever."""
     log.exception("assembly step crashed", extra={"call_id": call_id})
     with transaction(rt.sessions) as session:
-        return _failed(session, rt, call_id, f"internal error: {exc!r}", None, rt.clock())
+        delay = _failed(session, rt, call_id, f"internal error: {exc!r}", None, effects)
+    return Step(delay, effects)
 
 
 def _locked(session: Session, call_id: str) -> Call | None:
     return session.scalars(select(Call).where(Call.id == call_id).with_for_update()).one_or_none()
 
 
-def _claim(session: Session, rt: Runtime, call_id: str, now: datetime) -> _Job | None:
+def _claim(
+    session: Session, rt: Runtime, call_id: str, now: datetime, effects: Effects
+) -> _Job | None:
     call = _locked(session, call_id)
     if call is None or call.assembly_state not in UNFINISHED:
         return None
@@ -84,7 +108,8 @@ def _claim(session: Session, rt: Runtime, call_id: str, now: datetime) -> _Job |
         return None  # another run holds the lease; duplicates of a message end here
     call.assembly_attempts += 1
     if call.assembly_attempts > rt.settings.assembly_max_runs:
-        _finish_failed(call, f"gave up after {rt.settings.assembly_max_runs} runs", now)
+        error = f"gave up after {rt.settings.assembly_max_runs} runs"
+        effects.add(_finish_failed(session, call, error, now))
         return None
     if call.assembly_state == "pending":
         call.assembly_state = "fetching"
@@ -99,13 +124,14 @@ def _claim(session: Session, rt: Runtime, call_id: str, now: datetime) -> _Job |
     return _Job(source, FetchContext(call.provider_call_id, state.completion, state.fields))
 
 
-def _finish_failed(call: Call, error: str, now: datetime) -> None:
+def _finish_failed(session: Session, call: Call, error: str, now: datetime) -> Effects:
     call.assembly_state = "failed"
     call.assembly_last_error = error
     call.assembly_next_at = None
     call.assembly_lease_until = None
     call.updated_at = now
     log.warning("assembly failed", extra={"call_id": call.id, "error": error})
+    return downstream.assembly_failed(session, call, error, now)
 
 
 def _failed(
@@ -114,10 +140,11 @@ def _failed(
     call_id: str,
     error: str,
     retry_after: float | None,
-    now: datetime,
+    effects: Effects,
     *,
     final: bool = False,
 ) -> float | None:
+    now = rt.clock()
     call = _locked(session, call_id)
     if call is None or call.assembly_state not in UNFINISHED:
         return None
@@ -125,7 +152,7 @@ def _failed(
     call.assembly_last_error = error
     call.assembly_lease_until = None
     if final or call.assembly_failures >= rt.settings.fetch_max_failures:
-        _finish_failed(call, error, now)
+        effects.add(_finish_failed(session, call, error, now))
         return None
     delay = assembly.backoff(
         call.assembly_failures,
@@ -144,7 +171,12 @@ def _failed(
 
 
 def _complete(
-    session: Session, rt: Runtime, call_id: str, details: CallDetails, now: datetime
+    session: Session,
+    rt: Runtime,
+    call_id: str,
+    details: CallDetails,
+    now: datetime,
+    effects: Effects,
 ) -> float | None:
     call = _locked(session, call_id)
     if call is None or call.assembly_state not in UNFINISHED:
@@ -174,7 +206,8 @@ def _complete(
     call.assembly_state = "assembled"
     call.assembled_at = now
     call.assembly_next_at = None
-    _store_record(session, call, state, merged, recording, now)
+    record = _store_record(session, call, state, merged, recording, now)
+    effects.add(downstream.assembled(session, call, record, now))
     log.info("call assembled", extra={"call_id": call_id, "recording": recording.status})
     return None
 
@@ -201,9 +234,10 @@ def _store_record(
     merged: CallDetails,
     recording: Recording,
     now: datetime,
-) -> None:
+) -> CallRecord:
     computed = metrics.compute(merged, ringing_at=state.ringing_at)
     record = calls.build_record(session, call, state, merged, recording, computed, now)
     call.record = record.model_dump(mode="json")
     calls.copy_columns(call, record)
     call.updated_at = now
+    return record

@@ -17,6 +17,8 @@ import redis
 INGEST = "callwatch.ingest"
 ASSEMBLE = "callwatch.assemble"
 SWEEP = "callwatch.sweep"
+DELIVER = "callwatch.deliver"
+EVALUATE_WINDOWS = "callwatch.evaluate_windows"
 QUEUE = "celery"  # Celery's default queue; kombu's Redis transport keeps it as a list of that name
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"

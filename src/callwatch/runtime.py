@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from callwatch import targets
 from callwatch.crypto import Vault
 from callwatch.db import make_engine, make_sessionmaker
 from callwatch.settings import Settings
@@ -52,6 +54,10 @@ class Runtime:
     sessions: sessionmaker[Session]
     vault: Vault
     http: httpx.Client
+    # Subscriber deliveries: through the SSRF guard, never following redirects.
+    outbound: httpx.Client
+    # Ops streams; None where no Redis is configured (a CLI command on the database alone).
+    redis: Redis | None = None
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
 
@@ -66,10 +72,15 @@ class Runtime:
             sessions=make_sessionmaker(engine),
             vault=Vault(secret_key(settings)),
             http=httpx.Client(timeout=settings.http_timeout_s, follow_redirects=True),
+            outbound=targets.client(settings),
+            redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
         )
 
     def close(self) -> None:
         self.http.close()
+        self.outbound.close()
+        if self.redis is not None:
+            self.redis.close()
         self.engine.dispose()
 
 

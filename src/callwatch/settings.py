@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     source_cache_s: float = Field(30.0, ge=0)
     log_level: str = "INFO"
 
+    # Downstream: subscriber deliveries, alert windows, ops streams.
+    allow_private_targets: bool = False  # subscriber URLs on private/loopback addresses
+    delivery_timeout_s: float = Field(10.0, gt=0)
+    # Seconds before each retry (jittered ±50 %, Retry-After a floor): 8 attempts over about a
+    # day, as Standard Webhooks senders do. Waits above MAX_COUNTDOWN_S go to the sweeper.
+    delivery_retry_s: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    delivery_lease_s: float = Field(60.0, gt=0)
+    # A subscription failing without a success for this long is disabled.
+    subscription_disable_after_s: float = Field(5 * 24 * 3600.0, gt=0)
+    secret_rotation_overlap_s: float = Field(24 * 3600.0, ge=0)
+    window_eval_interval_s: float = Field(60.0, gt=0)
+    stream_maxlen: int = Field(100_000, gt=0)
+
     @property
     def broker_url(self) -> str:
         if self.redis_url is None:

@@ -281,6 +281,8 @@ def _print_banner(settings: Settings, demo: DemoSource | None) -> None:
         f"  URL          {base}",
         f"  admin token  {runtime.admin_token(settings)}",
         f"  API docs     {base}/docs",
+        f"  Redis        {settings.broker_url}",
+        f"  ops stream   uv run callwatch tail calls --redis-url {settings.broker_url}",
     ]
     if demo is not None:
         lines += [
