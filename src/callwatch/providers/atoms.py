@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from callwatch.endings import UNANSWERED
 from callwatch.errors import InvalidInput, ProviderRejected, Unauthorized
 from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatus
 from callwatch.http import get_json
@@ -46,12 +47,6 @@ END_REASONS: dict[str, EndReason] = {
     "agent_hangup": "agent_hangup",
     "timeout": "timeout",
     "dial_no_answer": "no_answer",
-}
-UNANSWERED: dict[CallStatus, EndReason] = {
-    CallStatus.no_answer: "no_answer",
-    CallStatus.busy: "busy",
-    CallStatus.failed: "error",
-    CallStatus.canceled: "other",
 }
 
 

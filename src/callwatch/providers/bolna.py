@@ -19,13 +19,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
+from callwatch.endings import UNANSWERED
 from callwatch.errors import InvalidInput, ProviderRejected
 from callwatch.events import CallEvent, CallStatus
 from callwatch.http import get_json
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.providers.bolna_details import (
     STATUSES,
-    UNANSWERED,
     Execution,
     details_of,
     fields_of,

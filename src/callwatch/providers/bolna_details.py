@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from callwatch.endings import UNANSWERED, hung_up_by
 from callwatch.events import CallFields, CallStatus
 from callwatch.records import (
     Analysis,
@@ -48,14 +49,6 @@ STATUSES = {
 FINAL = frozenset(
     {"completed", "busy", "no-answer", "balance-low", "canceled", "stopped", "failed", "error"}
 )
-
-
-UNANSWERED: dict[CallStatus, EndReason] = {
-    CallStatus.busy: "busy",
-    CallStatus.no_answer: "no_answer",
-    CallStatus.canceled: "other",
-    CallStatus.failed: "error",
-}
 
 
 # A `completed` call with no conversation: how it ended, from the words of its hangup reason.
@@ -219,11 +212,8 @@ def end_reason_of(execution: Execution, status: CallStatus | None) -> EndReason 
     if reason is not None:
         return reason
     by = (telephony.hangup_by or "").strip().lower()
-    customer = {"outbound": "callee", "inbound": "caller"}.get(execution.direction or "")
     if by in ("callee", "caller"):
-        if customer is None:
-            return None
-        return "user_hangup" if by == customer else "agent_hangup"
+        return hung_up_by(by, execution.direction)
     return HANGUP_BY.get(by)
 
 

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from callwatch.endings import UNANSWERED, hung_up_by
 from callwatch.events import CallStatus
 from callwatch.records import (
     Analysis,
@@ -39,14 +40,6 @@ FAILED_CAUSES = (
     ("ring timeout", CallStatus.no_answer),
     ("cancel", CallStatus.canceled),
 )
-
-
-UNANSWERED: dict[CallStatus, EndReason] = {
-    CallStatus.no_answer: "no_answer",
-    CallStatus.busy: "busy",
-    CallStatus.failed: "error",
-    CallStatus.canceled: "other",
-}
 
 
 # Plivo hangup sources (and plain words) naming one side of the call.
@@ -217,10 +210,8 @@ def end_reason_of(call: CallObject, status: CallStatus | None) -> EndReason | No
         return "user_hangup"
     if source in AGENT_SOURCES:
         return "agent_hangup"
-    if source in CALLEE_SOURCES and direction:
-        return "user_hangup" if direction == "outbound" else "agent_hangup"
-    if source == "caller" and direction:
-        return "agent_hangup" if direction == "outbound" else "user_hangup"
+    if source in CALLEE_SOURCES or source == "caller":
+        return hung_up_by("callee" if source in CALLEE_SOURCES else "caller", direction)
     return OTHER_SOURCES.get(source)
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from callwatch.endings import UNANSWERED, hung_up_by
 from callwatch.events import CallFields, CallStatus
 from callwatch.records import CallDetails, Cost, EndReason, Quality, Recording
 
@@ -35,19 +36,10 @@ SIP_CODES = {
 }
 
 
-UNANSWERED: dict[CallStatus, EndReason] = {
-    CallStatus.busy: "busy",
-    CallStatus.no_answer: "no_answer",
-    CallStatus.canceled: "other",
-    CallStatus.failed: "error",
-}
-
-
 DIRECTIONS = {"incoming": "inbound", "outgoing": "outbound"}
 
 
 # Who on a leg is the customer: the caller of an incoming leg, the callee of an outgoing one.
-CUSTOMER_SIDE = {"inbound": "caller", "outbound": "callee"}
 
 
 MACHINE_RESULTS = frozenset({"machine", "fax_detected"})
@@ -158,10 +150,7 @@ def end_reason_of(
         return UNANSWERED[status]
     if (cause or "").lower() == "time_limit":
         return "timeout"
-    side = (source or "").lower()
-    if side not in ("caller", "callee") or direction not in CUSTOMER_SIDE:
-        return None
-    return "user_hangup" if side == CUSTOMER_SIDE[direction] else "agent_hangup"
+    return hung_up_by((source or "").lower(), direction)
 
 
 def quality_of(stats: QualityStats | None) -> Quality | None:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from pydantic import Field, ValidationError
 
+from callwatch.endings import UNANSWERED
 from callwatch.errors import InvalidInput, MalformedBody, ProviderRejected, Unauthorized
 from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields
 from callwatch.http import get_json
@@ -18,7 +19,6 @@ from callwatch.providers.twilio_call import (
     DIRECTIONS,
     RECORDING_LOST,
     STATUSES,
-    UNANSWERED,
     Lenient,
     Rfc2822,
     call_details,

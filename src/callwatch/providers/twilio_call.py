@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from callwatch.endings import UNANSWERED
 from callwatch.events import CallStatus
 from callwatch.records import CallDetails, Cost, EndReason, Recording
 
@@ -25,12 +26,6 @@ DIRECTIONS = {
     "outbound-dial": "outbound",
     "trunking-originating": "inbound",
     "trunking-terminating": "outbound",
-}
-UNANSWERED: dict[CallStatus, EndReason] = {
-    CallStatus.no_answer: "no_answer",
-    CallStatus.busy: "busy",
-    CallStatus.failed: "error",
-    CallStatus.canceled: "other",
 }
 # Recording statuses that mean no file will come (`absent`: silent or too short).
 RECORDING_LOST = frozenset({"absent", "failed", "deleted"})

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from callwatch.endings import UNANSWERED
 from callwatch.events import CallStatus
 from callwatch.records import (
     Analysis,
@@ -43,12 +44,6 @@ _END_REASON_RAW: dict[EndReason, str] = {
     "busy": "customer-busy",
     "error": "sip-503-service-unavailable",
     "other": "call-canceled-before-answer",
-}
-_UNANSWERED_END: dict[CallStatus, EndReason] = {
-    CallStatus.no_answer: "no_answer",
-    CallStatus.busy: "busy",
-    CallStatus.failed: "error",
-    CallStatus.canceled: "other",
 }
 _UNANSWERED_RING_S: dict[CallStatus, tuple[float, float]] = {
     CallStatus.no_answer: (20.0, 35.0),
@@ -314,7 +309,7 @@ def _unanswered_detail(
 ) -> tuple[CallDetails, float]:
     low, high = _UNANSWERED_RING_S[status]
     ring_s = _round_ms(rng.uniform(low, high))
-    end_reason = _UNANSWERED_END[status]
+    end_reason = UNANSWERED[status]
     errors = (
         [CallError(type="sip_error", description="SIP 503 Service Unavailable")]
         if status is CallStatus.failed
