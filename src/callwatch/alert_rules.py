@@ -3,12 +3,13 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from callwatch import ids, rules, windows
 from callwatch.errors import InvalidInput, NotFound
+from callwatch.filters import Paging
 from callwatch.tables import Alert, AlertRule, Source
 from callwatch.validation import invalid
 from callwatch.windows import WindowSpec
@@ -69,27 +70,10 @@ class RuleList(BaseModel):
     items: list[RuleView]
 
 
-class AlertQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class AlertQuery(Paging):
     rule_id: str | None = None
     state: AlertState | None = None
     call_id: str | None = None
-    skip: int | None = Field(None, ge=0, le=10**9, description="alerts to skip (or use page)")
-    page: int | None = Field(None, ge=1, le=10**6, description="1-based page of `limit` alerts")
-    limit: int = Field(100, ge=1, le=1000)
-
-    @model_validator(mode="after")
-    def _one_paging_style(self) -> "AlertQuery":
-        if self.skip is not None and self.page is not None:
-            raise InvalidInput("give skip or page, not both", field="page")
-        return self
-
-    @property
-    def offset(self) -> int:
-        if self.page is not None:
-            return (self.page - 1) * self.limit
-        return self.skip or 0
 
 
 class AlertView(BaseModel):

@@ -31,6 +31,28 @@ REPEATABLE = ("status", "end_reason", "include")
 ALIASES = {"assistant_id": "agent_id"}  # the reference APIs' names for our parameters
 
 
+class Paging(BaseModel):
+    """`skip` or `page` (not both) and `limit`, as every list endpoint takes them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    skip: int | None = Field(None, ge=0, le=10**9, description="items to skip (or use page)")
+    page: int | None = Field(None, ge=1, le=10**6, description="1-based page of `limit` items")
+    limit: int = Field(100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _one_paging_style(self) -> "Paging":
+        if self.skip is not None and self.page is not None:
+            raise InvalidInput("give skip or page, not both", field="page")
+        return self
+
+    @property
+    def offset(self) -> int:
+        if self.page is not None:
+            return (self.page - 1) * self.limit
+        return self.skip or 0
+
+
 class CallFilters(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

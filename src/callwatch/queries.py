@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema
 from sqlalchemy import ColumnElement, Select, Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from callwatch import calls
-from callwatch.errors import InvalidInput
-from callwatch.filters import CallFilters
+from callwatch.filters import CallFilters, Paging
 from callwatch.tables import Call, InboxEvent
 
 NEWEST_FIRST = (Call.started_at.desc(), Call.id.desc())
@@ -21,26 +20,11 @@ COUNT_CAP = 10_000
 RecordJson = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/CallRecord"})]
 
 
-class ListQuery(CallFilters):
-    skip: int | None = Field(None, ge=0, le=10**9, description="calls to skip (or use page)")
-    page: int | None = Field(None, ge=1, le=10**6, description="1-based page of `limit` calls")
-    limit: int = Field(100, ge=1, le=1000)
+class ListQuery(CallFilters, Paging):
     include: list[Literal["transcript"]] = Field(default_factory=list)
     count: Literal["auto", "exact"] = Field(
         "auto", description=f"exact: count every match even past {COUNT_CAP:,} (slower)"
     )
-
-    @model_validator(mode="after")
-    def _one_paging_style(self) -> "ListQuery":
-        if self.skip is not None and self.page is not None:
-            raise InvalidInput("give skip or page, not both", field="page")
-        return self
-
-    @property
-    def offset(self) -> int:
-        if self.page is not None:
-            return (self.page - 1) * self.limit
-        return self.skip or 0
 
 
 class CallPage(BaseModel):
