@@ -178,6 +178,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def descendants(pid: int) -> list[int]:
+    """The pids of a process's children, grandchildren and so on (Linux /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
 class RawConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, one request in flight: a load generator that costs
     a fraction of httpx's CPU, so the server and not the client is what gets measured."""

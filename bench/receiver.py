@@ -22,7 +22,8 @@ What it does:
    count towards req/s and latency; every reply counts towards the status ledger.
 4. Prints req/s, p50, p99 for both, the callwatch/bare ratio against the goal (ratio >= 0.25,
    p99 < 20 ms), client and server CPU use (a client near 100 % CPU means the numbers are
-   client-bound), and the durability ledger: inbox rows == 202 replies.
+   client-bound; writerCPU is the server's child processes: callwatch's inbox writer), and the
+   durability ledger: inbox rows == 202 replies.
 
 Internal modes (used by the script itself): `--bare-server PORT`, `--load JSON`.
 """
@@ -97,6 +98,7 @@ class LoadResult:
     generated: int = 0
     client_cpu: float = 0.0  # CPU seconds / wall seconds of the load process
     server_cpu: float = 0.0  # the same for the server process (all its threads)
+    helper_cpu: float = 0.0  # the same for the server's child processes (the inbox writer)
 
 
 def build_requests(spec: LoadSpec) -> list[bytes]:
@@ -176,10 +178,14 @@ async def _drive(spec: LoadSpec, requests: list[bytes]) -> LoadResult:
 
     cpu_before = time.process_time()
     server_before = harness.cpu_seconds(spec.server_pid)
+    helpers = harness.descendants(spec.server_pid)
+    helpers_before = sum(harness.cpu_seconds(pid) for pid in helpers)
     await asyncio.gather(*(worker() for _ in range(spec.connections)))
     ended = time.perf_counter()
     result.client_cpu = (time.process_time() - cpu_before) / (ended - began)
     result.server_cpu = (harness.cpu_seconds(spec.server_pid) - server_before) / (ended - began)
+    helpers_after = sum(harness.cpu_seconds(pid) for pid in helpers)
+    result.helper_cpu = (helpers_after - helpers_before) / (ended - began)
     latencies.sort()
     result.requests = len(latencies)
     result.elapsed_s = min(ended, stop_at) - measure_from
@@ -225,7 +231,8 @@ def _row(name: str, result: LoadResult) -> str:
     return (
         f"{name:<10} {result.rps:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
         f"{result.max_ms:>8.1f} {result.requests:>9} {result.errors:>6} "
-        f"{result.client_cpu * 100:>9.0f}% {result.server_cpu * 100:>9.0f}%  "
+        f"{result.client_cpu * 100:>9.0f}% {result.server_cpu * 100:>9.0f}% "
+        f"{result.helper_cpu * 100:>9.0f}%  "
         f"{json.dumps(result.statuses, sort_keys=True)}"
     )
 
@@ -301,7 +308,8 @@ def bench(args: argparse.Namespace) -> int:
     print()
     print(
         f"{'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-        f"{'measured':>9} {'errors':>6} {'clientCPU':>10} {'serverCPU':>10}  statuses (all)"
+        f"{'measured':>9} {'errors':>6} {'clientCPU':>10} {'serverCPU':>10} {'writerCPU':>10}"
+        "  statuses (all)"
     )
     print(_row("bare", bare))
     print(_row("callwatch", ours))

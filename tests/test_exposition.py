@@ -1,5 +1,7 @@
 """`GET /metrics`: the text format, and every value on a seeded database and Redis."""
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -10,7 +12,8 @@ import pytest
 import redis
 from sqlalchemy import update
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -18,6 +21,7 @@ from callwatch import intake_counts, streams
 from callwatch.app import create_app
 from callwatch.effects import StreamEntry
 from callwatch.embedded import free_port
+from callwatch.errors import NotFound, StoreUnavailable, Unauthorized
 from callwatch.promtext import Family, Sample, histogram, number, observe, render
 from callwatch.queue import QUEUE
 from callwatch.runtime import Runtime
@@ -82,17 +86,43 @@ def test_a_histogram_is_cumulative_with_sum_and_count() -> None:
     )
 
 
+def noting(provider: str | None, outcome: str | None, error: Exception | None) -> Any:
+    """An endpoint that notes what the webhook endpoint notes, then replies or raises."""
+
+    async def endpoint(request: Request) -> Response:
+        if provider is not None:
+            request.scope[intake_counts.PROVIDER] = provider
+        if error is not None:
+            raise error
+        if outcome is not None:
+            request.scope[intake_counts.OUTCOME] = outcome
+        return Response(status_code=202)
+
+    return endpoint
+
+
 @pytest.mark.parametrize(
-    ("status", "body", "outcome"),
+    ("provider", "outcome", "error", "counted"),
     [
-        (202, {"status": "accepted", "events": ["evt_1"]}, "accepted"),
-        (202, {"status": "duplicate"}, "duplicate"),
-        (401, {"title": "Unauthorized"}, "rejected"),
-        (500, {}, "error"),
+        ("vapi", "accepted", None, ("vapi", "accepted")),
+        ("vapi", "duplicate", None, ("vapi", "duplicate")),
+        ("vapi", None, Unauthorized("bad signature"), ("vapi", "rejected")),
+        (None, None, NotFound("unknown webhook token"), ("unknown", "rejected")),
+        ("vapi", None, StoreUnavailable("database unavailable"), ("vapi", "unavailable")),
+        ("vapi", None, RuntimeError("bug"), ("vapi", "error")),
     ],
 )
-def test_a_webhook_reply_has_an_outcome(status: int, body: Any, outcome: str) -> None:
-    assert intake_counts.outcome_of(JSONResponse(body, status_code=status)) == outcome
+def test_a_webhook_request_is_counted_under_its_provider_and_outcome(
+    provider: str | None, outcome: str | None, error: Exception | None, counted: tuple[str, str]
+) -> None:
+    app = Starlette()
+    endpoint = intake_counts.counted(noting(provider, outcome, error))
+    request = Request({"type": "http", "app": app, "method": "POST", "headers": []})
+
+    with contextlib.suppress(Exception):
+        asyncio.run(endpoint(request))
+
+    assert intake_counts.counts_of(app) == {counted: 1}
 
 
 # ---------------------------------------------------------------- on a seeded database

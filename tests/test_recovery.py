@@ -179,3 +179,32 @@ def test_database_lost_after_the_source_lookup_is_503(settings, tmp_path) -> Non
             blocker.rollback()
             blocker.close()
     assert response.status_code == 503
+
+
+def test_the_inbox_writer_losing_its_connection_fails_one_request(settings, tmp_path) -> None:
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("terminating a backend is a Postgres way to lose the writer's connection")
+    import psycopg
+
+    from callwatch.inbox_writer import APPLICATION_NAME
+
+    cached = make_settings(settings.database_url, settings.broker_url, tmp_path, source_cache_s=60)
+    with TestClient(create_app(cached), raise_server_exceptions=False) as client:
+        source = create_source(client, create_org(client))
+
+        def post(call_id: str) -> int:
+            body = json.dumps(events_for(hand_call(call_id), embed_detail=False)[0]).encode()
+            headers = signed(source["signing_secret"], body, msg_id=f"m-{call_id}")
+            return client.post(
+                path_of(source["webhook_url"]), content=body, headers=headers
+            ).status_code
+
+        before = post("before")
+        with psycopg.connect(settings.database_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                [APPLICATION_NAME],
+            )
+        during, retried = post("during"), post("during")
+    assert [before, during, retried] == [202, 503, 202]

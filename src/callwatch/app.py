@@ -18,7 +18,7 @@ from callwatch import (
     subscription_api,
     webhooks,
 )
-from callwatch.inbox import GroupWriter
+from callwatch.inbox_client import InboxClient
 from callwatch.logs import configure_logging
 from callwatch.problems import HANDLERS
 from callwatch.queue import Producer
@@ -55,12 +55,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         configure_logging(settings.log_level)
         runtime = Runtime.start(settings)
         producer = Producer(settings.broker_url)
-        writer = GroupWriter.open(settings.database_url, producer.ingest)
-        writer.start()
+        inbox = InboxClient(settings)
+        await inbox.start()
         app.state.services = Services(
             runtime=runtime,
             admin_token=admin_token(settings),
-            writer=writer,
+            inbox=inbox,
             producer=producer,
             sources=SourceCache(runtime, settings.source_cache_s),
         )
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            writer.stop()
+            await inbox.stop()
             producer.close()
             runtime.close()
 

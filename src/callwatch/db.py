@@ -33,7 +33,8 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, name: str = "callwatch", **kwargs: Any) -> Engine:
+    """`name` is the connections' application_name on Postgres (pg_stat_activity shows it)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -46,7 +47,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         "pool_size": 10,
         "max_overflow": 10,
         # JIT compiles a plan for ~50 ms; it pays off for analytics, never for these queries.
-        "connect_args": {"options": "-c jit=off"},
+        "connect_args": {"options": "-c jit=off", "application_name": name},
     } | kwargs
     return create_engine(url, **options)
 

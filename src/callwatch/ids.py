@@ -1,6 +1,5 @@
 """Prefixed, time-ordered random identifiers (`call_…`, `evt_…`) and secret tokens."""
 
-import base64
 import random
 import secrets
 import threading
@@ -18,7 +17,18 @@ def new_id(prefix: str, millis: int | None = None, bits: int | None = None) -> s
     else:
         millis = time.time_ns() // 1_000_000 if millis is None else millis
         value = millis << 80 | (random.getrandbits(80) if bits is None else bits)
-    return f"{prefix}_{base64.b32hexencode(value.to_bytes(16)).decode()[:26].lower()}"
+    return f"{prefix}_{_base32hex(value)}"
+
+
+_DIGITS = "0123456789abcdefghijklmnopqrstuv"
+_PAIRS = [high + low for high in _DIGITS for low in _DIGITS]
+
+
+def _base32hex(value: int) -> str:
+    """The first 26 digits of RFC 4648 base32hex (lower case) of a 128-bit value, 10 bits at a
+    time: `base64.b32hexencode` is pure Python and three times slower."""
+    padded = value << 2
+    return "".join([_PAIRS[(padded >> shift) & 1023] for shift in range(120, -10, -10)])
 
 
 _last = 0

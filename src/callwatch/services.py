@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from callwatch import tenancy
 from callwatch.db import transaction
-from callwatch.inbox import GroupWriter
+from callwatch.inbox_client import InboxClient
 from callwatch.providers.base import SourceConfig
 from callwatch.queue import Producer
 from callwatch.runtime import Runtime
@@ -56,6 +56,6 @@ class SourceCache:
 class Services:
     runtime: Runtime
     admin_token: str
-    writer: GroupWriter
+    inbox: InboxClient
     producer: Producer
     sources: SourceCache

@@ -3,15 +3,16 @@
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
-from callwatch import ids, providers
+from callwatch import ids, intake_counts, providers
 from callwatch.errors import NotFound, PayloadTooLarge, Unauthorized
 from callwatch.events import CallEvent
+from callwatch.inbox import InboxRow
 from callwatch.providers.base import SourceConfig, WebhookRequest
 from callwatch.services import Services
 from callwatch.validation import path_param
@@ -51,31 +52,28 @@ def _public_url(base: str, request: Request) -> str:
 
 def _row(
     source: SourceConfig, event: CallEvent, request: WebhookRequest, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": ids.new_id("evt"),
-        "org_id": source.org_id,
-        "source_id": source.id,
-        "dedupe_key": event.dedupe_key,
-        "provider_call_id": event.provider_call_id,
-        "event": event.model_dump(mode="json"),
-        "raw_body": request.body.decode("utf-8", "replace"),
-        "content_type": request.content_type,
-        "received_at": now,
-        "due_at": now,
-        "processed_at": None,
-        "call_id": None,
-        "attempts": 0,
-        "last_error": None,
-    }
+) -> InboxRow:
+    return InboxRow.model_construct(  # every value is typed already: nothing to validate
+        id=ids.new_id("evt"),
+        org_id=source.org_id,
+        source_id=source.id,
+        dedupe_key=event.dedupe_key,
+        provider_call_id=event.provider_call_id,
+        event=event,
+        raw_body=request.body.decode("utf-8", "replace"),
+        content_type=request.content_type,
+        received_at=now,
+        due_at=now,
+    )
 
 
-async def receive(request: Request) -> JSONResponse:
+async def receive(request: Request) -> Response:
     services: Services = request.app.state.services
     settings = services.runtime.settings
     source = await services.sources.lookup(path_param(request, "webhook_token"))
     if source is None:
         raise NotFound("unknown webhook token")
+    request.scope[intake_counts.PROVIDER] = source.provider
     body = await _read_body(request, settings.max_body_bytes)
     client_ip = request.client.host if request.client else None
     _check_ip(source, client_ip)
@@ -92,17 +90,18 @@ async def receive(request: Request) -> JSONResponse:
     delivery_id = adapter.authenticate(incoming, source, time.time())
     events = adapter.parse(incoming, delivery_id)
     rows = [_row(source, event, incoming, now) for event in events]
-    flags = await services.writer.submit(rows)
-    accepted = [row["id"] for row, new in zip(rows, flags, strict=True) if new]
+    flags = await services.inbox.submit(rows)
+    accepted = [row.id for row, new in zip(rows, flags, strict=True) if new]
     for row, new in zip(rows, flags, strict=True):
         log.info(
             "webhook received",
             extra={
                 "source": source.name,
-                "call_id": row["provider_call_id"],
-                "event_id": row["id"],
+                "call_id": row.provider_call_id,
+                "event_id": row.id,
                 "outcome": "accepted" if new else "duplicate",
             },
         )
     reply = WebhookReply(status="accepted", events=accepted) if accepted else WebhookReply()
-    return JSONResponse(reply.model_dump(exclude_none=True), status_code=202)
+    request.scope[intake_counts.OUTCOME] = reply.status
+    return Response(reply.model_dump_json(exclude_none=True), 202, media_type="application/json")
