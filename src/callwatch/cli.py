@@ -1,29 +1,27 @@
 """The `callwatch` command line."""
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
-from callwatch import lookups, tenancy
-from callwatch.errors import CallwatchError, RequestError
+from callwatch import lookups, provisioning
+from callwatch.errors import CallwatchError
 from callwatch.settings import Settings
 
 if TYPE_CHECKING:
     from callwatch.terminal import Http
 
+Handler: TypeAlias = Callable[[argparse.Namespace, Settings], int]
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+# How a module adds a command: (name, handler, help, the subcommands it joins) → its parser.
+Adder: TypeAlias = Callable[[str, Handler, str, Subcommands], argparse.ArgumentParser]
+
 
 def _fail(message: str) -> int:
     print(f"callwatch: {message}", file=sys.stderr)
     return 2
-
-
-def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
-    from callwatch.runtime import Runtime
-
-    return Runtime.start(settings)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,67 +73,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     print("database is at the latest schema")
-    return 0
-
-
-def cmd_org_create(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.db import transaction
-    from callwatch.runtime import utcnow
-
-    rt = _runtime(settings)
-    with transaction(rt.sessions) as session:
-        org, key = tenancy.create_org(session, tenancy.OrgIn(name=args.name), utcnow())
-    print(json.dumps({"id": org.id, "name": org.name, "api_key": key}, indent=2))
-    print("Keep the API key: it is shown only once.", file=sys.stderr)
-    return 0
-
-
-def _credentials(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise RequestError(f"--credential takes KEY=VALUE, got {pair!r}")
-        out[key] = value
-    return out
-
-
-def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.admin import source_view
-    from callwatch.db import transaction
-    from callwatch.runtime import utcnow
-
-    rt = _runtime(settings)
-    data = tenancy.SourceIn(
-        name=args.name,
-        provider=args.provider,
-        settings=tenancy.SourceSettings(
-            detail_url=args.detail_url,
-            api_base_url=args.api_base_url,
-            allowed_ips=args.allowed_ip or [],
-        ),
-        credentials=_credentials(args.credential or []),
-    )
-    with transaction(rt.sessions) as session:
-        org = tenancy.get_org(session, args.org)
-        source, secret = tenancy.create_source(session, rt.vault, org.id, data, utcnow())
-        view = source_view(source, settings.public_url)
-    if secret is not None:
-        view["signing_secret"] = secret
-    print(json.dumps(view, indent=2))
-    return 0
-
-
-def cmd_source_list(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.admin import source_view
-    from callwatch.db import transaction
-
-    rt = _runtime(settings)
-    with transaction(rt.sessions) as session:
-        org = tenancy.get_org(session, args.org)
-        for source in tenancy.list_sources(session, org.id):
-            view = source_view(source, settings.public_url)
-            print(f"{view['id']}  {view['name']:<20} {view['provider']:<10} {view['webhook_url']}")
     return 0
 
 
@@ -210,10 +147,7 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     def add(
-        name: str,
-        handler: Callable[[argparse.Namespace, Settings], int],
-        helptext: str,
-        parent: "argparse._SubParsersAction[argparse.ArgumentParser]" = sub,
+        name: str, handler: Handler, helptext: str, parent: Subcommands = sub
     ) -> argparse.ArgumentParser:
         command = parent.add_parser(name, help=helptext, description=helptext)
         command.set_defaults(handler=handler)
@@ -241,22 +175,12 @@ def parser() -> argparse.ArgumentParser:
     add("migrate", cmd_migrate, "upgrade the database schema")
 
     org = add("org", lambda a, s: 0, "manage orgs")
-    org_sub = org.add_subparsers(dest="org_command", required=True)
-    create = add("create", cmd_org_create, "create an org and print its API key", org_sub)
-    create.add_argument("name")
-
     source = add("source", lambda a, s: 0, "manage sources")
-    source_sub = source.add_subparsers(dest="source_command", required=True)
-    source_add = add("add", cmd_source_add, "add a source and print its webhook URL", source_sub)
-    source_add.add_argument("--org", required=True, help="org name or id")
-    source_add.add_argument("--name", required=True)
-    source_add.add_argument("--provider", default="generic")
-    source_add.add_argument("--detail-url", help="detail API template with {call_id}")
-    source_add.add_argument("--api-base-url")
-    source_add.add_argument("--allowed-ip", action="append")
-    source_add.add_argument("--credential", action="append", metavar="KEY=VALUE")
-    source_list = add("list", cmd_source_list, "list an org's sources", source_sub)
-    source_list.add_argument("--org", required=True, help="org name or id")
+    provisioning.add_commands(
+        add,
+        org.add_subparsers(dest="org_command", required=True),
+        source.add_subparsers(dest="source_command", required=True),
+    )
 
     simulate = add(
         "simulate", cmd_simulate, "send simulated calls to a source, as its platform sends them"

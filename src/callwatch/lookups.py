@@ -5,21 +5,17 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from callwatch.errors import RequestError
 from callwatch.filters import CallFilters
 from callwatch.settings import Settings
 
 if TYPE_CHECKING:
+    from callwatch.cli import Adder, Subcommands
     from callwatch.terminal import Api, Params
 
 FILTERS = tuple(CallFilters.model_fields)  # each has a --flag of the same name
-
-Handler = Callable[[argparse.Namespace, Settings], int]
-Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-# The CLI's way to add a command: (name, handler, help, the subcommands it joins) → its parser.
-Adder = Callable[[str, Handler, str, Subcommands], argparse.ArgumentParser]
 
 
 def _params(args: argparse.Namespace, names: Sequence[str]) -> "Params":
@@ -76,7 +72,7 @@ def cmd_calls_stats(args: argparse.Namespace, settings: Settings) -> int:
     return _query(args, settings, lambda api: api.stats(params), stats_table)
 
 
-def add_commands(add: Adder, calls: Subcommands) -> None:
+def add_commands(add: "Adder", calls: "Subcommands") -> None:
     """`list`, `get` and `stats` under the `calls` command."""
     calls_list = add("list", cmd_calls_list, "list calls, newest first", calls)
     _add_filters(calls_list)
