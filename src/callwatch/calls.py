@@ -130,6 +130,11 @@ def apply_inbox(
     return [_apply_state(call, fold(folded[call.id]), now) for call in locked]
 
 
+def refold(call: Call, events: Sequence[tuple[str, CallEvent]], now: datetime) -> Applied:
+    """Apply all of a (locked) call's stored events to its row again, as `apply_inbox` does."""
+    return _apply_state(call, fold(events), now)
+
+
 def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
     fields = state.fields
     previous = call.status
@@ -177,6 +182,35 @@ def copy_columns(call: Call, record: CallRecord) -> None:
     call.latency_turn_p50_ms = turn.p50 if turn else None
     call.latency_turn_p95_ms = turn.p95 if turn else None
     call.time_to_first_word_ms = record.latency.time_to_first_word_ms
+
+
+# What `copy_columns` takes from the record that the events do not say (`_apply_state` sets them).
+_FROM_RECORD_ONLY = (
+    "end_reason",
+    "duration_s",
+    "billed_duration_s",
+    "cost_total",
+    "cost_currency",
+    "cost_llm",
+    "cost_stt",
+    "cost_tts",
+    "cost_telephony",
+    "cost_platform",
+    "latency_turn_p50_ms",
+    "latency_turn_p95_ms",
+    "time_to_first_word_ms",
+)
+
+
+def forget_record(call: Call) -> None:
+    """Drop the assembled record, the details it came from and the columns copied from it.
+
+    A stored record is served as it is, so one is kept only while the call is assembled."""
+    call.record = None
+    call.details = None
+    call.has_recording = False
+    for column in _FROM_RECORD_ONLY:
+        setattr(call, column, None)
 
 
 def find(session: Session, org_id: str, call_id: str) -> Call:

@@ -1,32 +1,31 @@
 """The `callwatch` command line."""
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
-from callwatch import tenancy
+from callwatch import lookups, provisioning
 from callwatch.errors import CallwatchError, RequestError
-from callwatch.filters import CallFilters
 from callwatch.settings import Settings
 
 if TYPE_CHECKING:
-    from callwatch.terminal import Api, Http, Params
+    from callwatch.replay import Target
+    from callwatch.runtime import Runtime
+    from callwatch.terminal import Http
 
-FILTERS = tuple(CallFilters.model_fields)  # each has a --flag of the same name
+Handler: TypeAlias = Callable[[argparse.Namespace, Settings], int]
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+# How a module adds a command: (name, handler, help, the subcommands it joins) → its parser.
+Adder: TypeAlias = Callable[[str, Handler, str, Subcommands], argparse.ArgumentParser]
+
+REPLAY_BATCH = 100  # calls per transaction and per LPUSH
 
 
 def _fail(message: str) -> int:
     print(f"callwatch: {message}", file=sys.stderr)
     return 2
-
-
-def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
-    from callwatch.runtime import Runtime
-
-    return Runtime.start(settings)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -81,67 +80,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_org_create(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.db import transaction
-    from callwatch.runtime import utcnow
-
-    rt = _runtime(settings)
-    with transaction(rt.sessions) as session:
-        org, key = tenancy.create_org(session, tenancy.OrgIn(name=args.name), utcnow())
-    print(json.dumps({"id": org.id, "name": org.name, "api_key": key}, indent=2))
-    print("Keep the API key: it is shown only once.", file=sys.stderr)
-    return 0
-
-
-def _credentials(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise RequestError(f"--credential takes KEY=VALUE, got {pair!r}")
-        out[key] = value
-    return out
-
-
-def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.admin import source_view
-    from callwatch.db import transaction
-    from callwatch.runtime import utcnow
-
-    rt = _runtime(settings)
-    data = tenancy.SourceIn(
-        name=args.name,
-        provider=args.provider,
-        settings=tenancy.SourceSettings(
-            detail_url=args.detail_url,
-            api_base_url=args.api_base_url,
-            allowed_ips=args.allowed_ip or [],
-        ),
-        credentials=_credentials(args.credential or []),
-    )
-    with transaction(rt.sessions) as session:
-        org = tenancy.get_org(session, args.org)
-        source, secret = tenancy.create_source(session, rt.vault, org.id, data, utcnow())
-        view = source_view(source, settings.public_url)
-    if secret is not None:
-        view["signing_secret"] = secret
-    print(json.dumps(view, indent=2))
-    return 0
-
-
-def cmd_source_list(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.admin import source_view
-    from callwatch.db import transaction
-
-    rt = _runtime(settings)
-    with transaction(rt.sessions) as session:
-        org = tenancy.get_org(session, args.org)
-        for source in tenancy.list_sources(session, org.id):
-            view = source_view(source, settings.public_url)
-            print(f"{view['id']}  {view['name']:<20} {view['provider']:<10} {view['webhook_url']}")
-    return 0
-
-
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.simulator import PLATFORMS, Progress, run_simulation
 
@@ -184,60 +122,6 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _params(args: argparse.Namespace, names: Sequence[str]) -> "Params":
-    params = []
-    for name in names:
-        value = getattr(args, name)
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None:
-                params.append((name, str(item)))
-    return tuple(params)
-
-
-def _query(
-    args: argparse.Namespace,
-    settings: Settings,
-    fetch: "Callable[[Api], dict[str, Any]]",
-    render: Callable[[dict[str, Any]], list[str]],
-) -> int:
-    from callwatch.terminal import Api, ApiError
-
-    key = args.api_key or os.environ.get("CALLWATCH_API_KEY")
-    if not key:
-        return _fail(
-            "no API key: pass --api-key or set CALLWATCH_API_KEY "
-            "(`callwatch org create` prints one)"
-        )
-    url = args.url or os.environ.get("CALLWATCH_URL") or settings.public_url
-    try:
-        body = fetch(Api(url, key, args.http))
-    except ApiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(body, indent=2) if args.json else "\n".join(render(body)))
-    return 0
-
-
-def cmd_calls_list(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.terminal import call_table
-
-    params = _params(args, (*FILTERS, "limit", "skip", "page"))
-    return _query(args, settings, lambda api: api.calls(params), call_table)
-
-
-def cmd_calls_get(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.terminal import call_view
-
-    return _query(args, settings, lambda api: api.call(args.call_id), call_view)
-
-
-def cmd_calls_stats(args: argparse.Namespace, settings: Settings) -> int:
-    from callwatch.terminal import stats_table
-
-    params = _params(args, (*FILTERS, "group_by"))
-    return _query(args, settings, lambda api: api.stats(params), stats_table)
-
-
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch import tail
 
@@ -250,6 +134,97 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     return tail.run(
         url, args.stream, from_start=args.from_start, as_json=args.json, count=args.count
     )
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from callwatch import replay
+    from callwatch.db import transaction
+    from callwatch.errors import StoreUnavailable
+    from callwatch.runtime import opened
+    from callwatch.validation import parse_query
+
+    chosen = {name: getattr(args, name) for name in replay.Selection.model_fields}
+    selection = parse_query(replay.Selection, chosen)
+    _check_database(settings)
+    try:
+        with opened(settings) as rt:
+            with transaction(rt.sessions) as session:
+                plan = replay.plan(session, selection)
+            targets, left = plan.replay, dict(plan.left_alone)
+            if targets and not args.dry_run:
+                done = set(_replay(rt, args.redis_url or settings.redis_url, targets))
+                late = [target.call_id for target in targets if target.call_id not in done]
+                left |= dict.fromkeys(late, "its assembly started meanwhile")
+                targets = [target for target in targets if target.call_id in done]
+    except StoreUnavailable as exc:
+        raise replay.ReplayError(f"{exc}; check CALLWATCH_DATABASE_URL") from exc
+    for call_id, reason in left.items():
+        print(replay.left_line(call_id, reason), file=sys.stderr)
+    for target in targets:
+        print(replay.line(target))
+    print(replay.summary(len(targets), len(left), dry_run=args.dry_run))
+    return 1 if left else 0
+
+
+def _check_database(settings: Settings) -> None:
+    """An SQLite file that is not there is a wrong directory or URL, not a database to create."""
+    from pathlib import Path
+
+    from sqlalchemy import make_url
+
+    url = make_url(settings.database_url)
+    if (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and not Path(url.database).exists()
+    ):
+        raise RequestError(
+            f"no database at {url.database}: run this where `callwatch up` runs, "
+            "or set CALLWATCH_DATABASE_URL"
+        )
+
+
+def _replay(rt: "Runtime", redis_url: str | None, targets: "list[Target]") -> list[str]:
+    """Replay in batches, a transaction each, queued once committed; the calls replayed."""
+    from redis import RedisError
+
+    from callwatch import replay
+    from callwatch.db import transaction
+    from callwatch.queue import Producer
+    from callwatch.runtime import utcnow
+    from callwatch.tail import shown_url
+
+    if not redis_url:
+        raise RequestError(
+            "no Redis URL: pass --redis-url or set CALLWATCH_REDIS_URL (the Redis that "
+            "callwatch's workers use; `callwatch up` prints it)"
+        )
+    producer = Producer(redis_url)
+    try:
+        producer.ping()
+    except RedisError as exc:
+        raise replay.ReplayError(
+            f"cannot reach Redis at {shown_url(redis_url)} ({exc}); nothing was replayed"
+        ) from exc
+    done: list[str] = []
+    try:
+        for start in range(0, len(targets), REPLAY_BATCH):
+            batch = [target.call_id for target in targets[start : start + REPLAY_BATCH]]
+            with transaction(rt.sessions) as session:
+                ready = replay.replay(session, batch, utcnow())
+            # Committed first: if this message is lost, the sweeper sends it (they are due now).
+            producer.assemble(ready)
+            done += ready
+            print(replay.progress(start + len(batch), len(targets)), end="", file=sys.stderr)
+    except RedisError as exc:
+        raise replay.ReplayError(
+            f"lost Redis ({exc}) after {len(done)} calls: the sweeper queues the last batch; "
+            "run the same replay again for the rest"
+        ) from exc
+    finally:
+        producer.close()
+    print(file=sys.stderr)
+    return done
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -267,10 +242,7 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     def add(
-        name: str,
-        handler: Callable[[argparse.Namespace, Settings], int],
-        helptext: str,
-        parent: "argparse._SubParsersAction[argparse.ArgumentParser]" = sub,
+        name: str, handler: Handler, helptext: str, parent: Subcommands = sub
     ) -> argparse.ArgumentParser:
         command = parent.add_parser(name, help=helptext, description=helptext)
         command.set_defaults(handler=handler)
@@ -298,22 +270,12 @@ def parser() -> argparse.ArgumentParser:
     add("migrate", cmd_migrate, "upgrade the database schema")
 
     org = add("org", lambda a, s: 0, "manage orgs")
-    org_sub = org.add_subparsers(dest="org_command", required=True)
-    create = add("create", cmd_org_create, "create an org and print its API key", org_sub)
-    create.add_argument("name")
-
     source = add("source", lambda a, s: 0, "manage sources")
-    source_sub = source.add_subparsers(dest="source_command", required=True)
-    source_add = add("add", cmd_source_add, "add a source and print its webhook URL", source_sub)
-    source_add.add_argument("--org", required=True, help="org name or id")
-    source_add.add_argument("--name", required=True)
-    source_add.add_argument("--provider", default="generic")
-    source_add.add_argument("--detail-url", help="detail API template with {call_id}")
-    source_add.add_argument("--api-base-url")
-    source_add.add_argument("--allowed-ip", action="append")
-    source_add.add_argument("--credential", action="append", metavar="KEY=VALUE")
-    source_list = add("list", cmd_source_list, "list an org's sources", source_sub)
-    source_list.add_argument("--org", required=True, help="org name or id")
+    provisioning.add_commands(
+        add,
+        org.add_subparsers(dest="org_command", required=True),
+        source.add_subparsers(dest="source_command", required=True),
+    )
 
     simulate = add(
         "simulate", cmd_simulate, "send simulated calls to a source, as its platform sends them"
@@ -348,64 +310,23 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("--count", type=int, metavar="N", help="stop after N entries")
     tail.add_argument("--redis-url", help="default: $CALLWATCH_REDIS_URL")
 
+    replay = add("replay", cmd_replay, "assemble calls again from their stored events")
+    replay.add_argument("call_ids", nargs="*", metavar="CALL_ID", help="callwatch or provider id")
+    replay.add_argument("--failed", action="store_true", help="every call whose assembly failed")
+    replay.add_argument("--org", help="only this org's calls (name or id)")
+    replay.add_argument("--source", help="only this source's calls (id, or name with --org)")
+    replay.add_argument(
+        "--since", metavar="ISO8601", help="with --failed: started at or after (UTC if no zone)"
+    )
+    replay.add_argument(
+        "--until", metavar="ISO8601", help="with --failed: started at or before; a date: that day"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="list them, change nothing")
+    replay.add_argument("--redis-url", help="default: $CALLWATCH_REDIS_URL")
+
     calls = add("calls", lambda a, s: 0, "query calls over the HTTP API")
-    calls_sub = calls.add_subparsers(dest="calls_command", required=True)
-    calls_list = add("list", cmd_calls_list, "list calls, newest first", calls_sub)
-    _add_filters(calls_list)
-    calls_list.add_argument("--limit", type=int, help="calls per page (API default 100)")
-    paging = calls_list.add_mutually_exclusive_group()
-    paging.add_argument("--skip", type=int)
-    paging.add_argument("--page", type=int, help="1-based page of --limit calls")
-    _add_connection(calls_list)
-    calls_get = add("get", cmd_calls_get, "show one call", calls_sub)
-    calls_get.add_argument("call_id", metavar="ID", help="callwatch id or provider call id")
-    _add_connection(calls_get)
-    calls_stats = add("stats", cmd_calls_stats, "aggregate calls, overall and grouped", calls_sub)
-    _add_filters(calls_stats)
-    calls_stats.add_argument("--group-by", choices=["agent", "day", "source"])
-    _add_connection(calls_stats)
+    lookups.add_commands(add, calls.add_subparsers(dest="calls_command", required=True))
     return root
-
-
-def _add_filters(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--status", action="append", help="repeatable")
-    command.add_argument("--agent-id")
-    command.add_argument("--campaign-id")
-    command.add_argument("--source", help="source name")
-    command.add_argument("--direction", choices=["inbound", "outbound"])
-    command.add_argument("--channel")
-    command.add_argument("--customer-phone", help="part of the customer's number")
-    command.add_argument("--search", help="call id, provider call id, or part of a number")
-    command.add_argument("--date-from", help="started at or after (ISO 8601, UTC if no zone)")
-    command.add_argument("--date-to", help="started at or before; a date includes that day")
-    command.add_argument("--min-duration", type=float, metavar="SECONDS")
-    command.add_argument("--max-duration", type=float, metavar="SECONDS")
-    command.add_argument("--end-reason", action="append", help="repeatable")
-    recording = command.add_mutually_exclusive_group()
-    recording.add_argument(
-        "--has-recording",
-        dest="has_recording",
-        action="store_const",
-        const="true",
-        help="only calls with a recording",
-    )
-    recording.add_argument(
-        "--no-recording",
-        dest="has_recording",
-        action="store_const",
-        const="false",
-        help="only calls without one",
-    )
-
-
-def _add_connection(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--url",
-        help="API base URL (default: $CALLWATCH_URL, else $CALLWATCH_PUBLIC_URL, "
-        "else http://127.0.0.1:8000)",
-    )
-    command.add_argument("--api-key", help="the org's API key (default: $CALLWATCH_API_KEY)")
-    command.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
 def main(argv: Sequence[str] | None = None, *, http: "Http | None" = None) -> int:

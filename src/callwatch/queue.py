@@ -76,6 +76,11 @@ class Producer:
     def ingest(self, inbox_ids: list[str]) -> None:
         self._redis.lpush(QUEUE, task_message(INGEST, [inbox_ids]))
 
+    def assemble(self, call_ids: list[str]) -> None:
+        """One assembly task per call, all in one LPUSH."""
+        if call_ids:
+            self._redis.lpush(QUEUE, *(task_message(ASSEMBLE, [call_id]) for call_id in call_ids))
+
     def ping(self) -> None:
         self._redis.ping()
 
