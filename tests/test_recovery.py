@@ -181,12 +181,12 @@ def test_database_lost_after_the_source_lookup_is_503(settings, tmp_path) -> Non
     assert response.status_code == 503
 
 
-def test_the_inbox_writer_losing_its_connection_fails_one_request(settings, tmp_path) -> None:
+def test_intake_losing_its_connection_fails_one_request(settings, tmp_path) -> None:
     if not settings.database_url.startswith("postgresql"):
-        pytest.skip("terminating a backend is a Postgres way to lose the writer's connection")
+        pytest.skip("terminating a backend is a Postgres way to lose intake's connection")
     import psycopg
 
-    from callwatch.inbox_writer import APPLICATION_NAME
+    from callwatch.intake import APPLICATION_NAME
 
     cached = make_settings(settings.database_url, settings.broker_url, tmp_path, source_cache_s=60)
     with TestClient(create_app(cached), raise_server_exceptions=False) as client:

@@ -18,12 +18,12 @@ from callwatch import (
     subscription_api,
     webhooks,
 )
-from callwatch.inbox_client import InboxClient
+from callwatch.intake_client import IntakeClient
 from callwatch.logs import configure_logging
 from callwatch.problems import HANDLERS
 from callwatch.queue import Producer
 from callwatch.runtime import Runtime, admin_token
-from callwatch.services import Services, SourceCache
+from callwatch.services import Services
 from callwatch.settings import Settings
 
 ROUTES = [
@@ -55,14 +55,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         configure_logging(settings.log_level)
         runtime = Runtime.start(settings)
         producer = Producer(settings.broker_url)
-        inbox = InboxClient(settings)
-        await inbox.start()
+        intake = IntakeClient(settings)
+        await intake.start()
         app.state.services = Services(
             runtime=runtime,
             admin_token=admin_token(settings),
-            inbox=inbox,
+            intake=intake,
             producer=producer,
-            sources=SourceCache(runtime, settings.source_cache_s),
         )
         # What start-up allocated lives for the whole process; keeping it out of the cyclic
         # collector's generations removes most of the GC pauses from the request tail.
@@ -70,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            await inbox.stop()
+            await intake.stop()
             producer.close()
             runtime.close()
 

@@ -1,9 +1,7 @@
 """The durable inbox: each received event stored once per (source, dedupe key), in batches."""
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import text
@@ -15,7 +13,7 @@ from callwatch.tables import InboxEvent
 
 
 class InboxRow(BaseModel):
-    """What intake stores for one event; it travels to the writer as one line of JSON."""
+    """What intake stores for one event."""
 
     id: str
     org_id: str
@@ -33,23 +31,16 @@ class InboxRow(BaseModel):
 ROW_JSON = TypeAdapter(InboxRow)
 
 
-def store(session: Session, rows: Sequence[bytes]) -> set[str]:
-    """Insert rows (`InboxRow` JSON), skipping (source, dedupe key) pairs already stored; returns
-    the ids it inserted."""
+def store(session: Session, rows: Sequence[InboxRow]) -> set[str]:
+    """Insert rows, skipping (source, dedupe key) pairs already stored; returns the new ids."""
     if not rows:
         return set()
     if session.get_bind().dialect.name == "postgresql":
-        batch = b"[" + b",".join(rows) + b"]"
+        batch = b"[" + b",".join(ROW_JSON.dump_json(row) for row in rows) + b"]"
         return set(session.scalars(_PG_INSERT, {"rows": batch.decode()}))
     statement = insert_ignore(session, InboxEvent.__table__)  # type: ignore[arg-type]
-    return set(session.scalars(statement.returning(InboxEvent.id), [_values(row) for row in rows]))
-
-
-def _values(row: bytes) -> dict[str, Any]:
-    values: dict[str, Any] = json.loads(row)
-    for name in ("received_at", "due_at"):
-        values[name] = datetime.fromisoformat(values[name])
-    return values
+    values = [row.model_dump() | {"event": row.event.model_dump(mode="json")} for row in rows]
+    return set(session.scalars(statement.returning(InboxEvent.id), values))
 
 
 # On Postgres a batch goes in as one JSON document: one short statement that psycopg prepares once

@@ -1,52 +1,69 @@
-"""The web process's side of the inbox writer: starts the process and awaits its replies."""
+"""The web process's side of intake: starts the intake process and awaits its outcomes."""
 
 import asyncio
 import itertools
 import logging
 import multiprocessing
 import socket
-from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 
-from callwatch import inbox_writer
-from callwatch.errors import StoreUnavailable
-from callwatch.inbox import ROW_JSON, InboxRow
-from callwatch.inbox_writer import FAILED, UNAVAILABLE, FrameBuffer, frame
+from callwatch import errors, intake
+from callwatch.frames import FrameBuffer, frame
+from callwatch.intake import Incoming, Outcome
 from callwatch.settings import Settings
 
-log = logging.getLogger("callwatch.inbox")
+log = logging.getLogger("callwatch.intake")
 
-# A forkserver forks writers from a clean, single-threaded process that has imported the writer
-# once: a fresh writer starts in milliseconds, and never inherits the web process's threads or
-# connections.
+# A forkserver forks intake processes from a clean, single-threaded process that has imported
+# intake once: a new one starts in milliseconds and inherits none of the web process's threads
+# or connections.
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["callwatch.inbox_writer"])
+_CONTEXT.set_forkserver_preload(["callwatch.intake"])
+
+# The errors an outcome may name; any other name is an internal error (500).
+_ERRORS: dict[str, type[errors.RequestError]] = {
+    cls.__name__: cls
+    for cls in (
+        errors.NotFound,
+        errors.Unauthorized,
+        errors.PayloadTooLarge,
+        errors.MalformedBody,
+        errors.InvalidInput,
+        errors.Conflict,
+    )
+}
 
 
-class InboxClient:
-    """Sends each request's rows to the writer process; a reply means committed (or not)."""
+def error_of(outcome: Outcome) -> Exception:
+    """The exception an outcome names (for the web edge to map as usual)."""
+    if outcome.error == errors.StoreUnavailable.__name__:
+        return errors.StoreUnavailable(outcome.detail)
+    error = _ERRORS.get(outcome.error or "")
+    if error is None:
+        return RuntimeError(f"webhook intake failed: {outcome.error}: {outcome.detail}")
+    return error(outcome.detail, field=outcome.field)
+
+
+class IntakeClient:
+    """Forwards each webhook request to the intake process; its outcome means committed (or not)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._args = (settings.database_url, settings.broker_url, settings.log_level)
+        self._settings = settings
         self._numbers = itertools.count()
-        self._pending: dict[int, asyncio.Future[list[bool]]] = {}
+        self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._transport: asyncio.Transport | None = None
         self._replies: _Replies | None = None
         self._process: BaseProcess | None = None
         self._starting: asyncio.Lock | None = None
 
-    async def submit(self, rows: Sequence[InboxRow]) -> list[bool]:
-        """For each row, True if it is new and False if it was a duplicate."""
-        if not rows:
-            return []
+    async def submit(self, incoming: Incoming, body: bytes) -> Outcome:
+        """What became of one request (raises StoreUnavailable if intake is lost meanwhile)."""
         transport = self._transport or await self._start()
         number = next(self._numbers) & 0xFFFFFFFF
-        ids = b" ".join(row.id.encode() for row in rows)
-        lines = b"\n".join(ROW_JSON.dump_json(row) for row in rows)
-        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[number] = future
-        transport.write(frame(number, ids + b"\n" + lines))
-        return await future
+        transport.write(frame(number, incoming.model_dump_json().encode() + b"\n" + body))
+        return Outcome.model_validate_json(await future)
 
     async def start(self) -> None:
         await self._start()
@@ -66,7 +83,7 @@ class InboxClient:
     def _spawn(self) -> socket.socket:
         ours, theirs = socket.socketpair()
         process = _CONTEXT.Process(
-            target=inbox_writer.main, args=(theirs, *self._args), name="callwatch-inbox-writer"
+            target=intake.main, args=(theirs, self._settings), name="callwatch-intake"
         )
         process.daemon = True  # never outlives the web process
         process.start()
@@ -75,8 +92,8 @@ class InboxClient:
         return ours
 
     async def stop(self) -> None:
-        """Close our end, which the writer takes as the signal to finish and exit."""
-        replies, self._replies = self._replies, None  # from here, losing the writer is planned
+        """Close our end, which intake takes as the signal to finish and exit."""
+        replies, self._replies = self._replies, None  # from here, losing intake is planned
         if self._transport is not None and replies is not None:
             self._transport.close()
             await replies.closed
@@ -92,30 +109,23 @@ class InboxClient:
 
     def _settle(self, number: int, payload: bytes) -> None:
         future = self._pending.pop(number, None)
-        if future is None or future.done():
-            return
-        kind, message = payload[:2], payload[2:].decode()
-        if kind == UNAVAILABLE:
-            future.set_exception(StoreUnavailable(message))
-        elif kind == FAILED:
-            future.set_exception(RuntimeError(f"the inbox write failed: {message}"))
-        else:
-            future.set_result([flag == 49 for flag in payload])
+        if future is not None and not future.done():
+            future.set_result(payload)
 
     def _lost(self, replies: "_Replies") -> None:
-        """The writer exited: whoever waits gets a 503, and the next request starts a new one."""
+        """Intake exited: whoever waits gets a 503, and the next request starts a new one."""
         if replies is not self._replies:
             return
         self._transport = self._replies = None
-        log.warning("the inbox writer exited; the next webhook starts another")
+        log.warning("the intake process exited; the next webhook starts another")
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
-                future.set_exception(StoreUnavailable("the inbox writer stopped; retry"))
+                future.set_exception(errors.StoreUnavailable("the intake process stopped; retry"))
 
 
 class _Replies(asyncio.Protocol):
-    def __init__(self, client: InboxClient) -> None:
+    def __init__(self, client: IntakeClient) -> None:
         self._client = client
         self._frames = FrameBuffer()
         self.closed = asyncio.get_running_loop().create_future()

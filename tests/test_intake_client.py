@@ -1,4 +1,4 @@
-"""The web process and its writer process: a 202 only after the commit, whatever dies when."""
+"""The web process and its intake process: a 202 only after the commit, whatever dies when."""
 
 import json
 import logging
@@ -18,15 +18,15 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from callwatch.app import create_app
-from callwatch.inbox_writer import APPLICATION_NAME
+from callwatch.intake import APPLICATION_NAME
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source, make_settings, path_of, signed
 
 
-def writer_pid(client: TestClient) -> int:
-    pid = client.app.state.services.inbox.pid()  # type: ignore[attr-defined]
+def intake_pid(client: TestClient) -> int:
+    pid = client.app.state.services.intake.pid()  # type: ignore[attr-defined]
     assert isinstance(pid, int)
     return pid
 
@@ -48,7 +48,7 @@ def gone(pid: int) -> bool:
 
 @contextmanager
 def inbox_locked(settings: Settings) -> Iterator[Callable[[], bool]]:
-    """Hold a lock that makes inbox writes wait; yields "is the writer waiting on it yet?"."""
+    """Hold a lock that makes inbox writes wait; yields "is intake waiting on it yet?"."""
     url = settings.database_url
     if url.startswith("sqlite"):
         blocker = sqlite3.connect(url.removeprefix("sqlite:///"))
@@ -87,7 +87,7 @@ def webhook(client: TestClient, source: dict[str, Any], call_id: str) -> dict[st
     return {"url": path_of(source["webhook_url"]), "content": body, "headers": headers}
 
 
-def test_a_writer_killed_mid_write_means_503_and_the_retry_is_stored_once(
+def test_intake_killed_mid_write_means_503_and_the_retry_is_stored_once(
     settings: Settings, runtime: Runtime, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The source stays cached: on SQLite the lock below would hold up its look-up too.
@@ -96,31 +96,31 @@ def test_a_writer_killed_mid_write_means_503_and_the_retry_is_stored_once(
         source = create_source(client, create_org(client))
         assert client.post(**webhook(client, source, "p-0")).status_code == 202
         request = webhook(client, source, "p-1")
-        first_writer = writer_pid(client)
+        first_intake = intake_pid(client)
 
         # callwatch's loggers do not propagate (logs.py), so listen on this one directly.
-        logging.getLogger("callwatch.inbox").addHandler(caplog.handler)
-        with ThreadPoolExecutor(1) as pool, inbox_locked(settings) as writer_waits:
+        logging.getLogger("callwatch.intake").addHandler(caplog.handler)
+        with ThreadPoolExecutor(1) as pool, inbox_locked(settings) as intake_waits:
             pending = pool.submit(client.post, **request)
-            until(writer_waits)
-            os.kill(first_writer, signal.SIGKILL)
+            until(intake_waits)
+            os.kill(first_intake, signal.SIGKILL)
             lost = pending.result(timeout=10)
-        logging.getLogger("callwatch.inbox").removeHandler(caplog.handler)
+        logging.getLogger("callwatch.intake").removeHandler(caplog.handler)
 
         assert lost.status_code == 503
-        assert "the inbox writer exited; the next webhook starts another" in caplog.messages
+        assert "the intake process exited; the next webhook starts another" in caplog.messages
         assert stored(runtime) == 1  # the killed transaction left nothing behind
         retried = client.post(**request)
         again = client.post(**request)
         assert [retried.status_code, retried.json()["status"]] == [202, "accepted"]
         assert again.json() == {"status": "duplicate"}
         assert stored(runtime) == 2
-        assert writer_pid(client) != first_writer
+        assert intake_pid(client) != first_intake
 
 
-def test_the_writer_stops_with_the_app(settings: Settings) -> None:
+def test_intake_stops_with_the_app(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
-        pid = writer_pid(client)
+        pid = intake_pid(client)
         assert not gone(pid)
 
     until(lambda: gone(pid))

@@ -1,0 +1,262 @@
+"""The intake process: a child of the web process that verifies, parses and stores webhooks.
+
+The work of a webhook (source look-up, signature, parsing, the group commit and the enqueue)
+runs here, beside the web process rather than under its GIL: the web process only speaks HTTP.
+It forwards each request as a frame (an `Incoming` JSON line, a newline, the body) and awaits
+one `Outcome` frame. The requests that arrive while a batch commits form the next batch.
+"""
+
+import logging
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import Headers
+
+from callwatch import ids, providers, tenancy
+from callwatch.crypto import Vault
+from callwatch.db import make_engine, make_sessionmaker, transaction
+from callwatch.errors import CallwatchError, NotFound, RequestError, Unauthorized
+from callwatch.events import CallEvent
+from callwatch.frames import Frame, FrameBuffer, frame
+from callwatch.inbox import InboxRow, store
+from callwatch.logs import configure_logging
+from callwatch.providers.base import SourceConfig, WebhookRequest
+from callwatch.queue import Producer
+from callwatch.runtime import secret_key
+from callwatch.settings import Settings
+
+log = logging.getLogger("callwatch.webhooks")
+
+APPLICATION_NAME = "callwatch-intake"  # its connection in pg_stat_activity
+LINGER_S = 0.02  # how long stored ids wait to share one queue message
+MAX_UNSENT = 500
+RECV_BYTES = 1 << 20
+
+
+class Incoming(BaseModel):
+    """A webhook request as the web process received it (the body follows on the wire)."""
+
+    token: str
+    headers: list[tuple[str, str]]
+    client_ip: str | None
+    url: str  # as the platform addressed it: CALLWATCH_PUBLIC_URL + path + query string
+    received_at: datetime
+
+
+class Outcome(BaseModel):
+    """What became of one request: its stored event ids, or the error to answer with."""
+
+    provider: str | None = None
+    status: Literal["accepted", "duplicate"] | None = None
+    events: list[str] = []
+    error: str | None = None  # the name of a class in errors.py; anything else is a 500
+    detail: str = ""
+    field: str | None = None
+
+
+class Sources:
+    """Webhook token → source, kept for `ttl_s` so intake does not read the database per request."""
+
+    def __init__(self, sessions: sessionmaker[Session], vault: Vault, ttl_s: float) -> None:
+        self._sessions = sessions
+        self._vault = vault
+        self._ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, SourceConfig | None]] = {}
+
+    def lookup(self, token: str) -> SourceConfig | None:
+        now = time.monotonic()
+        hit = self._entries.get(token)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with transaction(self._sessions) as session:
+            source = tenancy.source_by_token(session, self._vault, token)
+        if self._ttl_s > 0:
+            self._entries[token] = (now + self._ttl_s, source)
+        return source
+
+
+@dataclass
+class _Accepted:
+    number: int
+    source: SourceConfig
+    rows: list[InboxRow]
+
+
+class Intake:
+    """Handles the requests that arrived together: one transaction stores all their rows.
+
+    Stored ids wait up to `LINGER_S` to share a queue message: a worker's cost is mostly per
+    message (delivery, ack, a transaction), so a trickle of events should not mean one each.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        sources: Sources,
+        enqueue: Callable[[list[str]], None],
+    ) -> None:
+        self._sessions = sessions
+        self._sources = sources
+        self._enqueue = enqueue
+        self._unsent: list[str] = []
+        self._send_by: float | None = None
+
+    def handle(self, requests: list[Frame]) -> bytes:
+        """The reply frames of the requests."""
+        outcomes: dict[int, Outcome] = {}
+        accepted: list[_Accepted] = []
+        for number, payload in requests:
+            source: SourceConfig | None = None
+            try:
+                header, _, body = payload.partition(b"\n")
+                incoming = Incoming.model_validate_json(header)
+                source = self._sources.lookup(incoming.token)
+                if source is None:
+                    raise NotFound("unknown webhook token")
+                accepted.append(_Accepted(number, source, _rows(incoming, source, body)))
+            except Exception as exc:
+                outcomes[number] = _failed(source, exc)
+        outcomes |= self._store(accepted)
+        return b"".join(frame(n, reply.model_dump_json().encode()) for n, reply in outcomes.items())
+
+    def _store(self, accepted: list[_Accepted]) -> dict[int, Outcome]:
+        try:
+            with transaction(self._sessions) as session:
+                inserted = store(session, [row for request in accepted for row in request.rows])
+        except Exception as exc:  # every waiting request must hear about the failure
+            return {request.number: _failed(request.source, exc) for request in accepted}
+        outcomes = {}
+        for request in accepted:
+            events = [row.id for row in request.rows if row.id in inserted]
+            outcomes[request.number] = Outcome(
+                provider=request.source.provider,
+                status="accepted" if events else "duplicate",
+                events=events,
+            )
+            for row in request.rows:
+                log.info(
+                    "webhook received",
+                    extra={
+                        "source": request.source.name,
+                        "call_id": row.provider_call_id,
+                        "event_id": row.id,
+                        "outcome": "accepted" if row.id in inserted else "duplicate",
+                    },
+                )
+        if inserted and self._send_by is None:
+            self._send_by = time.monotonic() + LINGER_S
+        self._unsent.extend(sorted(inserted))
+        return outcomes
+
+    def until_send(self) -> float | None:
+        if self._send_by is None:
+            return None
+        if len(self._unsent) >= MAX_UNSENT:
+            return 0.0
+        return max(0.0, self._send_by - time.monotonic())
+
+    def send(self) -> None:
+        ids, self._unsent, self._send_by = self._unsent, [], None
+        if not ids:
+            return
+        try:
+            self._enqueue(ids)
+        except Exception:
+            # Stored already: the sweeper re-enqueues rows that stay unprocessed.
+            log.warning("enqueue failed; the sweeper will pick the events up", exc_info=True)
+
+
+def _rows(incoming: Incoming, source: SourceConfig, body: bytes) -> list[InboxRow]:
+    allowed = source.settings.get("allowed_ips") or []
+    if allowed and incoming.client_ip not in allowed:
+        raise Unauthorized(f"client address {incoming.client_ip} is not in the allowed_ips")
+    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in incoming.headers]
+    headers = Headers(raw=raw)
+    request = WebhookRequest(
+        body=body,
+        headers=headers,
+        content_type=headers.get("content-type", ""),
+        client_ip=incoming.client_ip,
+        url=incoming.url,
+        received_at=incoming.received_at,
+    )
+    adapter = providers.get(source.provider)
+    delivery_id = adapter.authenticate(request, source, incoming.received_at.timestamp())
+    events = adapter.parse(request, delivery_id)
+    return [_row(source, event, request) for event in events]
+
+
+def _row(source: SourceConfig, event: CallEvent, request: WebhookRequest) -> InboxRow:
+    return InboxRow.model_construct(  # every value is typed already: nothing to validate
+        id=ids.new_id("evt"),
+        org_id=source.org_id,
+        source_id=source.id,
+        dedupe_key=event.dedupe_key,
+        provider_call_id=event.provider_call_id,
+        event=event,
+        raw_body=request.body.decode("utf-8", "replace"),
+        content_type=request.content_type,
+        received_at=request.received_at,
+        due_at=request.received_at,
+    )
+
+
+def _failed(source: SourceConfig | None, exc: Exception) -> Outcome:
+    provider = source.provider if source is not None else None
+    error = type(exc).__name__
+    if isinstance(exc, RequestError):
+        return Outcome(provider=provider, error=error, detail=exc.detail, field=exc.field)
+    if not isinstance(exc, CallwatchError):
+        log.error("webhook intake failed", exc_info=exc)
+    return Outcome(provider=provider, error=error, detail=str(exc))
+
+
+def serve(connection: socket.socket, intake: Intake) -> None:
+    """Answer requests until the web process closes its end."""
+    frames = FrameBuffer()
+    with selectors.DefaultSelector() as selector:
+        selector.register(connection, selectors.EVENT_READ)
+        while True:
+            if not selector.select(intake.until_send()):
+                intake.send()
+                continue
+            # What queued up while the last batch was handled arrives in one read: the group.
+            data = connection.recv(RECV_BYTES)
+            if not data:
+                intake.send()
+                return
+            requests = frames.feed(data)
+            if requests:
+                connection.sendall(intake.handle(requests))
+            if intake.until_send() == 0:
+                intake.send()
+
+
+def main(connection: socket.socket, settings: Settings) -> None:
+    """The intake process: its own database connection and Redis client."""
+    # Ctrl-C reaches the whole process group; the web process stops intake by closing the
+    # socket once it has answered its last request.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(settings.log_level)
+    # No ping per checkout: at hundreds of batches a second it would add a round trip to each,
+    # and a dead connection fails just one batch (503, the platform retries).
+    engine = make_engine(
+        settings.database_url, name=APPLICATION_NAME, pool_pre_ping=False, pool_size=1
+    )
+    sessions = make_sessionmaker(engine)
+    producer = Producer(settings.broker_url)
+    sources = Sources(sessions, Vault(secret_key(settings)), settings.source_cache_s)
+    try:
+        serve(connection, Intake(sessions, sources, producer.ingest))
+    finally:
+        connection.close()
+        producer.close()
+        engine.dispose()
