@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from callwatch import lookups, provisioning
-from callwatch.errors import CallwatchError, RequestError
+from callwatch.errors import CallwatchError, ReplayError, RequestError
 from callwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 left |= dict.fromkeys(late, "its assembly started meanwhile")
                 targets = [target for target in targets if target.call_id in done]
     except StoreUnavailable as exc:
-        raise replay.ReplayError(f"{exc}; check CALLWATCH_DATABASE_URL") from exc
+        raise ReplayError(f"{exc}; check CALLWATCH_DATABASE_URL") from exc
     for call_id, reason in left.items():
         print(replay.left_line(call_id, reason), file=sys.stderr)
     for target in targets:
@@ -203,7 +203,7 @@ def _replay(rt: "Runtime", redis_url: str | None, targets: "list[Target]") -> li
     try:
         producer.ping()
     except RedisError as exc:
-        raise replay.ReplayError(
+        raise ReplayError(
             f"cannot reach Redis at {shown_url(redis_url)} ({exc}); nothing was replayed"
         ) from exc
     done: list[str] = []
@@ -217,7 +217,7 @@ def _replay(rt: "Runtime", redis_url: str | None, targets: "list[Target]") -> li
             done += ready
             print(replay.progress(start + len(batch), len(targets)), end="", file=sys.stderr)
     except RedisError as exc:
-        raise replay.ReplayError(
+        raise ReplayError(
             f"lost Redis ({exc}) after {len(done)} calls: the sweeper queues the last batch; "
             "run the same replay again for the rest"
         ) from exc

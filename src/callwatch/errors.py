@@ -8,12 +8,13 @@ CallwatchError
 │   ├── MalformedBody            400: body is not parseable at all
 │   ├── InvalidInput             422: parseable but a field is wrong (names the field)
 │   └── Conflict                 409: e.g. a duplicate name
-└── ProcessingError              failures while processing accepted work
-    ├── Retryable                try again later (provider 5xx/429/timeout, database down)
-    │   ├── ProviderUnavailable  the platform API failed transiently; may carry retry_after
-    │   └── StoreUnavailable     the database is unreachable (503 at the web edge)
-    └── Permanent                retrying cannot help (provider 4xx, bad credentials)
-        └── ProviderRejected
+├── ProcessingError              failures while processing accepted work
+│   ├── Retryable                try again later (provider 5xx/429/timeout, database down)
+│   │   ├── ProviderUnavailable  the platform API failed transiently; may carry retry_after
+│   │   └── StoreUnavailable     the database is unreachable (503 at the web edge)
+│   └── Permanent                retrying cannot help (provider 4xx, bad credentials)
+│       └── ProviderRejected
+└── ReplayError                  `callwatch replay` cannot go on (database or Redis unreachable)
 """
 
 
@@ -86,3 +87,7 @@ class Permanent(ProcessingError):
 
 class ProviderRejected(Permanent):
     pass
+
+
+class ReplayError(CallwatchError):
+    """Why calls cannot be replayed, in one line that says what to do."""

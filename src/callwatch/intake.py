@@ -242,9 +242,11 @@ def serve(connection: socket.socket, intake: Intake) -> None:
 
 def main(connection: socket.socket, settings: Settings) -> None:
     """The intake process: its own database connection and Redis client."""
-    # Ctrl-C reaches the whole process group; the web process stops intake by closing the
-    # socket once it has answered its last request.
+    # Ctrl-C, or a stop signal to the whole process group, must not cut in-flight requests
+    # short: the web process stops intake by closing the socket after its last request, and
+    # the socket closes too if the web process dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(settings.log_level)
     # No ping per checkout: at hundreds of batches a second it would add a round trip to each,
     # and a dead connection fails just one batch (503, the platform retries).

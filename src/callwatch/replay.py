@@ -9,15 +9,11 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from callwatch import calls, tenancy
-from callwatch.errors import CallwatchError, InvalidInput, NotFound
+from callwatch.errors import InvalidInput, NotFound
 from callwatch.filters import CallFilters, DayOrTime
 from callwatch.tables import Call, InboxEvent, Source
 
 FINISHED = ("assembled", "failed")  # what a replay starts again; the other states are under way
-
-
-class ReplayError(CallwatchError):
-    """Why calls cannot be replayed, in one line that says what to do."""
 
 
 class Selection(BaseModel):
