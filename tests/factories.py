@@ -1,11 +1,14 @@
 """Small factories: orgs and sources through the API, assembled calls straight into the database."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from starlette.testclient import TestClient
@@ -25,6 +28,7 @@ from callwatch.records import (
     Utterance,
 )
 from callwatch.runtime import Runtime
+from callwatch.settings import Settings
 from callwatch.state import CallState
 from callwatch.tables import Call
 from tests.conftest import ADMIN
@@ -199,4 +203,34 @@ def post_unsigned(client: TestClient, source: dict[str, Any], body: Any) -> http
         "/webhooks/" + source["webhook_url"].rsplit("/", 1)[1],
         content=content,
         headers={"content-type": "application/json"},
+    )
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
+    """Poll `check` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def worker_process(settings: Settings, log: IO[bytes], **env: str) -> subprocess.Popen[bytes]:
+    """`callwatch worker` in a process group of its own (so it can be SIGKILLed alone), on these
+    settings' database and Redis; `env` adds CALLWATCH_ variables."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("CALLWATCH_")}
+    environ |= {
+        "CALLWATCH_DATABASE_URL": settings.database_url,
+        "CALLWATCH_REDIS_URL": settings.broker_url,
+        "CALLWATCH_SECRET_KEY": "test-secret-key",
+        "CALLWATCH_LOG_LEVEL": "INFO",
+    }
+    environ |= {f"CALLWATCH_{name.upper()}": value for name, value in env.items()}
+    command = [sys.executable, "-m", "callwatch", "worker", "--concurrency", "2"]
+    return subprocess.Popen(
+        [*command, "--hostname", "doomed@%h"],
+        env=environ,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )

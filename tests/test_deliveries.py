@@ -4,13 +4,11 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import redis
@@ -31,7 +29,7 @@ from callwatch.settings import Settings
 from callwatch.simulator import BackgroundServer, events_for
 from callwatch.tables import Delivery
 from tests.conftest import path_of, signed
-from tests.factories import Tenant, tenant
+from tests.factories import Tenant, eventually, tenant, worker_process
 from tests.test_pipeline import hand_call
 from workers.app import app as celery_app
 from workers.app import configure
@@ -494,37 +492,6 @@ def test_an_assembled_call_is_delivered_with_its_record(client, runtime, worker,
     assert sent["data"]["source_id"] == source["id"]
 
 
-def worker_process(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CALLWATCH_")}
-    env.update(
-        {
-            "CALLWATCH_DATABASE_URL": settings.database_url,
-            "CALLWATCH_REDIS_URL": settings.broker_url,
-            "CALLWATCH_SECRET_KEY": "test-secret-key",
-            "CALLWATCH_ALLOW_PRIVATE_TARGETS": "true",
-            "CALLWATCH_DELIVERY_LEASE_S": str(settings.delivery_lease_s),
-            "CALLWATCH_DELIVERY_TIMEOUT_S": "60",  # the hung receiver must not time out first
-            "CALLWATCH_LOG_LEVEL": "INFO",
-        }
-    )
-    command = [sys.executable, "-m", "callwatch", "worker", "--concurrency", "2"]
-    return subprocess.Popen(
-        [*command, "--hostname", "doomed@%h"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def wait_until(check: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.1)
-
-
 @pytest.mark.slow
 def test_worker_killed_mid_delivery_and_redis_flushed_still_delivers_each_once_or_more(
     client, settings, runtime, receiver, tmp_path
@@ -535,10 +502,16 @@ def test_worker_killed_mid_delivery_and_redis_flushed_still_delivers_each_once_o
     configure(celery_app, settings)
     celery_app.runtime = runtime  # for dispatch(), which enqueues through this app
     log = (tmp_path / "worker.log").open("wb")
-    doomed = worker_process(settings, log)
+    doomed = worker_process(
+        settings,
+        log,
+        allow_private_targets="true",
+        delivery_lease_s=str(settings.delivery_lease_s),
+        delivery_timeout_s="60",  # the hung receiver must not time out first
+    )
     try:
         created = [emit(runtime, owner, f"call_{n}")[0] for n in range(6)]
-        wait_until(lambda: len(receiver.at("hook")) >= 1)
+        eventually(lambda: len(receiver.at("hook")) >= 1, timeout=30)
         time.sleep(0.5)  # the other worker process picks up its send too
     finally:
         os.killpg(doomed.pid, signal.SIGKILL)

@@ -23,19 +23,13 @@ from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source, make_settings, path_of, signed
+from tests.factories import eventually
 
 
 def intake_pid(client: TestClient) -> int:
     pid = client.app.state.services.intake.pid()  # type: ignore[attr-defined]
     assert isinstance(pid, int)
     return pid
-
-
-def until(check: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def gone(pid: int) -> bool:
@@ -102,7 +96,7 @@ def test_intake_killed_mid_write_means_503_and_the_retry_is_stored_once(
         logging.getLogger("callwatch.intake").addHandler(caplog.handler)
         with ThreadPoolExecutor(1) as pool, inbox_locked(settings) as intake_waits:
             pending = pool.submit(client.post, **request)
-            until(intake_waits)
+            eventually(intake_waits)
             os.kill(first_intake, signal.SIGKILL)
             lost = pending.result(timeout=10)
         logging.getLogger("callwatch.intake").removeHandler(caplog.handler)
@@ -123,4 +117,4 @@ def test_intake_stops_with_the_app(settings: Settings) -> None:
         pid = intake_pid(client)
         assert not gone(pid)
 
-    until(lambda: gone(pid))
+    eventually(lambda: gone(pid))

@@ -3,11 +3,8 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import redis
@@ -21,6 +18,7 @@ from callwatch.settings import Settings
 from callwatch.simulator import DetailServer, events_for
 from callwatch.tables import Call
 from tests.conftest import create_org, create_source, make_settings, path_of, signed
+from tests.factories import eventually, worker_process
 from tests.test_pipeline import hand_call
 from workers.app import app as celery_app
 from workers.app import configure
@@ -36,15 +34,6 @@ def send_all(client: TestClient, source: dict[str, Any], bodies: list[dict[str, 
             headers=signed(source["signing_secret"], raw),
         )
         assert response.status_code == 202
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def calls_in(runtime: Runtime) -> list[tuple[str, int]]:
@@ -77,35 +66,6 @@ def test_flushall_right_after_the_202_still_assembles(client, settings, runtime)
     celery_app.runtime = None
 
 
-def worker_process(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CALLWATCH_")}
-    env.update(
-        {
-            "CALLWATCH_DATABASE_URL": settings.database_url,
-            "CALLWATCH_REDIS_URL": settings.broker_url,
-            "CALLWATCH_SECRET_KEY": "test-secret-key",
-            "CALLWATCH_LEASE_S": str(settings.lease_s),
-            "CALLWATCH_LOG_LEVEL": "INFO",
-        }
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "callwatch",
-            "worker",
-            "--concurrency",
-            "2",
-            "--hostname",
-            "doomed@%h",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 @pytest.mark.slow
 def test_worker_sigkilled_mid_assembly_still_assembles_once(
     client, settings, runtime, tmp_path
@@ -116,7 +76,7 @@ def test_worker_sigkilled_mid_assembly_still_assembles_once(
         call = hand_call("killed-1")
         server.add(call, hang_first_s=30)
         log = (tmp_path / "worker.log").open("wb")
-        doomed = worker_process(settings, log)
+        doomed = worker_process(settings, log, lease_s=str(settings.lease_s))
         try:
             send_all(client, source, events_for(call, embed_detail=False))
             eventually(lambda: server.requests(call.call_id) == 1, timeout=30)

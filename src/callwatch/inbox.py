@@ -39,7 +39,10 @@ def store(session: Session, rows: Sequence[InboxRow]) -> set[str]:
         batch = b"[" + b",".join(ROW_JSON.dump_json(row) for row in rows) + b"]"
         return set(session.scalars(_PG_INSERT, {"rows": batch.decode()}))
     statement = insert_ignore(session, InboxEvent.__table__)  # type: ignore[arg-type]
-    values = [row.model_dump() | {"event": row.event.model_dump(mode="json")} for row in rows]
+    values = [
+        row.model_dump(exclude={"event"}) | {"event": row.event.model_dump(mode="json")}
+        for row in rows
+    ]
     return set(session.scalars(statement.returning(InboxEvent.id), values))
 
 

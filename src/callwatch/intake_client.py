@@ -21,17 +21,7 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["callwatch.intake"])
 
 # The errors an outcome may name; any other name is an internal error (500).
-_ERRORS: dict[str, type[errors.RequestError]] = {
-    cls.__name__: cls
-    for cls in (
-        errors.NotFound,
-        errors.Unauthorized,
-        errors.PayloadTooLarge,
-        errors.MalformedBody,
-        errors.InvalidInput,
-        errors.Conflict,
-    )
-}
+_ERRORS = {cls.__name__: cls for cls in errors.RequestError.__subclasses__()}
 
 
 def error_of(outcome: Outcome) -> Exception:
