@@ -37,7 +37,7 @@ def request(
         headers=list(headers.items()),
         client_ip="127.0.0.1",
         url=f"http://testserver/webhooks/{token}",
-        received_at=NOW,
+        received_at=datetime.now(UTC),
     )
     return number, incoming.model_dump_json().encode() + b"\n" + body
 

@@ -27,7 +27,11 @@ from callwatch.services import Services
 from callwatch.settings import Settings
 
 ROUTES = [
-    Route("/webhooks/{webhook_token}", intake_counts.counted(webhooks.receive), methods=["POST"]),
+    Route(
+        "/webhooks/{webhook_token}",
+        intake_counts.Counted(webhooks.WebhookEndpoint()),
+        methods=["POST"],
+    ),
     Route("/api/admin/orgs", admin.create_org, methods=["POST"]),
     Route("/api/sources", admin.sources, methods=["GET", "POST"]),
     Route("/api/calls", api.list_calls, methods=["GET"]),

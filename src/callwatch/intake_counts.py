@@ -1,16 +1,12 @@
 """Webhook intake counted in the web process, by provider and outcome, for `GET /metrics`."""
 
-import functools
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callwatch.errors import RequestError, StoreUnavailable
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 OUTCOMES = ("accepted", "duplicate", "rejected", "unavailable", "error")
 
 
@@ -27,16 +23,17 @@ PROVIDER = "callwatch.provider"
 OUTCOME = "callwatch.outcome"
 
 
-def counted(endpoint: Endpoint) -> Endpoint:
-    """The webhook endpoint, counting each request's outcome under its source's provider."""
+class Counted:
+    """The webhook endpoint (an ASGI app), counting each request's outcome under its provider."""
 
-    @functools.wraps(endpoint)
-    async def counting(request: Request) -> Response:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = "error"
         try:
-            response = await endpoint(request)
-            outcome = request.scope.get(OUTCOME, "accepted")
-            return response
+            await self.app(scope, receive, send)
+            outcome = scope.get(OUTCOME, "accepted")
         except RequestError:
             outcome = "rejected"
             raise
@@ -44,6 +41,4 @@ def counted(endpoint: Endpoint) -> Endpoint:
             outcome = "unavailable"
             raise
         finally:
-            counts_of(request.app)[(request.scope.get(PROVIDER, "unknown"), outcome)] += 1
-
-    return counting
+            counts_of(scope["app"])[(scope.get(PROVIDER, "unknown"), outcome)] += 1

@@ -1,0 +1,222 @@
+"""The web process's CPU per webhook: callwatch's ASGI app called in-process, beside a bare app.
+
+Usage (from the repository root):
+
+    uv run python bench/web_cpu.py [--rounds 8] [--round-requests 2000] [--connections 32]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/5]
+
+`bench/receiver.py` measures the whole receiver: load client, web process, intake, Postgres
+and Redis sharing two cores, where one machine's runs can differ by half. This one isolates the
+web process's own work. It calls the ASGI app of `callwatch.app.create_app` directly from this
+process (no uvicorn, no HTTP sockets), `--connections` requests in flight, with the real intake
+process, a fresh Postgres database and Redis behind it, and reads this process's CPU time (the
+intake process and Postgres are not in it). A bare Starlette app (one route, 200 "ok") runs the
+same way, in rounds alternating with callwatch's, as the baseline. Prints the median, min and
+max µs of CPU per request for each, the ratio, and the status ledger (every callwatch request
+must be a 202).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness
+
+Request = tuple[list[tuple[bytes, bytes]], bytes]  # headers, body
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def signed_requests(secret: str, count: int) -> list[Request]:
+    """Distinct signed `call.status_changed` webhooks, as bench/receiver.py sends them."""
+    from callwatch import signatures
+
+    stamp = int(time.time())
+    at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    out = []
+    for index in range(count):
+        data = {
+            "call_id": str(uuid.uuid4()),
+            "status": "initiated",
+            "agent_id": "sales-bot",
+            "direction": "outbound",
+            "from_number": "+15550001111",
+            "to_number": f"+1555{index % 10**7:07d}",
+        }
+        body = json.dumps({"type": "call.status_changed", "timestamp": at, "data": data}).encode()
+        headers = {"host": "127.0.0.1", "content-type": "application/json"}
+        headers |= signatures.headers(secret, f"msg_{uuid.uuid4().hex}", stamp, body)
+        out.append(([(k.encode(), v.encode()) for k, v in headers.items()], body))
+    return out
+
+
+async def drive(
+    app: App, path: str, requests: Sequence[Request], connections: int, statuses: Counter[int]
+) -> float:
+    """Send the requests, `connections` at a time; returns this process's CPU µs per request."""
+
+    async def one(headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()  # a client that stays connected
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses[message["status"]] += 1
+
+        await app(scope, receive, send)
+
+    pending = iter(requests)
+
+    async def connection() -> None:
+        for headers, body in pending:
+            await one(headers, body)
+
+    began = time.process_time()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return (time.process_time() - began) / len(requests) * 1e6
+
+
+async def lifespan(app: Any, body: Callable[[], Awaitable[None]]) -> None:
+    """Run `body` between the app's start-up and shut-down, as uvicorn would."""
+    inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    task = asyncio.create_task(app({"type": "lifespan", "state": {}}, inbox.get, outbox.put))
+    started = await outbox.get()
+    if started["type"] != "lifespan.startup.complete":
+        raise SystemExit(f"callwatch did not start: {started.get('message')}")
+    try:
+        await body()
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
+
+
+def bare_app() -> App:
+    from starlette.applications import Starlette
+    from starlette.requests import Request as StarletteRequest
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def ok(request: StarletteRequest) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/webhooks/{webhook_token}", ok, methods=["POST"])])
+
+
+def source_in(database_url: str, secret_key: str) -> tuple[str, str]:
+    """An org and a generic source; returns (webhook token, signing secret)."""
+    from callwatch import tenancy
+    from callwatch.crypto import Vault
+    from callwatch.db import make_engine, make_sessionmaker, transaction
+
+    engine = make_engine(database_url, name="bench")
+    try:
+        now = datetime.now(UTC)
+        with transaction(make_sessionmaker(engine)) as session:
+            org, _ = tenancy.create_org(session, tenancy.OrgIn(name="bench"), now)
+            data = tenancy.SourceIn(name="bench", provider="generic")
+            source, secret = tenancy.create_source(session, Vault(secret_key), org.id, data, now)
+            assert secret is not None
+            return source.webhook_token, secret
+    finally:
+        engine.dispose()
+
+
+def bench(args: argparse.Namespace) -> int:
+    from callwatch.app import create_app
+    from callwatch.settings import Settings
+
+    harness.flush_redis(args.redis)
+    with harness.temp_database(args.postgres) as database_url:
+        token, secret = source_in(database_url, harness.SECRET_KEY)
+        settings = Settings(
+            database_url=database_url,
+            redis_url=args.redis,
+            secret_key=harness.SECRET_KEY,
+            admin_token=harness.ADMIN_TOKEN,
+            public_url="http://127.0.0.1:8000",
+            log_level="WARNING",
+        )
+        size = args.round_requests
+        requests = signed_requests(secret, size * (args.rounds + 1))
+        apps: dict[str, App] = {"bare": bare_app(), "callwatch": create_app(settings)}
+        cpu: dict[str, list[float]] = {name: [] for name in apps}
+        statuses: dict[str, Counter[int]] = {name: Counter() for name in apps}
+
+        async def rounds() -> None:
+            path = f"/webhooks/{token}"
+            await drive(apps["callwatch"], path, requests[:size], args.connections, Counter())
+            for index in range(args.rounds):
+                batch = requests[(index + 1) * size : (index + 2) * size]
+                order = list(apps) if index % 2 == 0 else list(reversed(apps))
+                for name in order:
+                    used = await drive(apps[name], path, batch, args.connections, statuses[name])
+                    cpu[name].append(used)
+                print(f"round {index + 1}/{args.rounds}", file=sys.stderr)
+
+        import uvloop
+
+        uvloop.run(lifespan(apps["callwatch"], rounds))
+
+    print(
+        f"web-process CPU per request, {args.rounds} rounds of {size}, {args.connections} in flight"
+    )
+    for name, values in cpu.items():
+        print(
+            f"{name:<10} median {statistics.median(values):7.1f} µs   min {min(values):7.1f}"
+            f"   max {max(values):7.1f}   statuses {dict(statuses[name])}"
+        )
+    ratio = statistics.median(cpu["callwatch"]) / statistics.median(cpu["bare"])
+    print(f"callwatch / bare: {ratio:.1f} times the CPU")
+    expected = args.rounds * size
+    ok = statuses["callwatch"] == Counter({202: expected})
+    print(f"ledger: {expected} sent, {dict(statuses['callwatch'])} -> {'OK' if ok else 'VOID'}")
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--round-requests", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--postgres", default=harness.DEFAULT_PG)
+    parser.add_argument("--redis", default=harness.DEFAULT_REDIS)
+    return harness.run_main(bench, parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
