@@ -17,7 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -244,6 +246,53 @@ class RawConnection(asyncio.Protocol):
     async def open(cls, host: str, port: int) -> RawConnection:
         _, protocol = await asyncio.get_running_loop().create_connection(cls, host, port)
         return protocol
+
+
+def signed_webhooks(secret: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
+    """Distinct signed generic `call.status_changed` webhooks (body, headers), the shape
+    simulator.events_for produces, stamped now (the Standard Webhooks window is ±5 min)."""
+    import json
+
+    from callwatch import signatures
+
+    now = time.time()
+    stamp = int(now)
+    at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    out = []
+    for index in range(count):
+        body = {
+            "type": "call.status_changed",
+            "timestamp": at,
+            "data": {
+                "call_id": str(uuid.uuid4()),
+                "status": "initiated",
+                "agent_id": "sales-bot",
+                "agent_name": "Sales bot",
+                "direction": "outbound",
+                "from_number": "+15550001111",
+                "to_number": f"+1555{index % 10**7:07d}",
+                "campaign_id": "spring-promo",
+                "metadata": {},
+            },
+        }
+        content = json.dumps(body, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json"}
+        headers |= signatures.headers(secret, f"msg_{uuid.uuid4().hex}", stamp, content)
+        out.append((content, headers))
+    return out
+
+
+def bare_app() -> Any:
+    """The baseline: a bare Starlette app answering the webhook path with 200 "ok"."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/webhooks/{webhook_token}", ok, methods=["POST"])])
 
 
 def raw_request(url: str, content: bytes, headers: dict[str, str]) -> bytes:

@@ -38,9 +38,7 @@ import json
 import os
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -56,17 +54,11 @@ GOAL_P99_MS = 20.0
 
 def run_bare_server(port: int) -> None:
     import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
 
-    async def ok(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    app = Starlette(routes=[Route("/webhooks/{webhook_token}", ok, methods=["POST"])])
     # The same call as `callwatch serve` (src/callwatch/cli.py: cmd_serve).
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        harness.bare_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
 
 
 # ---------------------------------------------------------------- load generator
@@ -102,36 +94,12 @@ class LoadResult:
 
 
 def build_requests(spec: LoadSpec) -> list[bytes]:
-    """Distinct signed `call.status_changed` webhooks, the shape simulator.events_for produces."""
-    from callwatch import signatures
-
+    """The HTTP/1.1 bytes of distinct signed webhooks, enough for the whole run."""
     count = 5000 if spec.cycle else int(spec.max_rate * (spec.seconds + spec.warmup)) + 1000
-    now = time.time()
-    stamp = int(now)
-    at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    out = []
-    for index in range(count):
-        body = {
-            "type": "call.status_changed",
-            "timestamp": at,
-            "data": {
-                "call_id": str(uuid.uuid4()),
-                "status": "initiated",
-                "agent_id": "sales-bot",
-                "agent_name": "Sales bot",
-                "direction": "outbound",
-                "from_number": "+15550001111",
-                "to_number": f"+1555{index % 10**7:07d}",
-                "campaign_id": "spring-promo",
-                "metadata": {},
-            },
-        }
-        content = json.dumps(body, separators=(",", ":")).encode()
-        signed = signatures.headers(spec.secret, f"msg_{uuid.uuid4().hex}", stamp, content)
-        out.append(
-            harness.raw_request(spec.url, content, {"content-type": "application/json"} | signed)
-        )
-    return out
+    return [
+        harness.raw_request(spec.url, content, headers)
+        for content, headers in harness.signed_webhooks(spec.secret, count)
+    ]
 
 
 async def _drive(spec: LoadSpec, requests: list[bytes]) -> LoadResult:

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -40,25 +38,11 @@ App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 def signed_requests(secret: str, count: int) -> list[Request]:
-    """Distinct signed `call.status_changed` webhooks, as bench/receiver.py sends them."""
-    from callwatch import signatures
-
-    stamp = int(time.time())
-    at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """bench/receiver.py's webhooks, with their headers as an ASGI scope carries them."""
     out = []
-    for index in range(count):
-        data = {
-            "call_id": str(uuid.uuid4()),
-            "status": "initiated",
-            "agent_id": "sales-bot",
-            "direction": "outbound",
-            "from_number": "+15550001111",
-            "to_number": f"+1555{index % 10**7:07d}",
-        }
-        body = json.dumps({"type": "call.status_changed", "timestamp": at, "data": data}).encode()
-        headers = {"host": "127.0.0.1", "content-type": "application/json"}
-        headers |= signatures.headers(secret, f"msg_{uuid.uuid4().hex}", stamp, body)
-        out.append(([(k.encode(), v.encode()) for k, v in headers.items()], body))
+    for content, signed in harness.signed_webhooks(secret, count):
+        headers = {"host": "127.0.0.1"} | signed
+        out.append(([(k.encode(), v.encode()) for k, v in headers.items()], content))
     return out
 
 
@@ -125,18 +109,6 @@ async def lifespan(app: Any, body: Callable[[], Awaitable[None]]) -> None:
         await task
 
 
-def bare_app() -> App:
-    from starlette.applications import Starlette
-    from starlette.requests import Request as StarletteRequest
-    from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
-
-    async def ok(request: StarletteRequest) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    return Starlette(routes=[Route("/webhooks/{webhook_token}", ok, methods=["POST"])])
-
-
 def source_in(database_url: str, secret_key: str) -> tuple[str, str]:
     """An org and a generic source; returns (webhook token, signing secret)."""
     from callwatch import tenancy
@@ -173,7 +145,7 @@ def bench(args: argparse.Namespace) -> int:
         )
         size = args.round_requests
         requests = signed_requests(secret, size * (args.rounds + 1))
-        apps: dict[str, App] = {"bare": bare_app(), "callwatch": create_app(settings)}
+        apps: dict[str, App] = {"bare": harness.bare_app(), "callwatch": create_app(settings)}
         cpu: dict[str, list[float]] = {name: [] for name in apps}
         statuses: dict[str, Counter[int]] = {name: Counter() for name in apps}
 

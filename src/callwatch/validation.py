@@ -2,10 +2,10 @@
 
 import contextlib
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
 
 from callwatch.errors import InvalidInput, MalformedBody, NotFound
 
@@ -45,9 +45,9 @@ def parse_query(model: type[M], data: dict[str, Any]) -> M:
         raise invalid(exc, depth=1) from None
 
 
-def path_param(request: Request, name: str) -> str:
-    """A path parameter; one with a NUL in it cannot name anything stored."""
-    value: str = request.path_params[name]
+def path_param(connection: Mapping[str, Any], name: str) -> str:
+    """A path parameter (of a Request or an ASGI scope); one with a NUL cannot name anything."""
+    value: str = connection["path_params"][name]
     if NUL in value:
         raise NotFound(f"no such {name.replace('_', ' ')}")
     return value

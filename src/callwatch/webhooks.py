@@ -8,11 +8,11 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from callwatch import intake_counts
-from callwatch.errors import NotFound, PayloadTooLarge
+from callwatch.errors import PayloadTooLarge
 from callwatch.intake import Incoming
 from callwatch.intake_client import error_of
 from callwatch.services import Services
-from callwatch.validation import NUL
+from callwatch.validation import path_param
 
 
 class WebhookReply(BaseModel):
@@ -27,9 +27,7 @@ class WebhookEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = scope["app"].state.services
         settings = services.runtime.settings
-        token: str = scope["path_params"]["webhook_token"]
-        if NUL in token:
-            raise NotFound("no such webhook token")
+        token = path_param(scope, "webhook_token")
         body = await _read_body(scope, receive, settings.max_body_bytes)
         client = scope.get("client")
         incoming = Incoming.model_construct(  # typed already: the intake process validates it
