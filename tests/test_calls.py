@@ -1,12 +1,16 @@
 """Applying stored events to calls in batches, without a worker: the transaction is the test's."""
 
+import dataclasses
 import json
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from callwatch import pipeline
+from callwatch.effects import Effects
+from callwatch.events import CallFields
 from callwatch.runtime import Runtime
 from callwatch.tables import Call, InboxEvent
 from tests.conftest import create_org, create_source, path_of, signed
@@ -75,3 +79,48 @@ def test_a_batch_applied_twice_changes_nothing_the_second_time(
 
     assert (len(first.ready), second.ready) == (1, [])
     assert call_statuses(runtime) == {"a": "completed"}
+
+
+def assembly_of(runtime: Runtime) -> list[tuple[str, int, Any, Any]]:
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(
+                Call.assembly_state,
+                Call.assembly_attempts,
+                Call.assembly_lease_until,
+                Call.assembly_next_at,
+            )
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_the_batch_that_completes_a_call_claims_its_first_assembly_run(
+    client: TestClient, runtime: Runtime
+) -> None:
+    source = create_source(client, create_org(client))
+    post(client, source, status_event("a", "initiated", "2026-11-20T10:00:00Z"))
+    post(client, source, status_event("a", "completed", "2026-11-20T10:01:00Z"))
+
+    [claimed] = pipeline.ingest(runtime, inbox_ids(runtime)).ready
+
+    lease = claimed.lease_until
+    assert (claimed.source.id, claimed.context.provider_call_id) == (source["id"], "a")
+    assert claimed.context.fields == CallFields(agent_id="bot")
+    assert assembly_of(runtime) == [("fetching", 1, lease, lease)]
+
+
+def test_a_claimed_run_whose_lease_ran_out_meanwhile_is_left_to_the_sweeper(
+    client: TestClient, runtime: Runtime
+) -> None:
+    source = create_source(client, create_org(client))
+    post(client, source, status_event("a", "initiated", "2026-11-20T10:00:00Z"))
+    post(client, source, status_event("a", "completed", "2026-11-20T10:01:00Z"))
+    [claimed] = pipeline.ingest(runtime, inbox_ids(runtime)).ready
+    before = assembly_of(runtime)
+    late = dataclasses.replace(runtime, clock=lambda: claimed.lease_until + timedelta(seconds=1))
+
+    step = pipeline.run(late, claimed)
+
+    # No fetch was made (the source has no detail URL: it would have failed the run).
+    assert step == pipeline.Step(None, Effects())
+    assert assembly_of(runtime) == before

@@ -30,17 +30,18 @@ def ingest(self: Task[Any, Any], inbox_ids: list[str]) -> None:
     except StoreUnavailable as exc:
         raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
     dispatch(ingested.effects)
-    # The first assembly step runs here rather than in a task of its own: one message per batch
-    # of events instead of one more per call (the consumer loop, not the work, is the limit).
-    for call_id in ingested.ready:
+    # The first assembly run, claimed with the events, runs here rather than in a task of its
+    # own: one message per batch of events instead of one more per call (the consumer loop, not
+    # the work, is the limit).
+    for claimed in ingested.ready:
         try:
-            step = pipeline.assemble(runtime(), call_id)
+            step = pipeline.run(runtime(), claimed)
         except StoreUnavailable:
-            assemble.apply_async((call_id,), countdown=DB_RETRY_S)
+            assemble.apply_async((claimed.call_id,), countdown=DB_RETRY_S)
             continue
         dispatch(step.effects)
         if step.countdown is not None:
-            assemble.apply_async((call_id,), countdown=step.countdown)
+            assemble.apply_async((claimed.call_id,), countdown=step.countdown)
 
 
 @app.task(name=ASSEMBLE, bind=True, max_retries=12)

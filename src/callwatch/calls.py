@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, tuple_
+from sqlalchemy import ColumnElement, Text, cast, select, tuple_
 from sqlalchemy.orm import Session
 
 from callwatch import assembly, correlation, ids
@@ -19,7 +19,8 @@ from callwatch.tables import Call, InboxEvent, Source
 
 @dataclass(frozen=True)
 class Applied:
-    call_id: str
+    call: Call  # locked for the rest of the transaction
+    state: CallState  # folded from all of the call's stored events
     ready_to_assemble: bool
     assembled: bool
     previous_status: str | None
@@ -72,14 +73,16 @@ def events_of(session: Session, call_id: str) -> list[tuple[str, CallEvent]]:
 def _events_of_calls(
     session: Session, call_ids: Sequence[str]
 ) -> dict[str, list[tuple[str, CallEvent]]]:
+    # As JSON text: pydantic parses it directly, instead of validating the driver's dicts.
     rows = session.execute(
-        select(InboxEvent.call_id, InboxEvent.id, InboxEvent.event).where(
+        select(InboxEvent.call_id, InboxEvent.id, cast(InboxEvent.event, Text)).where(
             InboxEvent.call_id.in_(call_ids)
         )
     )
     events: dict[str, list[tuple[str, CallEvent]]] = {}
     for call_id, event_id, event in rows:
-        events.setdefault(call_id, []).append((event_id, CallEvent.model_validate(event)))
+        assert call_id is not None  # selected by it
+        events.setdefault(call_id, []).append((event_id, CallEvent.model_validate_json(event)))
     return events
 
 
@@ -155,7 +158,8 @@ def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
     if ready:
         call.assembly_next_at = now
     return Applied(
-        call_id=call.id,
+        call=call,
+        state=state,
         ready_to_assemble=ready,
         assembled=call.assembly_state == "assembled",
         previous_status=previous,
@@ -249,12 +253,18 @@ def record_of(session: Session, call: Call) -> CallRecord:
         )
     details = assembly.merge(state, None)
     recording = assembly.recording_of(details, call.updated_at)
-    return build_record(session, call, state, details, recording, None, call.updated_at)
+    return build_record(
+        call, source_name(session, call), state, details, recording, None, call.updated_at
+    )
+
+
+def source_name(session: Session, call: Call) -> str:
+    return session.scalar(select(Source.name).where(Source.id == call.source_id)) or ""
 
 
 def build_record(
-    session: Session,
     call: Call,
+    source: str,
     state: CallState,
     details: CallDetails,
     recording: Recording,
@@ -262,11 +272,10 @@ def build_record(
     updated_at: datetime,
 ) -> CallRecord:
     """The record of `call` from its state and merged details; its identity comes from the row."""
-    source = session.get(Source, call.source_id)
     return assembly.build(
         call_id=call.id,
         org_id=call.org_id,
-        source=source.name if source else "",
+        source=source,
         provider=call.provider,
         provider_call_id=call.provider_call_id,
         state=state,

@@ -1,8 +1,8 @@
-"""Engine and session factory, plus the portable insert-on-conflict-do-nothing."""
+"""Engine and session factory, a per-unit-of-work memo, and the portable insert-or-ignore."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,6 +14,8 @@ from sqlalchemy.sql import Insert
 from sqlalchemy.sql.schema import Table
 
 from callwatch.errors import StoreUnavailable
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
@@ -66,6 +68,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
             raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
         raise
+
+
+def memo(session: Session, key: Hashable, make: Callable[[], T]) -> T:
+    """`make()` once per session, which is one unit of work: for what it would read repeatedly."""
+    cache: dict[Hashable, Any] = session.info.setdefault("memo", {})
+    if key not in cache:
+        cache[key] = make()
+    return cast(T, cache[key])
 
 
 def insert_ignore(session: Session, table: Table) -> Insert:

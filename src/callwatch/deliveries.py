@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from callwatch import ids, signatures, subscriptions, targets
-from callwatch.db import insert_ignore, transaction
+from callwatch.db import insert_ignore, memo, transaction
 from callwatch.http import retry_after
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
@@ -91,6 +92,14 @@ def payload(event_type: str, data: dict[str, Any], now: datetime) -> dict[str, A
     return {"type": event_type, "timestamp": stamp, "data": data}
 
 
+def _enabled(session: Session, org_id: str) -> list[Subscription]:
+    """The org's enabled subscriptions, read once per transaction (a batch fans out many)."""
+    query = select(Subscription).where(
+        Subscription.org_id == org_id, Subscription.enabled.is_(True)
+    )
+    return memo(session, ("subscriptions", org_id), lambda: list(session.scalars(query)))
+
+
 def _key(event_key: str) -> str:
     if len(event_key) <= KEY_LENGTH:
         return event_key
@@ -104,22 +113,20 @@ def fan_out(
     data: dict[str, Any],
     event_key: str,
     now: datetime,
+    more: Callable[[], dict[str, Any]] | None = None,
 ) -> list[str]:
     """One delivery per enabled subscription of the org that wants this event; the ids of those
-    created now (fanning the same event out again creates none)."""
+    created now (fanning the same event out again creates none). `more` adds to the data what
+    filters do not look at, made only if a subscription wants the event."""
     wanted = [
         subscription
-        for subscription in session.scalars(
-            select(Subscription).where(
-                Subscription.org_id == org_id, Subscription.enabled.is_(True)
-            )
-        )
+        for subscription in _enabled(session, org_id)
         if event_type in subscription.event_types
         and subscriptions.matches(subscription.filters, data)
     ]
     if not wanted:
         return []
-    body = payload(event_type, data, now)
+    body = payload(event_type, data | more() if more else data, now)
     table = Delivery.__table__
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT DO NOTHING.
     statement = insert_ignore(session, table).returning(table.c.id)  # type: ignore[arg-type]

@@ -30,10 +30,17 @@ def status_changed(session: Session, call: Call, previous: str | None, now: date
 
 
 def assembled(session: Session, call: Call, record: CallRecord, now: datetime) -> Effects:
-    data = _facts(call) | {"record": record.model_dump(mode="json")}
     key = f"call.assembled:{call.id}"
     effects = Effects(
-        deliveries.fan_out(session, call.org_id, "call.assembled", data, key, now),
+        deliveries.fan_out(
+            session,
+            call.org_id,
+            "call.assembled",
+            _facts(call),
+            key,
+            now,
+            more=lambda: {"record": record.model_dump(mode="json")},
+        ),
         [StreamEntry(CALLS_STREAM, "call.assembled", call.org_id, call.id, call_summary(record))],
     )
     effects.add(alerts.on_call(session, call, record, now))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callwatch import assembly, calls, downstream, metrics, providers, tenancy
-from callwatch.db import transaction
+from callwatch.db import memo, transaction
 from callwatch.effects import Effects
 from callwatch.errors import Permanent, Retryable, StoreUnavailable
 from callwatch.providers.base import FetchContext, SourceConfig
@@ -23,8 +23,18 @@ UNFINISHED = ("pending", "fetching", "awaiting_recording")
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """A call whose assembly run is claimed (its lease committed): what the run needs."""
+
+    call_id: str
+    source: SourceConfig
+    context: FetchContext
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
 class Ingested:
-    ready: list[str]  # calls to assemble now
+    ready: list[Claimed]  # calls whose first assembly run is claimed: run them now
     effects: Effects
 
 
@@ -35,37 +45,52 @@ class Step:
 
 
 def ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
-    """Apply the events in one transaction; the calls now ready to assemble, and what follows."""
+    """Apply the events and claim the calls now ready to assemble, in one transaction."""
     effects = Effects()
+    ready = []
     with transaction(rt.sessions) as session:
         now = rt.clock()
         applied = calls.apply_inbox(session, inbox_ids, now, rt.settings.match_wait_s)
         for change in applied:
             if change.assembled:
-                _rebuild(session, change.call_id, now)
+                _rebuild(session, change.call, change.state, now)
             if change.status_changed:
-                call = session.get_one(Call, change.call_id)
-                effects.add(downstream.status_changed(session, call, change.previous_status, now))
+                effects.add(
+                    downstream.status_changed(session, change.call, change.previous_status, now)
+                )
+            if change.ready_to_assemble and _begin_run(session, rt, change.call, now, effects):
+                ready.append(_claimed(session, rt, change.call, change.state))
     for change in applied:
-        log.info("events applied", extra={"call_id": change.call_id})
-    return Ingested([change.call_id for change in applied if change.ready_to_assemble], effects)
-
-
-@dataclass(frozen=True)
-class _Job:
-    source: SourceConfig
-    context: FetchContext
+        log.info("events applied", extra={"call_id": change.call.id})
+    return Ingested(ready, effects)
 
 
 def assemble(rt: Runtime, call_id: str) -> Step:
     """One assembly step: the countdown to the next one (None: there is none), and what follows."""
     effects = Effects()
     with transaction(rt.sessions) as session:
-        job = _claim(session, rt, call_id, rt.clock(), effects)
-    if job is None:
+        call = _locked(session, call_id)
+        claimed = None
+        if call is not None and _begin_run(session, rt, call, rt.clock(), effects):
+            claimed = _claimed(session, rt, call, calls.state_of(session, call_id))
+    if claimed is None:
+        return Step(None, effects)
+    step = run(rt, claimed)
+    effects.add(step.effects)
+    return Step(step.countdown, effects)
+
+
+def run(rt: Runtime, claimed: Claimed) -> Step:
+    """A claimed assembly run: fetch the details, then store the record or the failure."""
+    effects = Effects()
+    call_id = claimed.call_id
+    if rt.clock() >= claimed.lease_until:
+        # Claimed with a batch whose earlier runs took this long: the sweeper has it now.
         return Step(None, effects)
     try:
-        details = providers.get(job.source.provider).fetch(rt.http, job.source, job.context)
+        details = providers.get(claimed.source.provider).fetch(
+            rt.http, claimed.source, claimed.context
+        )
     except Retryable as exc:
         with transaction(rt.sessions) as session:
             delay = _failed(session, rt, call_id, exc.detail, exc.retry_after, effects)
@@ -78,7 +103,7 @@ def assemble(rt: Runtime, call_id: str) -> Step:
         return _crashed(rt, call_id, exc, effects)
     try:
         with transaction(rt.sessions) as session:
-            delay = _complete(session, rt, call_id, details, rt.clock(), effects)
+            delay = _complete(session, rt, claimed, details, rt.clock(), effects)
         return Step(delay, effects)
     except StoreUnavailable:
         raise
@@ -98,19 +123,17 @@ def _locked(session: Session, call_id: str) -> Call | None:
     return session.scalars(select(Call).where(Call.id == call_id).with_for_update()).one_or_none()
 
 
-def _claim(
-    session: Session, rt: Runtime, call_id: str, now: datetime, effects: Effects
-) -> _Job | None:
-    call = _locked(session, call_id)
-    if call is None or call.assembly_state not in UNFINISHED:
-        return None
+def _begin_run(session: Session, rt: Runtime, call: Call, now: datetime, effects: Effects) -> bool:
+    """Take the (locked) call's assembly lease and count the run; False: not to be run now."""
+    if call.assembly_state not in UNFINISHED:
+        return False
     if call.assembly_lease_until is not None and call.assembly_lease_until > now:
-        return None  # another run holds the lease; duplicates of a message end here
+        return False  # another run holds the lease; duplicates of a message end here
     call.assembly_attempts += 1
     if call.assembly_attempts > rt.settings.assembly_max_runs:
         error = f"gave up after {rt.settings.assembly_max_runs} runs"
         effects.add(_finish_failed(session, call, error, now))
-        return None
+        return False
     if call.assembly_state == "pending":
         call.assembly_state = "fetching"
         call.recording_deadline = now + timedelta(seconds=rt.settings.recording_wait_s)
@@ -118,10 +141,19 @@ def _claim(
     # sweeper notices once assembly_next_at has passed.
     call.assembly_lease_until = now + timedelta(seconds=rt.settings.lease_s)
     call.assembly_next_at = call.assembly_lease_until
-    source = tenancy.source_by_id(session, rt.vault, call.source_id)
-    state = calls.state_of(session, call_id)
-    log.info("assembly run", extra={"call_id": call_id, "attempt": call.assembly_attempts})
-    return _Job(source, FetchContext(call.provider_call_id, state.completion, state.fields))
+    log.info("assembly run", extra={"call_id": call.id, "attempt": call.assembly_attempts})
+    return True
+
+
+def _claimed(session: Session, rt: Runtime, call: Call, state: CallState) -> Claimed:
+    source = memo(
+        session,
+        ("source", call.source_id),
+        lambda: tenancy.source_by_id(session, rt.vault, call.source_id),
+    )
+    context = FetchContext(call.provider_call_id, state.completion, state.fields)
+    assert call.assembly_lease_until is not None  # taken by _begin_run
+    return Claimed(call.id, source, context, call.assembly_lease_until)
 
 
 def _finish_failed(session: Session, call: Call, error: str, now: datetime) -> Effects:
@@ -173,11 +205,12 @@ def _failed(
 def _complete(
     session: Session,
     rt: Runtime,
-    call_id: str,
+    claimed: Claimed,
     details: CallDetails,
     now: datetime,
     effects: Effects,
 ) -> float | None:
+    call_id = claimed.call_id
     call = _locked(session, call_id)
     if call is None or call.assembly_state not in UNFINISHED:
         return None
@@ -206,37 +239,35 @@ def _complete(
     call.assembly_state = "assembled"
     call.assembled_at = now
     call.assembly_next_at = None
-    record = _store_record(session, call, state, merged, recording, now)
+    record = _store_record(call, claimed.source.name, state, merged, recording, now)
     effects.add(downstream.assembled(session, call, record, now))
     log.info("call assembled", extra={"call_id": call_id, "recording": recording.status})
     return None
 
 
-def _rebuild(session: Session, call_id: str, now: datetime) -> None:
-    """A late event for an assembled call: recompute its record from the stored details."""
-    call = _locked(session, call_id)
-    if call is None or call.record is None:
+def _rebuild(session: Session, call: Call, state: CallState, now: datetime) -> None:
+    """A late event for an assembled (locked) call: recompute its record from the details."""
+    if call.record is None:
         return
-    state = calls.state_of(session, call_id)
     details = CallDetails.model_validate(call.details or {})
     merged = assembly.merge(state, details)
     recording = CallRecord.model_validate(call.record).recording
     late = assembly.recording_of(merged, now)
     if late.status == "available" and recording.status != "available":
         recording = late  # a recording event after the wait gave up: the record gains it
-    _store_record(session, call, state, merged, recording, now)
+    _store_record(call, calls.source_name(session, call), state, merged, recording, now)
 
 
 def _store_record(
-    session: Session,
     call: Call,
+    source: str,
     state: CallState,
     merged: CallDetails,
     recording: Recording,
     now: datetime,
 ) -> CallRecord:
     computed = metrics.compute(merged, ringing_at=state.ringing_at)
-    record = calls.build_record(session, call, state, merged, recording, computed, now)
+    record = calls.build_record(call, source, state, merged, recording, computed, now)
     call.record = record.model_dump(mode="json")
     calls.copy_columns(call, record)
     call.updated_at = now
