@@ -61,6 +61,7 @@ class SendStats:
     rejected: Counter[int] | None = None
     errors: int = 0
     elapsed_s: float = 0.0
+    worker_cpu_s: float = 0.0  # both workers' CPU from the first webhook until all settled
 
 
 async def send_all(
@@ -102,6 +103,11 @@ async def send_all(
     await asyncio.gather(*(player() for _ in range(concurrency)))
     stats.elapsed_s = time.perf_counter() - began
     return stats
+
+
+def worker_cpu_s(*pids: int) -> float:
+    everyone = [*pids, *(child for pid in pids for child in harness.descendants(pid))]
+    return sum(harness.cpu_seconds(pid) for pid in everyone)
 
 
 def wait_settled(engine: Engine, expected: int, timeout_s: float) -> dict[str, int]:
@@ -178,8 +184,8 @@ def bench(args: argparse.Namespace) -> int:
         ]
         with (
             harness.serve(env, port) as server,
-            harness.child(workers[0], env),
-            harness.child(workers[1], env),
+            harness.child(workers[0], env) as worker_1,
+            harness.child(workers[1], env) as worker_2,
             harness.engine_for(database_url) as engine,
         ):
             harness.wait_http(base + "/healthz", server)
@@ -192,8 +198,10 @@ def bench(args: argparse.Namespace) -> int:
             for call in calls:
                 details.add(call, recording_after_s=0)
             time.sleep(2.0)  # let the workers connect to the broker
+            started = worker_cpu_s(worker_1.pid, worker_2.pid)
             sent = asyncio.run(send_all(webhook_url, secret, calls, args.concurrency, args.rate))
             counts = wait_settled(engine, args.calls, args.timeout)
+            sent.worker_cpu_s = worker_cpu_s(worker_1.pid, worker_2.pid) - started
             with engine.connect() as connection:
                 rows = connection.execute(RESULTS_SQL).all()
     harness.flush_redis(args.redis)
@@ -246,6 +254,7 @@ def report(
         f"latency completion received -> assembled: p50 {p50 * 1000:.0f} ms, "
         f"p95 {p95 * 1000:.0f} ms, max {worst * 1000:.0f} ms (n={len(latencies)})"
     )
+    print(f"worker CPU: {sent.worker_cpu_s * 1000 / args.calls:.1f} ms per call (both processes)")
     print(
         f"goal >= {GOAL_RATE:g} calls/s: {'MET' if rate >= GOAL_RATE else 'MISSED'}; "
         f"goal p95 < {GOAL_P95_S:g} s: {'MET' if p95 < GOAL_P95_S else 'MISSED'}"

@@ -51,15 +51,16 @@ def ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
     with transaction(rt.sessions) as session:
         now = rt.clock()
         applied = calls.apply_inbox(session, inbox_ids, now, rt.settings.match_wait_s)
-        for change in applied:
-            if change.assembled:
-                _rebuild(session, change.call, change.state, now)
-            if change.status_changed:
-                effects.add(
-                    downstream.status_changed(session, change.call, change.previous_status, now)
-                )
-            if change.ready_to_assemble and _begin_run(session, rt, change.call, now, effects):
-                ready.append(_claimed(session, rt, change.call, change.state))
+        # The reads below do not depend on the calls' changes: one UPDATE per call, at commit.
+        with session.no_autoflush:
+            for change in applied:
+                if change.assembled:
+                    _rebuild(session, change.call, change.state, now)
+                if change.status_changed:
+                    previous = change.previous_status
+                    effects.add(downstream.status_changed(session, change.call, previous, now))
+                if change.ready_to_assemble and _begin_run(session, rt, change.call, now, effects):
+                    ready.append(_claimed(session, rt, change.call, change.state))
     for change in applied:
         log.info("events applied", extra={"call_id": change.call.id})
     return Ingested(ready, effects)
