@@ -1,20 +1,27 @@
 """The intake process's work, on the real database: verify, parse, group commit, enqueue."""
 
 import json
+import socket
+import threading
 import time
 from datetime import UTC, datetime
 
+import psycopg
+import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from callwatch import signatures
 from callwatch.crypto import Vault
 from callwatch.db import make_engine, make_sessionmaker
-from callwatch.frames import FrameBuffer
-from callwatch.intake import LINGER_S, Incoming, Intake, Outcome, Sources
+from callwatch.frames import FrameBuffer, frame
+from callwatch.inbox_writer import InboxWriter
+from callwatch.intake import LINGER_S, Incoming, Intake, Outcome, Sources, serve
 from callwatch.runtime import Runtime
+from callwatch.settings import Settings
 from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source
+from tests.factories import eventually
 
 NOW = datetime.now(UTC)
 
@@ -134,3 +141,59 @@ def test_an_unreachable_database_fails_every_request_of_the_batch() -> None:
     ]
     assert replies[1].detail.startswith("database unavailable: ")
     assert (queued, intake.until_send()) == ([], None)
+
+
+def read_replies(connection: socket.socket, frames: FrameBuffer, count: int) -> dict[int, Outcome]:
+    replies: dict[int, Outcome] = {}
+    while len(replies) < count:
+        for number, payload in frames.feed(connection.recv(65536)):
+            replies[number] = Outcome.model_validate_json(payload)
+    return replies
+
+
+def test_requests_arriving_while_a_batch_is_stored_are_checked_meanwhile(
+    client: TestClient, runtime: Runtime, settings: Settings
+) -> None:
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("the writer that stores without waiting is intake's Postgres path")
+    token, secret = source_of(client)
+    ours, theirs = socket.socketpair()
+    ours.settimeout(10)
+    frames = FrameBuffer()
+    writer = InboxWriter(settings.database_url, "callwatch-test-intake")
+    writer.send([])  # connected (and its INSERT prepared) before the table is locked
+    while writer.poll() is None:
+        time.sleep(0.01)
+    intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), lambda _: None)
+    server = threading.Thread(target=serve, args=(theirs, intake, writer))
+    server.start()
+    with (
+        psycopg.connect(settings.database_url) as blocker,
+        psycopg.connect(settings.database_url, autocommit=True) as observer,
+    ):
+        blocker.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")  # held until the rollback
+
+        def insert_waits() -> bool:
+            waiting = observer.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'callwatch-test-intake' AND wait_event_type = 'Lock'"
+            ).fetchone()
+            return waiting == (1,)
+
+        ours.sendall(frame(*request(1, token, webhook("p-1"), secret, "m1")))
+        eventually(insert_waits)
+        ours.sendall(frame(*request(2, token, webhook("p-2"), "whsec_" + "A" * 44, "m2")))
+        ours.sendall(frame(*request(3, token, webhook("p-3"), secret, "m3")))
+        meanwhile = read_replies(ours, frames, 1)
+        blocker.rollback()
+    after = read_replies(ours, frames, 2)
+    ours.close()
+    server.join(10)
+    theirs.close()
+    writer.close()
+
+    assert {number: reply.error for number, reply in meanwhile.items()} == {2: "Unauthorized"}
+    assert {number: reply.status for number, reply in after.items()} == {
+        1: "accepted",
+        3: "accepted",
+    }

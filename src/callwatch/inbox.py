@@ -36,14 +36,17 @@ def store(session: Session, rows: Sequence[InboxRow]) -> set[str]:
     if not rows:
         return set()
     if session.get_bind().dialect.name == "postgresql":
-        batch = b"[" + b",".join(ROW_JSON.dump_json(row) for row in rows) + b"]"
-        return set(session.scalars(_PG_INSERT, {"rows": batch.decode()}))
+        return set(session.scalars(_PG_INSERT, {"rows": batch_json(rows).decode()}))
     statement = insert_ignore(session, InboxEvent.__table__)  # type: ignore[arg-type]
     values = [
         row.model_dump(exclude={"event"}) | {"event": row.event.model_dump(mode="json")}
         for row in rows
     ]
     return set(session.scalars(statement.returning(InboxEvent.id), values))
+
+
+def batch_json(rows: Sequence[InboxRow]) -> bytes:
+    return b"[" + b",".join(ROW_JSON.dump_json(row) for row in rows) + b"]"
 
 
 # On Postgres a batch goes in as one JSON document: one short statement that psycopg prepares once
@@ -62,9 +65,16 @@ _PG_TYPES = {
     "due_at": "timestamptz",
     "attempts": "int",
 }
-_PG_INSERT = text(
-    f"INSERT INTO inbox ({', '.join(_PG_TYPES)}) "
-    "SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
-    f"AS r({', '.join(f'{name} {kind}' for name, kind in _PG_TYPES.items())}) "
-    "ON CONFLICT DO NOTHING RETURNING id"
-)
+
+
+def _pg_insert(rows: str) -> str:
+    return (
+        f"INSERT INTO inbox ({', '.join(_PG_TYPES)}) "
+        f"SELECT * FROM jsonb_to_recordset(CAST({rows} AS jsonb)) "
+        f"AS r({', '.join(f'{name} {kind}' for name, kind in _PG_TYPES.items())}) "
+        "ON CONFLICT DO NOTHING RETURNING id"
+    )
+
+
+PG_INSERT_SQL = _pg_insert("$1")  # for libpq, the batch JSON as its one parameter
+_PG_INSERT = text(_pg_insert(":rows"))

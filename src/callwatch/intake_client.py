@@ -41,6 +41,7 @@ class IntakeClient:
         self._settings = settings
         self._numbers = itertools.count()
         self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._unsent: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._replies: _Replies | None = None
         self._process: BaseProcess | None = None
@@ -48,12 +49,22 @@ class IntakeClient:
 
     async def submit(self, incoming: Incoming, body: bytes) -> Outcome:
         """What became of one request (raises StoreUnavailable if intake is lost meanwhile)."""
-        transport = self._transport or await self._start()
+        if self._transport is None:
+            await self._start()
         number = next(self._numbers) & 0xFFFFFFFF
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
         self._pending[number] = future
-        transport.write(frame(number, incoming.model_dump_json().encode() + b"\n" + body))
+        # The requests that arrive in one turn of the event loop go out in one write.
+        if not self._unsent:
+            loop.call_soon(self._send)
+        self._unsent.append(frame(number, incoming.model_dump_json().encode() + b"\n" + body))
         return Outcome.model_validate_json(await future)
+
+    def _send(self) -> None:
+        frames, self._unsent = self._unsent, []
+        if frames and self._transport is not None:
+            self._transport.write(b"".join(frames))
 
     async def start(self) -> None:
         await self._start()
@@ -83,6 +94,7 @@ class IntakeClient:
 
     async def stop(self) -> None:
         """Close our end, which intake takes as the signal to finish and exit."""
+        self._send()
         replies, self._replies = self._replies, None  # from here, losing intake is planned
         if self._transport is not None and replies is not None:
             self._transport.close()
@@ -107,6 +119,7 @@ class IntakeClient:
         if replies is not self._replies:
             return
         self._transport = self._replies = None
+        self._unsent = []  # their requests are among the pending, answered below
         log.warning("the intake process exited; the next webhook starts another")
         pending, self._pending = self._pending, {}
         for future in pending.values():

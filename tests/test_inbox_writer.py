@@ -1,0 +1,92 @@
+"""Intake's Postgres inbox writer, on the real database: store, dedupe, lose the connection."""
+
+import selectors
+
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+from callwatch.errors import StoreUnavailable
+from callwatch.inbox import InboxRow
+from callwatch.inbox_writer import InboxWriter
+from callwatch.intake import Intake, Sources, rows_of
+from callwatch.runtime import Runtime
+from callwatch.settings import Settings
+from tests.test_intake import request, source_of, webhook
+
+NAME = "callwatch-test-writer"
+
+
+def parsed(runtime: Runtime, *requests: tuple[int, bytes]) -> list[InboxRow]:
+    intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), lambda _: None)
+    replies, accepted = intake.parse(list(requests))
+    assert replies == b""
+    return rows_of(accepted)
+
+
+def stored(writer: InboxWriter, rows: list[InboxRow]) -> set[str]:
+    """Send one batch and wait for its commit, as intake's loop does."""
+    writer.send(rows)
+    with selectors.DefaultSelector() as selector:
+        selector.register(writer.fileno(), selectors.EVENT_READ)
+        while True:
+            selector.select(5)
+            inserted = writer.poll()
+            if inserted is not None:
+                return inserted
+
+
+@pytest.fixture
+def postgres(settings: Settings) -> str:
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("the writer is intake's Postgres path")
+    return settings.database_url
+
+
+def test_a_batch_is_stored_once_and_its_repeat_inserts_nothing(
+    client: TestClient, runtime: Runtime, postgres: str
+) -> None:
+    token, secret = source_of(client)
+    rows = parsed(
+        runtime,
+        request(1, token, webhook("p-1"), secret, "m1"),
+        request(2, token, webhook("p-2"), secret, "m2"),
+    )
+    writer = InboxWriter(postgres, NAME)
+    try:
+        first = stored(writer, rows)
+        again = stored(writer, rows)
+    finally:
+        writer.close()
+
+    assert (first, again) == ({row.id for row in rows}, set())
+
+
+def test_a_lost_connection_fails_one_batch_and_the_next_reconnects(
+    client: TestClient, runtime: Runtime, postgres: str
+) -> None:
+    token, secret = source_of(client)
+    rows = parsed(runtime, request(1, token, webhook("p-1"), secret, "m1"))
+    writer = InboxWriter(postgres, NAME)
+    try:
+        stored(writer, [])  # connected
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                [NAME],
+            )
+        with pytest.raises(StoreUnavailable, match=r"^database unavailable: "):
+            stored(writer, rows)
+        retried = stored(writer, rows)
+    finally:
+        writer.close()
+
+    assert retried == {row.id for row in rows}
+
+
+def test_an_unreachable_database_is_store_unavailable() -> None:
+    writer = InboxWriter("postgresql://postgres@127.0.0.1:1/test", NAME)
+
+    with pytest.raises(StoreUnavailable, match=r"^database unavailable: "):
+        writer.send([])
