@@ -94,12 +94,17 @@ def assembly_of(runtime: Runtime) -> list[tuple[str, int, Any, Any]]:
         return [tuple(row) for row in rows]
 
 
+def completed(client: TestClient, source: dict[str, Any]) -> None:
+    """Call "a" of the source, from start to end."""
+    post(client, source, status_event("a", "initiated", "2026-11-20T10:00:00Z"))
+    post(client, source, status_event("a", "completed", "2026-11-20T10:01:00Z"))
+
+
 def test_the_batch_that_completes_a_call_claims_its_first_assembly_run(
     client: TestClient, runtime: Runtime
 ) -> None:
     source = create_source(client, create_org(client))
-    post(client, source, status_event("a", "initiated", "2026-11-20T10:00:00Z"))
-    post(client, source, status_event("a", "completed", "2026-11-20T10:01:00Z"))
+    completed(client, source)
 
     [claimed] = pipeline.ingest(runtime, inbox_ids(runtime)).ready
 
@@ -112,9 +117,7 @@ def test_the_batch_that_completes_a_call_claims_its_first_assembly_run(
 def test_a_claimed_run_whose_lease_ran_out_meanwhile_is_left_to_the_sweeper(
     client: TestClient, runtime: Runtime
 ) -> None:
-    source = create_source(client, create_org(client))
-    post(client, source, status_event("a", "initiated", "2026-11-20T10:00:00Z"))
-    post(client, source, status_event("a", "completed", "2026-11-20T10:01:00Z"))
+    completed(client, create_source(client, create_org(client)))
     [claimed] = pipeline.ingest(runtime, inbox_ids(runtime)).ready
     before = assembly_of(runtime)
     late = dataclasses.replace(runtime, clock=lambda: claimed.lease_until + timedelta(seconds=1))

@@ -1,7 +1,5 @@
 """Intake's Postgres inbox writer, on the real database: store, dedupe, lose the connection."""
 
-import selectors
-
 import psycopg
 import pytest
 from starlette.testclient import TestClient
@@ -12,7 +10,7 @@ from callwatch.inbox_writer import InboxWriter
 from callwatch.intake import Intake, Sources, rows_of
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
-from tests.test_intake import request, source_of, webhook
+from tests.test_intake import request, source_of, stored, webhook
 
 NAME = "callwatch-test-writer"
 
@@ -22,18 +20,6 @@ def parsed(runtime: Runtime, *requests: tuple[int, bytes]) -> list[InboxRow]:
     replies, accepted = intake.parse(list(requests))
     assert replies == b""
     return rows_of(accepted)
-
-
-def stored(writer: InboxWriter, rows: list[InboxRow]) -> set[str]:
-    """Send one batch and wait for its commit, as intake's loop does."""
-    writer.send(rows)
-    with selectors.DefaultSelector() as selector:
-        selector.register(writer.fileno(), selectors.EVENT_READ)
-        while True:
-            selector.select(5)
-            inserted = writer.poll()
-            if inserted is not None:
-                return inserted
 
 
 @pytest.fixture

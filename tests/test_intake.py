@@ -1,6 +1,7 @@
 """The intake process's work, on the real database: verify, parse, group commit, enqueue."""
 
 import json
+import selectors
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from callwatch import signatures
 from callwatch.crypto import Vault
 from callwatch.db import make_engine, make_sessionmaker
 from callwatch.frames import FrameBuffer, frame
+from callwatch.inbox import InboxRow
 from callwatch.inbox_writer import InboxWriter
 from callwatch.intake import LINGER_S, Incoming, Intake, Outcome, Sources, serve
 from callwatch.runtime import Runtime
@@ -49,6 +51,12 @@ def request(
     return number, incoming.model_dump_json().encode() + b"\n" + body
 
 
+def handle(intake: Intake, requests: list[tuple[int, bytes]]) -> bytes:
+    """The reply frames of one batch stored in one transaction, as intake does on SQLite."""
+    replies, accepted = intake.parse(requests)
+    return replies + intake.settle(accepted, intake.store(accepted))
+
+
 def outcomes(replies: bytes) -> dict[int, Outcome]:
     return {
         number: Outcome.model_validate_json(body) for number, body in FrameBuffer().feed(replies)
@@ -67,7 +75,8 @@ def test_a_batch_answers_each_request_and_stores_the_new_events_once(
     queued: list[list[str]] = []
     intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), queued.append)
     first = request(1, token, webhook("p-1"), secret, "m1")
-    replies = intake.handle(
+    replies = handle(
+        intake,
         [
             first,
             (2, first[1]),  # the same delivery again, in the same batch
@@ -75,7 +84,7 @@ def test_a_batch_answers_each_request_and_stores_the_new_events_once(
             request(4, token, webhook("p-3"), "whsec_" + "A" * 44, "m3"),
             request(5, "no-such-token", webhook("p-4"), secret, "m4"),
             request(6, token, b'{"type": "call.status_changed"}', secret, "m5"),
-        ]
+        ],
     )
     intake.send()
 
@@ -111,10 +120,10 @@ def test_stored_ids_wait_briefly_to_share_one_queue_message(
     intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), queued.append)
     assert intake.until_send() is None
 
-    intake.handle([request(1, token, webhook("p-1"), secret, "m1")])
+    handle(intake, [request(1, token, webhook("p-1"), secret, "m1")])
     waiting = intake.until_send()
-    intake.handle([request(2, token, webhook("p-2"), secret, "m2")])
-    intake.handle([request(3, token, webhook("p-1"), secret, "m1")])  # a duplicate only
+    handle(intake, [request(2, token, webhook("p-2"), secret, "m2")])
+    handle(intake, [request(3, token, webhook("p-1"), secret, "m1")])  # a duplicate only
 
     assert waiting is not None
     assert 0 < waiting <= LINGER_S
@@ -130,8 +139,9 @@ def test_an_unreachable_database_fails_every_request_of_the_batch() -> None:
     intake = Intake(dead, Sources(dead, Vault("test-secret-key"), 0), queued.append)
 
     replies = outcomes(
-        intake.handle(
-            [request(1, "token", webhook("p-1"), "whsec_x"), request(2, "token", b"{}", "whsec_x")]
+        handle(
+            intake,
+            [request(1, "token", webhook("p-1"), "whsec_x"), request(2, "token", b"{}", "whsec_x")],
         )
     )
 
@@ -141,6 +151,18 @@ def test_an_unreachable_database_fails_every_request_of_the_batch() -> None:
     ]
     assert replies[1].detail.startswith("database unavailable: ")
     assert (queued, intake.until_send()) == ([], None)
+
+
+def stored(writer: InboxWriter, rows: list[InboxRow]) -> set[str]:
+    """Send one batch and wait for its commit, as intake's loop does."""
+    writer.send(rows)
+    with selectors.DefaultSelector() as selector:
+        selector.register(writer.fileno(), selectors.EVENT_READ)
+        while True:
+            selector.select(5)
+            inserted = writer.poll()
+            if inserted is not None:
+                return inserted
 
 
 def read_replies(connection: socket.socket, frames: FrameBuffer, count: int) -> dict[int, Outcome]:
@@ -161,9 +183,7 @@ def test_requests_arriving_while_a_batch_is_stored_are_checked_meanwhile(
     ours.settimeout(10)
     frames = FrameBuffer()
     writer = InboxWriter(settings.database_url, "callwatch-test-intake")
-    writer.send([])  # connected (and its INSERT prepared) before the table is locked
-    while writer.poll() is None:
-        time.sleep(0.01)
+    stored(writer, [])  # connected (and its INSERT prepared) before the table is locked
     intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), lambda _: None)
     server = threading.Thread(target=serve, args=(theirs, intake, writer))
     server.start()

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Text, cast, select, tuple_
 from sqlalchemy.orm import Session
 
 from callwatch import assembly, correlation, ids
-from callwatch.db import insert_ignore
+from callwatch.db import insert_ignore, memo
 from callwatch.errors import NotFound
 from callwatch.events import CallEvent
 from callwatch.records import Assembly, CallDetails, CallRecord, Cost, Metrics, Recording
@@ -259,7 +259,8 @@ def record_of(session: Session, call: Call) -> CallRecord:
 
 
 def source_name(session: Session, call: Call) -> str:
-    return session.scalar(select(Source.name).where(Source.id == call.source_id)) or ""
+    query = select(Source.name).where(Source.id == call.source_id)
+    return memo(session, ("source name", call.source_id), lambda: session.scalar(query) or "")
 
 
 def build_record(

@@ -17,6 +17,9 @@ from callwatch.errors import StoreUnavailable
 
 T = TypeVar("T")
 
+# JIT compiles a plan for ~50 ms; it pays off for analytics, never for these queries.
+PG_OPTIONS = "-c jit=off"
+
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
     # Transactions are begun explicitly below, as BEGIN IMMEDIATE.
@@ -48,8 +51,7 @@ def make_engine(url: str, *, name: str = "callwatch", **kwargs: Any) -> Engine:
         "pool_pre_ping": True,
         "pool_size": 10,
         "max_overflow": 10,
-        # JIT compiles a plan for ~50 ms; it pays off for analytics, never for these queries.
-        "connect_args": {"options": "-c jit=off", "application_name": name},
+        "connect_args": {"options": PG_OPTIONS, "application_name": name},
     } | kwargs
     return create_engine(url, **options)
 

@@ -9,6 +9,7 @@ import selectors
 import psycopg
 from psycopg import pq
 
+from callwatch.db import PG_OPTIONS
 from callwatch.errors import StoreUnavailable
 from callwatch.inbox import PG_INSERT_SQL, InboxRow, batch_json
 
@@ -89,7 +90,7 @@ class InboxWriter:
         if self._connection is None:
             try:
                 connection = psycopg.connect(
-                    self._url, autocommit=True, application_name=self._name, options="-c jit=off"
+                    self._url, autocommit=True, application_name=self._name, options=PG_OPTIONS
                 )
                 connection.pgconn.prepare(_STATEMENT, PG_INSERT_SQL.encode())
             except psycopg.Error as exc:

@@ -105,7 +105,7 @@ def _frames(outcomes: dict[int, Outcome]) -> bytes:
 
 
 class Intake:
-    """Handles the requests that arrived together: one transaction stores all their rows.
+    """The work on a batch of requests: parse them, store their rows together, settle replies.
 
     Stored ids wait up to `LINGER_S` to share a queue message: a worker's cost is mostly per
     message (delivery, ack, a transaction), so a trickle of events should not mean one each.
@@ -122,11 +122,6 @@ class Intake:
         self._enqueue = enqueue
         self._unsent: list[str] = []
         self._send_by: float | None = None
-
-    def handle(self, requests: list[Frame]) -> bytes:
-        """The reply frames of the requests, stored together in one transaction."""
-        replies, accepted = self.parse(requests)
-        return replies + self.settle(accepted, self.store(accepted))
 
     def parse(self, requests: list[Frame]) -> tuple[bytes, list[Accepted]]:
         """Verify and parse: the reply frames of the requests that failed, and the others."""
