@@ -1,5 +1,7 @@
 """Intake's Postgres inbox writer, on the real database: store, dedupe, lose the connection."""
 
+import select
+
 import psycopg
 import pytest
 from starlette.testclient import TestClient
@@ -69,6 +71,26 @@ def test_a_lost_connection_fails_one_batch_and_the_next_reconnects(
         writer.close()
 
     assert retried == {row.id for row in rows}
+
+
+def test_a_batch_whose_insert_answered_is_not_committed_until_the_writer_polls_it(
+    client: TestClient, runtime: Runtime, postgres: str
+) -> None:
+    token, secret = source_of(client)
+    rows = parsed(runtime, request(1, token, webhook("p-1"), secret, "m1"))
+    writer = InboxWriter(postgres, NAME)
+    try:
+        stored(writer, [])  # connected
+        writer.send(rows)
+        answered, _, _ = select.select([writer.fileno()], [], [], 5)  # the INSERT's ids
+        with psycopg.connect(postgres) as observer:
+            visible = observer.execute("SELECT count(*) FROM inbox").fetchone()
+        writer.close()  # as if intake were killed here: the server rolls the INSERT back
+        retried = stored(writer, rows)
+    finally:
+        writer.close()
+
+    assert (len(answered), visible, retried) == (1, (0,), {row.id for row in rows})
 
 
 def test_an_unreachable_database_is_store_unavailable() -> None:

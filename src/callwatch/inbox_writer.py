@@ -1,10 +1,13 @@
 """Intake's Postgres inbox writer: stores a batch without waiting, so intake parses the next.
 
-A batch is BEGIN, INSERT, COMMIT, each sent when the one before has answered: an intake killed
-while its INSERT waits commits nothing (its webhooks got a 503, and their retries are new).
+A batch takes two round trips in libpq's pipeline mode: the INSERT with a Flush, which opens an
+implicit transaction and returns the inserted ids, then a Sync, which commits it. An intake killed
+before its Sync commits nothing (its webhooks got a 503, and their retries are new).
 """
 
-import selectors
+import contextlib
+import select
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import pq
@@ -14,7 +17,6 @@ from callwatch.errors import StoreUnavailable
 from callwatch.inbox import PG_INSERT_SQL, InboxRow, batch_json
 
 _STATEMENT = b"inbox_insert"
-_SUCCESS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 
 
 class InboxWriter:
@@ -24,16 +26,16 @@ class InboxWriter:
         self._url = url.replace("postgresql+psycopg://", "postgresql://")
         self._name = name
         self._connection: psycopg.Connection[tuple[object, ...]] | None = None
-        self._batch = b""
-        self._steps: list[str] = []
-        self._inserted: set[str] = set()
+        self._inserted: set[str] | None = None  # the INSERT's ids, once it has answered
 
     def send(self, rows: list[InboxRow]) -> None:
         """Start storing `rows` (raises StoreUnavailable if it cannot even start)."""
-        self._batch = batch_json(rows)
-        self._steps = ["BEGIN", "INSERT", "COMMIT"]
-        self._inserted = set()
-        self._next()
+        self._inserted = None
+        with self._closed_on_error():
+            pgconn = self._pgconn()
+            pgconn.send_query_prepared(_STATEMENT, [batch_json(rows)])
+            pgconn.send_flush_request()
+            _flush(pgconn)
 
     def fileno(self) -> int:
         """The socket to wait on for the batch's progress."""
@@ -42,44 +44,23 @@ class InboxWriter:
     def poll(self) -> set[str] | None:
         """The ids the batch inserted once its commit is in; None while it is under way."""
         pgconn = self._in_flight()
-        try:
+        with self._closed_on_error():
             pgconn.consume_input()
             if pgconn.is_busy():
                 return None
             result = pgconn.get_result()
-            while pgconn.get_result() is not None:
-                pass
-        except psycopg.Error as exc:
-            raise self._lost(exc) from exc
-        if result is None or result.status not in _SUCCESS:
-            error = _error(result)
-            self.close()  # the server rolls the transaction back
-            if isinstance(error, psycopg.OperationalError):
-                raise StoreUnavailable(f"database unavailable: {error}") from error
-            raise error
-        if result.status == pq.ExecStatus.TUPLES_OK:
-            self._inserted = {
-                bytes(result.get_value(n, 0) or b"").decode() for n in range(result.ntuples)
-            }
-        if self._steps:
-            self._next()
-            return None
+            if self._inserted is None:
+                _check(result, pq.ExecStatus.TUPLES_OK)
+                assert result is not None
+                self._inserted = {
+                    bytes(result.get_value(n, 0) or b"").decode() for n in range(result.ntuples)
+                }
+                pgconn.get_result()  # the end of the INSERT's results
+                pgconn.pipeline_sync()
+                _flush(pgconn)
+                return None
+            _check(result, pq.ExecStatus.PIPELINE_SYNC)
         return self._inserted
-
-    def _next(self) -> None:
-        step = self._steps.pop(0)
-        try:
-            pgconn = self._pgconn()
-            if step == "INSERT":
-                pgconn.send_query_prepared(_STATEMENT, [self._batch])
-            else:
-                pgconn.send_query_params(step.encode(), None)
-            with selectors.DefaultSelector() as selector:
-                selector.register(pgconn.socket, selectors.EVENT_WRITE)
-                while pgconn.flush():
-                    selector.select()
-        except psycopg.Error as exc:
-            raise self._lost(exc) from exc
 
     def close(self) -> None:
         if self._connection is not None:
@@ -96,6 +77,7 @@ class InboxWriter:
             except psycopg.Error as exc:
                 raise StoreUnavailable(f"database unavailable: {exc}") from exc
             connection.pgconn.nonblocking = 1
+            connection.pgconn.enter_pipeline_mode()
             self._connection = connection
         return self._connection.pgconn
 
@@ -104,14 +86,31 @@ class InboxWriter:
             raise StoreUnavailable("database unavailable: the connection was lost")
         return self._connection.pgconn
 
-    def _lost(self, exc: Exception) -> StoreUnavailable:
-        self.close()
-        return StoreUnavailable(f"database unavailable: {exc}")
+    @contextlib.contextmanager
+    def _closed_on_error(self) -> Iterator[None]:
+        """A failed batch closes the connection, so the server rolls its transaction back."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            self.close()
+            if isinstance(exc, psycopg.OperationalError):
+                raise StoreUnavailable(f"database unavailable: {exc}") from exc
+            raise
+
+
+def _flush(pgconn: pq.abc.PGconn) -> None:
+    while pgconn.flush():  # 1: libpq's buffer is not all sent yet
+        select.select([], [pgconn.socket], [])
+
+
+def _check(result: pq.abc.PGresult | None, expected: pq.ExecStatus) -> None:
+    if result is None or result.status != expected:
+        raise _error(result)
 
 
 def _error(result: pq.abc.PGresult | None) -> psycopg.Error:
     """The exception psycopg would raise for a failed result (its class from the SQLSTATE)."""
-    if result is None:
+    if result is None or result.status == pq.ExecStatus.PIPELINE_ABORTED:
         return psycopg.OperationalError("the connection closed")
     sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
     try:

@@ -12,6 +12,7 @@ import selectors
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -243,18 +244,32 @@ def _failed(source: SourceConfig | None, exc: Exception) -> Outcome:
 def serve(connection: socket.socket, intake: Intake, writer: InboxWriter | None = None) -> None:
     """Answer requests until the web process closes its end.
 
-    With a writer (Postgres), a batch's INSERT is in flight while the requests that arrive
-    meanwhile are verified and parsed; they are the next batch. Without one, each batch is stored
-    as soon as it is parsed.
+    With a writer (Postgres), a batch is in flight while the requests that arrive meanwhile are
+    verified and parsed, one per turn of the loop so that the batch's progress is not kept
+    waiting; they are the next batch. Without one, each batch is stored as soon as it is parsed.
     """
     frames = FrameBuffer()
+    unparsed: deque[Frame] = deque()
     waiting: list[Accepted] = []
     storing: list[Accepted] = []
+
+    def parse(count: int) -> None:
+        requests = [unparsed.popleft() for _ in range(min(count, len(unparsed)))]
+        if requests:
+            replies, accepted = intake.parse(requests)
+            if replies:
+                connection.sendall(replies)
+            waiting.extend(accepted)
+
     with selectors.DefaultSelector() as selector:
         selector.register(connection, selectors.EVENT_READ)
         while True:
+            if storing:
+                parse(1)
+            else:
+                parse(MAX_BATCH - len(waiting))
             while waiting and not storing:
-                batch, waiting = waiting[:MAX_BATCH], waiting[MAX_BATCH:]
+                batch, waiting[:] = waiting[:MAX_BATCH], waiting[MAX_BATCH:]
                 if writer is None:
                     connection.sendall(intake.settle(batch, intake.store(batch)))
                     continue
@@ -264,11 +279,7 @@ def serve(connection: socket.socket, intake: Intake, writer: InboxWriter | None 
                     storing = batch
                 except Exception as exc:
                     connection.sendall(intake.settle(batch, exc))
-            ready = selector.select(intake.until_send())
-            if not ready:
-                intake.send()
-                continue
-            for key, _ in ready:
+            for key, _ in selector.select(0 if unparsed else intake.until_send()):
                 if key.data is _DATABASE:
                     assert writer is not None
                     stored = _poll(writer)
@@ -277,15 +288,11 @@ def serve(connection: socket.socket, intake: Intake, writer: InboxWriter | None 
                         connection.sendall(intake.settle(storing, stored))
                         storing = []
                     continue
-                # What queued up meanwhile arrives in one read: the next batch.
                 data = connection.recv(RECV_BYTES)
                 if not data:
                     intake.send()
                     return
-                replies, accepted = intake.parse(frames.feed(data))
-                if replies:
-                    connection.sendall(replies)
-                waiting += accepted
+                unparsed.extend(frames.feed(data))
             if intake.until_send() == 0:
                 intake.send()
 
