@@ -50,8 +50,7 @@ class InboxWriter:
                 return None
             result = pgconn.get_result()
             if self._inserted is None:
-                _check(result, pq.ExecStatus.TUPLES_OK)
-                assert result is not None
+                result = _checked(result, pq.ExecStatus.TUPLES_OK)
                 self._inserted = {
                     bytes(result.get_value(n, 0) or b"").decode() for n in range(result.ntuples)
                 }
@@ -59,7 +58,7 @@ class InboxWriter:
                 pgconn.pipeline_sync()
                 _flush(pgconn)
                 return None
-            _check(result, pq.ExecStatus.PIPELINE_SYNC)
+            _checked(result, pq.ExecStatus.PIPELINE_SYNC)
         return self._inserted
 
     def close(self) -> None:
@@ -103,9 +102,10 @@ def _flush(pgconn: pq.abc.PGconn) -> None:
         select.select([], [pgconn.socket], [])
 
 
-def _check(result: pq.abc.PGresult | None, expected: pq.ExecStatus) -> None:
+def _checked(result: pq.abc.PGresult | None, expected: pq.ExecStatus) -> pq.abc.PGresult:
     if result is None or result.status != expected:
         raise _error(result)
+    return result
 
 
 def _error(result: pq.abc.PGresult | None) -> psycopg.Error:
