@@ -24,9 +24,9 @@ What it does:
    Standard Webhooks ±5 min timestamp window holds. Only requests started after the warm-up
    count towards req/s and latency; every reply counts towards the status ledger.
 4. Prints req/s, p50, p99 for each run, the callwatch/bare ratio of each round, their median
-   and the median p99 against the goal (ratio >= 0.25, p99 < 20 ms), client and server CPU use (a client near 100 % CPU means the numbers are
-   client-bound; intakeCPU is the server's child processes: callwatch's intake), and the
-   durability ledger: inbox rows == 202 replies.
+   and the median p99 against the goal (ratio >= 0.25, p99 < 20 ms), client and server CPU
+   use (a client near 100 % CPU means the numbers are client-bound; intakeCPU is the server's
+   child processes: callwatch's intake), and the durability ledger: inbox rows == 202 replies.
 
 Internal modes (used by the script itself): `--bare-server PORT`, `--load JSON`.
 """
