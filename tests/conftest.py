@@ -101,6 +101,14 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 
 @pytest.fixture
+def postgres(settings: Settings) -> str:
+    """The test database's URL, for tests of a Postgres-only path (skipped on SQLite)."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("a Postgres-only path")
+    return settings.database_url
+
+
+@pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client

@@ -1,6 +1,7 @@
 """Intake's Postgres inbox writer, on the real database: store, dedupe, lose the connection."""
 
 import select
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -11,7 +12,6 @@ from callwatch.inbox import InboxRow
 from callwatch.inbox_writer import InboxWriter
 from callwatch.intake import Intake, Sources, rows_of
 from callwatch.runtime import Runtime
-from callwatch.settings import Settings
 from tests.test_intake import request, source_of, stored, webhook
 
 NAME = "callwatch-test-writer"
@@ -24,15 +24,22 @@ def parsed(runtime: Runtime, *requests: tuple[int, bytes]) -> list[InboxRow]:
     return rows_of(accepted)
 
 
+def one_row(client: TestClient, runtime: Runtime) -> list[InboxRow]:
+    token, secret = source_of(client)
+    return parsed(runtime, request(1, token, webhook("p-1"), secret, "m1"))
+
+
 @pytest.fixture
-def postgres(settings: Settings) -> str:
-    if not settings.database_url.startswith("postgresql"):
-        pytest.skip("the writer is intake's Postgres path")
-    return settings.database_url
+def writer(postgres: str) -> Iterator[InboxWriter]:
+    """A writer already connected, closed after the test."""
+    writer = InboxWriter(postgres, NAME)
+    stored(writer, [])
+    yield writer
+    writer.close()
 
 
 def test_a_batch_is_stored_once_and_its_repeat_inserts_nothing(
-    client: TestClient, runtime: Runtime, postgres: str
+    client: TestClient, runtime: Runtime, writer: InboxWriter
 ) -> None:
     token, secret = source_of(client)
     rows = parsed(
@@ -40,55 +47,40 @@ def test_a_batch_is_stored_once_and_its_repeat_inserts_nothing(
         request(1, token, webhook("p-1"), secret, "m1"),
         request(2, token, webhook("p-2"), secret, "m2"),
     )
-    writer = InboxWriter(postgres, NAME)
-    try:
-        first = stored(writer, rows)
-        again = stored(writer, rows)
-    finally:
-        writer.close()
+
+    first = stored(writer, rows)
+    again = stored(writer, rows)
 
     assert (first, again) == ({row.id for row in rows}, set())
 
 
 def test_a_lost_connection_fails_one_batch_and_the_next_reconnects(
-    client: TestClient, runtime: Runtime, postgres: str
+    client: TestClient, runtime: Runtime, postgres: str, writer: InboxWriter
 ) -> None:
-    token, secret = source_of(client)
-    rows = parsed(runtime, request(1, token, webhook("p-1"), secret, "m1"))
-    writer = InboxWriter(postgres, NAME)
-    try:
-        stored(writer, [])  # connected
-        with psycopg.connect(postgres, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = %s",
-                [NAME],
-            )
-        with pytest.raises(StoreUnavailable, match=r"^database unavailable: "):
-            stored(writer, rows)
-        retried = stored(writer, rows)
-    finally:
-        writer.close()
+    rows = one_row(client, runtime)
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            [NAME],
+        )
+
+    with pytest.raises(StoreUnavailable, match=r"^database unavailable: "):
+        stored(writer, rows)
+    retried = stored(writer, rows)
 
     assert retried == {row.id for row in rows}
 
 
 def test_a_batch_whose_insert_answered_is_not_committed_until_the_writer_polls_it(
-    client: TestClient, runtime: Runtime, postgres: str
+    client: TestClient, runtime: Runtime, postgres: str, writer: InboxWriter
 ) -> None:
-    token, secret = source_of(client)
-    rows = parsed(runtime, request(1, token, webhook("p-1"), secret, "m1"))
-    writer = InboxWriter(postgres, NAME)
-    try:
-        stored(writer, [])  # connected
-        writer.send(rows)
-        answered, _, _ = select.select([writer.fileno()], [], [], 5)  # the INSERT's ids
-        with psycopg.connect(postgres) as observer:
-            visible = observer.execute("SELECT count(*) FROM inbox").fetchone()
-        writer.close()  # as if intake were killed here: the server rolls the INSERT back
-        retried = stored(writer, rows)
-    finally:
-        writer.close()
+    rows = one_row(client, runtime)
+    writer.send(rows)
+    answered, _, _ = select.select([writer.fileno()], [], [], 5)  # the INSERT's ids
+    with psycopg.connect(postgres) as observer:
+        visible = observer.execute("SELECT count(*) FROM inbox").fetchone()
+    writer.close()  # as if intake were killed here: the server rolls the INSERT back
+    retried = stored(writer, rows)
 
     assert (len(answered), visible, retried) == (1, (0,), {row.id for row in rows})
 

@@ -8,7 +8,6 @@ import time
 from datetime import UTC, datetime
 
 import psycopg
-import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -20,7 +19,6 @@ from callwatch.inbox import InboxRow
 from callwatch.inbox_writer import InboxWriter
 from callwatch.intake import LINGER_S, Incoming, Intake, Outcome, Sources, serve
 from callwatch.runtime import Runtime
-from callwatch.settings import Settings
 from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source
 from tests.factories import eventually
@@ -174,22 +172,20 @@ def read_replies(connection: socket.socket, frames: FrameBuffer, count: int) -> 
 
 
 def test_requests_arriving_while_a_batch_is_stored_are_checked_meanwhile(
-    client: TestClient, runtime: Runtime, settings: Settings
+    client: TestClient, runtime: Runtime, postgres: str
 ) -> None:
-    if not settings.database_url.startswith("postgresql"):
-        pytest.skip("the writer that stores without waiting is intake's Postgres path")
     token, secret = source_of(client)
     ours, theirs = socket.socketpair()
     ours.settimeout(10)
     frames = FrameBuffer()
-    writer = InboxWriter(settings.database_url, "callwatch-test-intake")
+    writer = InboxWriter(postgres, "callwatch-test-intake")
     stored(writer, [])  # connected (and its INSERT prepared) before the table is locked
     intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), lambda _: None)
     server = threading.Thread(target=serve, args=(theirs, intake, writer))
     server.start()
     with (
-        psycopg.connect(settings.database_url) as blocker,
-        psycopg.connect(settings.database_url, autocommit=True) as observer,
+        psycopg.connect(postgres) as blocker,
+        psycopg.connect(postgres, autocommit=True) as observer,
     ):
         blocker.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")  # held until the rollback
 

@@ -110,7 +110,7 @@ def _checked(result: pq.abc.PGresult | None, expected: pq.ExecStatus) -> pq.abc.
 
 def _error(result: pq.abc.PGresult | None) -> psycopg.Error:
     """The exception psycopg would raise for a failed result (its class from the SQLSTATE)."""
-    if result is None or result.status == pq.ExecStatus.PIPELINE_ABORTED:
+    if result is None:
         return psycopg.OperationalError("the connection closed")
     sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
     try:
