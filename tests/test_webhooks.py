@@ -2,6 +2,7 @@
 
 import json
 import time
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -140,6 +141,24 @@ def test_unknown_token_is_404(client) -> None:
     response = client.post("/webhooks/not-a-token", content=b"{}")
     assert response.status_code == 404
     assert response.json()["title"] == "Not found"
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "status"),
+    [("GET", "", 405), ("PUT", "", 405), ("POST", "/more", 404)],
+)
+def test_only_a_post_to_one_token_reaches_the_endpoint(
+    client, source, method, suffix, status
+) -> None:
+    # The app hands webhook POSTs to the endpoint before Starlette's router; the rest must be
+    # routed as the route table says (the endpoint would answer this unsigned request with 401).
+    response = client.request(method, path_of(source["webhook_url"]) + suffix, content=b"{}")
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+    }
 
 
 def test_disallowed_ip_is_401(client) -> None:

@@ -57,6 +57,12 @@ async def unexpected(request: Request, exc: Exception) -> Response:
     return problem(500, "Internal server error", "an unexpected error was logged")
 
 
+async def handle(request: Request, exc: Exception) -> Response:
+    """The response of the handler for `exc`'s nearest class, as Starlette would choose it."""
+    handler = next(HANDLERS[kind] for kind in type(exc).__mro__ if kind in HANDLERS)
+    return await handler(request, exc)
+
+
 HANDLERS = {
     RequestError: request_error,
     StoreUnavailable: store_unavailable,
