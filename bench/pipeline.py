@@ -23,7 +23,8 @@ What it does:
    default offers 25 % more than the goal, so a run that keeps up shows headroom.
 4. Polls the database until every call is assembled or failed (or `--timeout`), then measures
    per call: completion event's `inbox.received_at` → `calls.assembled_at` (both the server's
-   clock). Throughput: assembled calls / (first completion received → last assembled).
+   clock). Throughput: assembled calls / (first completion received → last assembled). Also the
+   p95 of each fifth of the calls by completion time, which tells a stall from falling behind.
 5. Ledger: sent = assembled + failed + missing-recording (assembled without its recording);
    anything else (unfinished, never stored) makes the run VOID.
 
@@ -216,6 +217,7 @@ def report(
 ) -> int:
     assembled = missing = failed = 0
     latencies: list[float] = []
+    timed: list[tuple[datetime, float]] = []  # (completion received, latency)
     first_completion: datetime | None = None
     last_assembled: datetime | None = None
     for row in rows:
@@ -232,6 +234,7 @@ def report(
             last_assembled = max(last_assembled or assembled_at, assembled_at)
             if completed_at is not None:
                 latencies.append((assembled_at - completed_at).total_seconds())
+                timed.append((completed_at, latencies[-1]))
     latencies.sort()
     window = (
         (last_assembled - first_completion).total_seconds()
@@ -257,6 +260,7 @@ def report(
         f"latency completion received -> assembled: p50 {p50 * 1000:.0f} ms, "
         f"p95 {p95 * 1000:.0f} ms, max {worst * 1000:.0f} ms (n={len(latencies)})"
     )
+    print(f"p95 by fifth of the run (by completion): {by_fifth(timed)}")
     print(f"worker CPU: {worker_s * 1000 / args.calls:.1f} ms per call (both processes)")
     print(
         f"goal >= {GOAL_RATE:g} calls/s: {'MET' if rate >= GOAL_RATE else 'MISSED'}; "
@@ -270,6 +274,17 @@ def report(
         f" -> {'OK' if balanced else 'VOID'}"
     )
     return 0 if balanced else 1
+
+
+def by_fifth(timed: list[tuple[datetime, float]]) -> str:
+    """p95 latency of the calls completed in each fifth of the run: a transient or a stall shows
+    as one or two high fifths, a pipeline that falls behind as rising ones."""
+    timed.sort()
+    fifths = [
+        sorted(latency for _, latency in timed[n * len(timed) // 5 : (n + 1) * len(timed) // 5])
+        for n in range(5)
+    ]
+    return " / ".join(f"{harness.percentile(part, 0.95) * 1000:.0f}" for part in fifths) + " ms"
 
 
 if __name__ == "__main__":
