@@ -220,7 +220,7 @@ def main() -> int:
     parser.add_argument(
         "--max-rate",
         type=int,
-        default=8000,
+        default=16000,
         help="requests pre-generated per second of run (callwatch stops if used up)",
     )
     parser.add_argument("--postgres", default=harness.DEFAULT_PG)
