@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -79,13 +80,20 @@ class Source(Base):
     created_at: Mapped[datetime]
 
 
+_PENDING = text("processed_at IS NULL")
+_JOINED = text("call_id IS NOT NULL")
+
+
 class InboxEvent(Base):
     """One received webhook event, stored before the 2xx; `processed_at` marks it applied."""
 
     __tablename__ = "inbox"
+    # Partial indexes: a webhook's INSERT adds no call_id entry, and the pending index holds
+    # only the unprocessed rows the sweeper looks for (README, Performance).
     __table_args__ = (
         UniqueConstraint("source_id", "dedupe_key"),
-        Index("ix_inbox_pending", "processed_at", "due_at"),
+        Index("ix_inbox_pending", "due_at", postgresql_where=_PENDING, sqlite_where=_PENDING),
+        Index("ix_inbox_call_id", "call_id", postgresql_where=_JOINED, sqlite_where=_JOINED),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -99,7 +107,7 @@ class InboxEvent(Base):
     received_at: Mapped[datetime]
     due_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
-    call_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    call_id: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
 
