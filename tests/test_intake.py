@@ -17,7 +17,7 @@ from callwatch.db import make_engine, make_sessionmaker
 from callwatch.frames import FrameBuffer, frame
 from callwatch.inbox import InboxRow
 from callwatch.inbox_writer import InboxWriter
-from callwatch.intake import LINGER_S, Incoming, Intake, Outcome, Sources, serve
+from callwatch.intake import INCOMING, LINGER_S, OUTCOME, Incoming, Intake, Outcome, Sources, serve
 from callwatch.runtime import Runtime
 from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source
@@ -46,7 +46,7 @@ def request(
         url=f"http://testserver/webhooks/{token}",
         received_at=datetime.now(UTC),
     )
-    return number, incoming.model_dump_json().encode() + b"\n" + body
+    return number, INCOMING.dump_json(incoming) + b"\n" + body
 
 
 def handle(intake: Intake, requests: list[tuple[int, bytes]]) -> bytes:
@@ -56,9 +56,7 @@ def handle(intake: Intake, requests: list[tuple[int, bytes]]) -> bytes:
 
 
 def outcomes(replies: bytes) -> dict[int, Outcome]:
-    return {
-        number: Outcome.model_validate_json(body) for number, body in FrameBuffer().feed(replies)
-    }
+    return {number: OUTCOME.validate_json(body) for number, body in FrameBuffer().feed(replies)}
 
 
 def source_of(client: TestClient) -> tuple[str, str]:
@@ -167,7 +165,7 @@ def read_replies(connection: socket.socket, frames: FrameBuffer, count: int) -> 
     replies: dict[int, Outcome] = {}
     while len(replies) < count:
         for number, payload in frames.feed(connection.recv(65536)):
-            replies[number] = Outcome.model_validate_json(payload)
+            replies[number] = OUTCOME.validate_json(payload)
     return replies
 
 

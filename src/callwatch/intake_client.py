@@ -9,7 +9,7 @@ from multiprocessing.process import BaseProcess
 
 from callwatch import errors, intake
 from callwatch.frames import FrameBuffer, frame
-from callwatch.intake import Incoming, Outcome
+from callwatch.intake import INCOMING, OUTCOME, Incoming, Outcome
 from callwatch.settings import Settings
 
 log = logging.getLogger("callwatch.intake")
@@ -58,8 +58,8 @@ class IntakeClient:
         # The requests that arrive in one turn of the event loop go out in one write.
         if not self._unsent:
             loop.call_soon(self._send)
-        self._unsent.append(frame(number, incoming.model_dump_json().encode() + b"\n" + body))
-        return Outcome.model_validate_json(await future)
+        self._unsent.append(frame(number, INCOMING.dump_json(incoming) + b"\n" + body))
+        return OUTCOME.validate_json(await future)
 
     def _send(self) -> None:
         frames, self._unsent = self._unsent, []

@@ -30,7 +30,7 @@ class WebhookEndpoint:
         token = path_param(scope, "webhook_token")
         body = await _read_body(scope, receive, settings.max_body_bytes)
         client = scope.get("client")
-        incoming = Incoming.model_construct(  # typed already: the intake process validates it
+        incoming = Incoming(
             token=token,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
             client_ip=client[0] if client else None,
