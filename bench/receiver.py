@@ -201,7 +201,7 @@ def load(spec: LoadSpec) -> LoadResult:
 # ---------------------------------------------------------------- orchestration
 
 
-def _row(number: int, name: str, result: LoadResult) -> str:
+def format_row(number: int, name: str, result: LoadResult) -> str:
     return (
         f"{number:<6} {name:<10} {result.rps:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
         f"{result.max_ms:>8.1f} {result.requests:>9} {result.errors:>6} "
@@ -285,9 +285,9 @@ def bench(args: argparse.Namespace) -> int:
             bare_spec = spec(f"{bare_url}/webhooks/bare", BARE_SECRET, bare_server.pid, cycle=True)
             for number in range(1, args.rounds + 1):
                 bare = load(bare_spec)
-                print(_row(number, "bare", bare), flush=True)
+                print(format_row(number, "bare", bare), flush=True)
                 ours = load(spec(webhook_url, secret, server.pid))
-                print(_row(number, "callwatch", ours), flush=True)
+                print(format_row(number, "callwatch", ours), flush=True)
                 rounds.append((bare, ours))
         with harness.engine_for(database_url) as engine, engine.connect() as connection:
             inbox_rows = connection.execute(text("SELECT count(*) FROM inbox")).scalar_one()

@@ -1,0 +1,107 @@
+"""Receiver A/B: callwatch from two checkouts, loaded in alternating rounds; per-pair ratios.
+
+Usage (from the repository root; each checkout needs its own `uv sync`):
+
+    git worktree add /tmp/before <commit> && (cd /tmp/before && uv sync --frozen)
+    uv run python bench/ab.py /tmp/before . [--pairs 10] [--seconds 5] [--connections 32]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test]
+
+`bench/receiver.py` judges callwatch against a bare endpoint; a change worth a few percent is
+lost in its run-to-run noise (the host's speed moves by ±15 % between rounds). This runs both
+checkouts' `callwatch serve` at once, each with its own fresh database and Redis db, and loads
+them one at a time with `bench/receiver.py`'s load generator, alternating which goes first in
+each pair. It prints each round, each pair's ratio (second checkout / first) and their median,
+and a ledger per checkout: every reply a 202, and as many inbox rows as 202s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness
+import receiver
+
+
+def bench(args: argparse.Namespace) -> int:
+    from sqlalchemy import text
+
+    checkouts = [Path(path).resolve() for path in args.checkouts]
+    labels = dict(zip(checkouts, ("A", "B"), strict=True))
+    for checkout, label in labels.items():
+        print(f"{label} = {checkout}")
+    rps: dict[Path, list[float]] = {path: [] for path in checkouts}
+    replies: dict[Path, int] = dict.fromkeys(checkouts, 0)
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for index, checkout in enumerate(checkouts):
+            database = stack.enter_context(harness.temp_database(args.postgres, f"bench_ab{index}"))
+            redis = f"{args.redis.rsplit('/', 1)[0]}/{6 + index}"
+            harness.flush_redis(redis)
+            port = harness.free_port()
+            base = f"http://127.0.0.1:{port}"
+            python = checkout / ".venv/bin/python"
+            argv = [python, "-m", "callwatch", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            env = harness.callwatch_env(database, redis, base)
+            server = subprocess.Popen(argv, cwd=checkout, env=env, start_new_session=True)
+            stack.callback(harness.stop_child, server)
+            harness.wait_http(base + "/healthz", server)
+            url, secret = harness.create_source(base)
+            spec = receiver.LoadSpec(
+                url=url,
+                secret=secret,
+                seconds=args.seconds,
+                warmup=1.0,
+                connections=args.connections,
+                max_rate=args.max_rate,
+                server_pid=server.pid,
+                cycle=False,
+            )
+            servers.append((checkout, spec, database))
+        ratios = []
+        for pair in range(1, args.pairs + 1):
+            results = {}
+            for checkout, spec, _ in servers if pair % 2 else reversed(servers):
+                result = results[checkout] = receiver.load(spec)
+                rps[checkout].append(result.rps)
+                replies[checkout] += result.statuses.get("202", 0)
+                print(receiver.format_row(pair, labels[checkout], result), flush=True)
+            ratios.append(results[checkouts[1]].rps / results[checkouts[0]].rps)
+        balanced = True
+        for checkout, _, database in servers:
+            with harness.engine_for(database) as engine, engine.connect() as connection:
+                rows = connection.execute(text("SELECT count(*) FROM inbox")).scalar_one()
+            ok = rows == replies[checkout]
+            balanced &= ok
+            print(
+                f"{labels[checkout]}: median {statistics.median(rps[checkout]):.0f} req/s; ledger "
+                f"{replies[checkout]} 202s, {rows} inbox rows -> {'OK' if ok else 'VOID'}"
+            )
+    print(
+        f"B / A per pair: {', '.join(f'{r:.3f}' for r in ratios)}; "
+        f"median {statistics.median(ratios):.3f}"
+    )
+    return 0 if balanced else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("checkouts", nargs=2, metavar="CHECKOUT")
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--max-rate", type=int, default=16000)
+    parser.add_argument("--postgres", default=harness.DEFAULT_PG)
+    parser.add_argument("--redis", default=harness.DEFAULT_REDIS)
+    return harness.run_main(bench, parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
