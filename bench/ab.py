@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -39,6 +38,7 @@ def bench(args: argparse.Namespace) -> int:
         print(f"{label} = {checkout}")
     rps: dict[Path, list[float]] = {path: [] for path in checkouts}
     replies: dict[Path, int] = dict.fromkeys(checkouts, 0)
+    others: dict[Path, int] = dict.fromkeys(checkouts, 0)  # non-202 replies and connection errors
     with contextlib.ExitStack() as stack:
         servers = []
         for index, checkout in enumerate(checkouts):
@@ -47,11 +47,8 @@ def bench(args: argparse.Namespace) -> int:
             harness.flush_redis(redis)
             port = harness.free_port()
             base = f"http://127.0.0.1:{port}"
-            python = checkout / ".venv/bin/python"
-            argv = [python, "-m", "callwatch", "serve", "--host", "127.0.0.1", "--port", str(port)]
             env = harness.callwatch_env(database, redis, base)
-            server = subprocess.Popen(argv, cwd=checkout, env=env, start_new_session=True)
-            stack.callback(harness.stop_child, server)
+            server = stack.enter_context(harness.serve(env, port, checkout))
             harness.wait_http(base + "/healthz", server)
             url, secret = harness.create_source(base)
             spec = receiver.LoadSpec(
@@ -71,18 +68,21 @@ def bench(args: argparse.Namespace) -> int:
             for checkout, spec, _ in servers if pair % 2 else reversed(servers):
                 result = results[checkout] = receiver.load(spec)
                 rps[checkout].append(result.rps)
-                replies[checkout] += result.statuses.get("202", 0)
+                accepted = result.statuses.get("202", 0)
+                replies[checkout] += accepted
+                others[checkout] += sum(result.statuses.values()) - accepted + result.errors
                 print(receiver.format_row(pair, labels[checkout], result), flush=True)
             ratios.append(results[checkouts[1]].rps / results[checkouts[0]].rps)
         balanced = True
         for checkout, _, database in servers:
             with harness.engine_for(database) as engine, engine.connect() as connection:
                 rows = connection.execute(text("SELECT count(*) FROM inbox")).scalar_one()
-            ok = rows == replies[checkout]
+            ok = rows == replies[checkout] and others[checkout] == 0
             balanced &= ok
             print(
                 f"{labels[checkout]}: median {statistics.median(rps[checkout]):.0f} req/s; ledger "
-                f"{replies[checkout]} 202s, {rows} inbox rows -> {'OK' if ok else 'VOID'}"
+                f"{replies[checkout]} 202s, {others[checkout]} other replies or connection "
+                f"errors, {rows} inbox rows -> {'OK' if ok else 'VOID'}"
             )
     print(
         f"B / A per pair: {', '.join(f'{r:.3f}' for r in ratios)}; "

@@ -111,10 +111,14 @@ def callwatch_env(database_url: str, redis_url: str, public_url: str) -> dict[st
 
 @contextlib.contextmanager
 def child(
-    argv: Sequence[str], env: dict[str, str] | None = None, *, grace_s: float = 10.0
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    *,
+    grace_s: float = 10.0,
+    cwd: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` in its own process group; SIGTERM (then SIGKILL) that group on exit."""
-    process = subprocess.Popen(list(argv), cwd=ROOT, env=env, start_new_session=True)
+    process = subprocess.Popen(list(argv), cwd=cwd, env=env, start_new_session=True)
     try:
         yield process
     finally:
@@ -148,10 +152,13 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.
     raise RuntimeError(f"{url} did not come up within {timeout_s} s")
 
 
-def serve(env: dict[str, str], port: int) -> contextlib.AbstractContextManager[Any]:
-    return child(
-        [PYTHON, "-m", "callwatch", "serve", "--host", "127.0.0.1", "--port", str(port)], env
-    )
+def serve(
+    env: dict[str, str], port: int, checkout: Path | None = None
+) -> contextlib.AbstractContextManager[Any]:
+    """`callwatch serve` from this checkout, or from another one with its own `.venv`."""
+    python = PYTHON if checkout is None else str(checkout / ".venv/bin/python")
+    argv = [python, "-m", "callwatch", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return child(argv, env, cwd=checkout or ROOT)
 
 
 def create_source(base_url: str, settings: dict[str, Any] | None = None) -> tuple[str, str]:
