@@ -47,7 +47,9 @@ class BackgroundServer:
         return self._url
 
     def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # TCP named: asyncio sets TCP_NODELAY only where the socket's proto says TCP, and the
+        # connections accepted inherit it. Without, a keep-alive reply stalled ~40 ms (Nagle).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         config = uvicorn.Config(
