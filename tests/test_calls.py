@@ -2,16 +2,20 @@
 
 import dataclasses
 import json
-from datetime import timedelta
+import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from callwatch import pipeline
+from callwatch import metrics, pipeline
 from callwatch.effects import Effects
-from callwatch.events import CallFields
+from callwatch.events import CallFields, CallStatus
+from callwatch.records import CallDetails
 from callwatch.runtime import Runtime
+from callwatch.simulator import DetailServer, SimCall, events_for, make_call
 from callwatch.tables import Call, InboxEvent
 from tests.conftest import create_org, create_source, path_of, signed
 
@@ -122,8 +126,96 @@ def test_a_claimed_run_whose_lease_ran_out_meanwhile_is_left_to_the_sweeper(
     before = assembly_of(runtime)
     late = dataclasses.replace(runtime, clock=lambda: claimed.lease_until + timedelta(seconds=1))
 
-    step = pipeline.run(late, claimed)
+    steps = pipeline.run(late, [claimed])
 
     # No fetch was made (the source has no detail URL: it would have failed the run).
-    assert step == pipeline.Step(None, Effects())
+    assert steps == pipeline.Steps({}, Effects())
     assert assembly_of(runtime) == before
+
+
+def answered_calls(count: int) -> list[SimCall]:
+    rng = random.Random(7)
+    calls: list[SimCall] = []
+    while len(calls) < count:
+        call = make_call(rng, datetime.now(UTC))
+        if call.status == CallStatus.completed:
+            calls.append(call)
+    return calls
+
+
+def claimed_runs(
+    client: TestClient, runtime: Runtime, server: DetailServer, calls: list[SimCall]
+) -> list[pipeline.Claimed]:
+    settings = {"detail_url": server.detail_url}
+    source = create_source(client, create_org(client), settings=settings)
+    for call in calls:
+        for body in events_for(call, embed_detail=False):
+            post(client, source, body)
+    return pipeline.ingest(runtime, inbox_ids(runtime)).ready
+
+
+def runs_of(runtime: Runtime) -> dict[str, tuple[str, int, str | None]]:
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(
+                Call.provider_call_id,
+                Call.assembly_state,
+                Call.assembly_failures,
+                Call.assembly_last_error,
+            )
+        )
+        return {call_id: (state, failures, error) for call_id, state, failures, error in rows}
+
+
+def test_claimed_runs_complete_together_and_a_failed_fetch_delays_only_its_call(
+    client: TestClient, runtime: Runtime
+) -> None:
+    first, down, last = answered_calls(3)
+    with DetailServer() as server:
+        server.add(first)
+        server.add(down, always_fail=True)
+        server.add(last)
+        claimed = claimed_runs(client, runtime, server, [first, down, last])
+
+        steps = pipeline.run(runtime, claimed)
+
+        error = f"GET {server.detail_url.replace('{call_id}', down.call_id)}: HTTP 500"
+    assert list(steps.countdowns) == [call_id_of(runtime, down.call_id)]
+    assert runs_of(runtime) == {
+        first.call_id: ("assembled", 0, None),
+        down.call_id: ("fetching", 1, error),
+        last.call_id: ("assembled", 0, None),
+    }
+
+
+def test_a_bug_completing_one_claimed_run_fails_only_that_run(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, buggy, last = answered_calls(3)
+    compute = metrics.compute
+
+    def compute_or_fail(details: CallDetails, **kwargs: Any) -> Any:
+        if details.to_number == buggy.to_number:
+            raise RuntimeError("bug")
+        return compute(details, **kwargs)
+
+    monkeypatch.setattr(metrics, "compute", compute_or_fail)
+    with DetailServer() as server:
+        for call in (first, buggy, last):
+            server.add(call)
+        claimed = claimed_runs(client, runtime, server, [first, buggy, last])
+
+        steps = pipeline.run(runtime, claimed)
+
+    assert list(steps.countdowns) == [call_id_of(runtime, buggy.call_id)]
+    assert runs_of(runtime) == {
+        first.call_id: ("assembled", 0, None),
+        buggy.call_id: ("fetching", 1, "internal error: RuntimeError('bug')"),
+        last.call_id: ("assembled", 0, None),
+    }
+
+
+def call_id_of(runtime: Runtime, provider_call_id: str) -> str:
+    with runtime.sessions() as session:
+        query = select(Call.id).where(Call.provider_call_id == provider_call_id)
+        return session.scalars(query).one()

@@ -30,29 +30,33 @@ def ingest(self: Task[Any, Any], inbox_ids: list[str]) -> None:
     except StoreUnavailable as exc:
         raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
     dispatch(ingested.effects)
-    # The first assembly run, claimed with the events, runs here rather than in a task of its
+    if not ingested.ready:
+        return
+    # The first assembly runs, claimed with the events, run here rather than in tasks of their
     # own: one message per batch of events instead of one more per call (the consumer loop, not
     # the work, is the limit).
-    for claimed in ingested.ready:
-        try:
-            step = pipeline.run(runtime(), claimed)
-        except StoreUnavailable:
+    try:
+        steps = pipeline.run(runtime(), ingested.ready)
+    except StoreUnavailable:
+        for claimed in ingested.ready:
             assemble.apply_async((claimed.call_id,), countdown=DB_RETRY_S)
-            continue
-        dispatch(step.effects)
-        if step.countdown is not None:
-            assemble.apply_async((claimed.call_id,), countdown=step.countdown)
+        return
+    follow(steps)
 
 
 @app.task(name=ASSEMBLE, bind=True, max_retries=12)
 def assemble(self: Task[Any, Any], call_id: str) -> None:
     try:
-        step = pipeline.assemble(runtime(), call_id)
+        steps = pipeline.assemble(runtime(), call_id)
     except StoreUnavailable as exc:
         raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
-    dispatch(step.effects)
-    if step.countdown is not None:
-        assemble.apply_async((call_id,), countdown=step.countdown)
+    follow(steps)
+
+
+def follow(steps: pipeline.Steps) -> None:
+    dispatch(steps.effects)
+    for call_id, countdown in steps.countdowns.items():
+        assemble.apply_async((call_id,), countdown=countdown)
 
 
 @app.task(name=DELIVER, bind=True, max_retries=12)

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from callwatch import alert_rules, deliveries, ids, rules, windows
-from callwatch.db import insert_ignore
+from callwatch.db import insert_ignore, memo
 from callwatch.effects import Effects, StreamEntry
 from callwatch.metrics import percentile
 from callwatch.records import CallRecord
@@ -22,19 +22,20 @@ TRIGGERED, RESOLVED = "alert.triggered", "alert.resolved"
 log = logging.getLogger("callwatch.alerts")
 
 
+def _call_rules(session: Session, org_id: str) -> list[AlertRule]:
+    """The org's enabled per-call rules, read once per transaction (a batch assembles many)."""
+    query = (
+        select(AlertRule)
+        .where(AlertRule.org_id == org_id, AlertRule.kind == "call", AlertRule.enabled.is_(True))
+        .order_by(AlertRule.id)
+    )
+    return memo(session, ("call rules", org_id), lambda: list(session.scalars(query)))
+
+
 def on_call(session: Session, call: Call, record: CallRecord, now: datetime) -> Effects:
     """The per-call rules of the call's org that this record fires, as effects."""
     effects = Effects()
-    candidates = session.scalars(
-        select(AlertRule)
-        .where(
-            AlertRule.org_id == call.org_id,
-            AlertRule.kind == "call",
-            AlertRule.enabled.is_(True),
-        )
-        .order_by(AlertRule.id)
-    )
-    for rule in candidates:
+    for rule in _call_rules(session, call.org_id):
         if rule.agent_id not in (None, call.agent_id):
             continue
         if rule.source_id not in (None, call.source_id):

@@ -67,10 +67,10 @@ def _lock_calls(
 
 
 def events_of(session: Session, call_id: str) -> list[tuple[str, CallEvent]]:
-    return _events_of_calls(session, [call_id]).get(call_id, [])
+    return events_of_calls(session, [call_id]).get(call_id, [])
 
 
-def _events_of_calls(
+def events_of_calls(
     session: Session, call_ids: Sequence[str]
 ) -> dict[str, list[tuple[str, CallEvent]]]:
     # As JSON text: pydantic parses it directly, instead of validating the driver's dicts.
@@ -129,7 +129,7 @@ def apply_inbox(
         row.processed_at = now
     correlation.claim_parked(session, locked)
     session.flush()
-    folded = _events_of_calls(session, [call.id for call in locked])
+    folded = events_of_calls(session, [call.id for call in locked])
     return [_apply_state(call, fold(folded[call.id]), now) for call in locked]
 
 

@@ -1,6 +1,7 @@
 """The worker side: apply inbox events to calls, then assemble finished calls step by step."""
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,7 +15,7 @@ from callwatch.errors import Permanent, Retryable, StoreUnavailable
 from callwatch.providers.base import FetchContext, SourceConfig
 from callwatch.records import CallDetails, CallRecord, Recording
 from callwatch.runtime import Runtime
-from callwatch.state import CallState
+from callwatch.state import CallState, fold
 from callwatch.tables import Call
 
 log = logging.getLogger("callwatch.pipeline")
@@ -39,8 +40,10 @@ class Ingested:
 
 
 @dataclass(frozen=True)
-class Step:
-    countdown: float | None  # to the next assembly step, if there is one
+class Steps:
+    """What assembly runs leave: the countdown to each call's next step, and what follows."""
+
+    countdowns: dict[str, float]
     effects: Effects
 
 
@@ -66,62 +69,110 @@ def ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
     return Ingested(ready, effects)
 
 
-def assemble(rt: Runtime, call_id: str) -> Step:
-    """One assembly step: the countdown to the next one (None: there is none), and what follows."""
+def assemble(rt: Runtime, call_id: str) -> Steps:
+    """One assembly step of a call, if it is due."""
     effects = Effects()
     with transaction(rt.sessions) as session:
-        call = _locked(session, call_id)
+        call = _locked(session, [call_id]).get(call_id)
         claimed = None
         if call is not None and _begin_run(session, rt, call, rt.clock(), effects):
             claimed = _claimed(session, rt, call, calls.state_of(session, call_id))
     if claimed is None:
-        return Step(None, effects)
-    step = run(rt, claimed)
-    effects.add(step.effects)
-    return Step(step.countdown, effects)
+        return Steps({}, effects)
+    steps = run(rt, [claimed])
+    effects.add(steps.effects)
+    return Steps(steps.countdowns, effects)
 
 
-def run(rt: Runtime, claimed: Claimed) -> Step:
-    """A claimed assembly run: fetch the details, then store the record or the failure."""
+def run(rt: Runtime, batch: Sequence[Claimed]) -> Steps:
+    """Claimed runs: fetch each call's details, then store the records or the failures.
+
+    The fetched calls are completed together, in one transaction: a worker's cost is mostly per
+    transaction and per statement, not per call (README, Performance).
+    """
     effects = Effects()
-    call_id = claimed.call_id
-    if rt.clock() >= claimed.lease_until:
-        # Claimed with a batch whose earlier runs took this long: the sweeper has it now.
-        return Step(None, effects)
+    countdowns: dict[str, float] = {}
+    fetched: list[tuple[Claimed, CallDetails]] = []
+    for claimed in batch:
+        if rt.clock() >= claimed.lease_until:
+            # Claimed with a batch whose earlier runs took this long: the sweeper has it now.
+            continue
+        outcome = _fetch(rt, claimed, effects)
+        if isinstance(outcome, CallDetails):
+            fetched.append((claimed, outcome))
+        elif outcome is not None:
+            countdowns[claimed.call_id] = outcome
     try:
-        details = providers.get(claimed.source.provider).fetch(
+        countdowns |= _completed(rt, fetched, effects)
+    except StoreUnavailable:
+        raise
+    except Exception:
+        # A bug in one call's completion must not fail the others: complete them one by one.
+        for one in fetched:
+            try:
+                countdowns |= _completed(rt, [one], effects)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                delay = _crashed(rt, one[0].call_id, exc, effects)
+                if delay is not None:
+                    countdowns[one[0].call_id] = delay
+    return Steps(countdowns, effects)
+
+
+def _fetch(rt: Runtime, claimed: Claimed, effects: Effects) -> CallDetails | float | None:
+    """The call's details, or else its failure stored: the countdown to its next run, if any."""
+    call_id = claimed.call_id
+    try:
+        return providers.get(claimed.source.provider).fetch(
             rt.http, claimed.source, claimed.context
         )
     except Retryable as exc:
         with transaction(rt.sessions) as session:
-            delay = _failed(session, rt, call_id, exc.detail, exc.retry_after, effects)
-        return Step(delay, effects)
+            return _failed(session, rt, call_id, exc.detail, exc.retry_after, effects)
     except Permanent as exc:
         with transaction(rt.sessions) as session:
-            delay = _failed(session, rt, call_id, str(exc), None, effects, final=True)
-        return Step(delay, effects)
-    except Exception as exc:
-        return _crashed(rt, call_id, exc, effects)
-    try:
-        with transaction(rt.sessions) as session:
-            delay = _complete(session, rt, claimed, details, rt.clock(), effects)
-        return Step(delay, effects)
-    except StoreUnavailable:
-        raise
+            return _failed(session, rt, call_id, str(exc), None, effects, final=True)
     except Exception as exc:
         return _crashed(rt, call_id, exc, effects)
 
 
-def _crashed(rt: Runtime, call_id: str, exc: Exception, effects: Effects) -> Step:
+def _completed(
+    rt: Runtime, fetched: Sequence[tuple[Claimed, CallDetails]], effects: Effects
+) -> dict[str, float]:
+    """Complete the fetched calls in one transaction: the countdowns of those still waiting."""
+    if not fetched:
+        return {}
+    countdowns = {}
+    done = Effects()  # kept only once committed
+    with transaction(rt.sessions) as session:
+        now = rt.clock()
+        call_ids = [claimed.call_id for claimed, _ in fetched]
+        locked = _locked(session, call_ids)
+        events = calls.events_of_calls(session, call_ids)
+        for claimed, details in fetched:
+            call = locked.get(claimed.call_id)
+            if call is None or call.assembly_state not in UNFINISHED:
+                continue
+            state = fold(events[call.id])
+            delay = _complete(session, rt, call, claimed, state, details, now, done)
+            if delay is not None:
+                countdowns[call.id] = delay
+    effects.add(done)
+    return countdowns
+
+
+def _crashed(rt: Runtime, call_id: str, exc: Exception, effects: Effects) -> float | None:
     """A bug, not the platform: counted like a failed attempt so it cannot loop for ever."""
     log.exception("assembly step crashed", extra={"call_id": call_id})
     with transaction(rt.sessions) as session:
-        delay = _failed(session, rt, call_id, f"internal error: {exc!r}", None, effects)
-    return Step(delay, effects)
+        return _failed(session, rt, call_id, f"internal error: {exc!r}", None, effects)
 
 
-def _locked(session: Session, call_id: str) -> Call | None:
-    return session.scalars(select(Call).where(Call.id == call_id).with_for_update()).one_or_none()
+def _locked(session: Session, call_ids: Sequence[str]) -> dict[str, Call]:
+    """The calls by id, locked in id order (as `calls.apply_inbox` locks them): no deadlock."""
+    query = select(Call).where(Call.id.in_(call_ids)).order_by(Call.id).with_for_update()
+    return {call.id: call for call in session.scalars(query)}
 
 
 def _begin_run(session: Session, rt: Runtime, call: Call, now: datetime, effects: Effects) -> bool:
@@ -178,7 +229,7 @@ def _failed(
     final: bool = False,
 ) -> float | None:
     now = rt.clock()
-    call = _locked(session, call_id)
+    call = _locked(session, [call_id]).get(call_id)
     if call is None or call.assembly_state not in UNFINISHED:
         return None
     call.assembly_failures += 1
@@ -206,16 +257,13 @@ def _failed(
 def _complete(
     session: Session,
     rt: Runtime,
+    call: Call,
     claimed: Claimed,
+    state: CallState,
     details: CallDetails,
     now: datetime,
     effects: Effects,
 ) -> float | None:
-    call_id = claimed.call_id
-    call = _locked(session, call_id)
-    if call is None or call.assembly_state not in UNFINISHED:
-        return None
-    state = calls.state_of(session, call_id)
     merged = assembly.merge(state, details)
     recording = assembly.recording_of(merged, now)
     call.details = details.model_dump(mode="json", exclude_none=True)
@@ -242,7 +290,7 @@ def _complete(
     call.assembly_next_at = None
     record = _store_record(call, claimed.source.name, state, merged, recording, now)
     effects.add(downstream.assembled(session, call, record, now))
-    log.info("call assembled", extra={"call_id": call_id, "recording": recording.status})
+    log.info("call assembled", extra={"call_id": call.id, "recording": recording.status})
     return None
 
 
