@@ -30,8 +30,6 @@ def ingest(self: Task[Any, Any], inbox_ids: list[str]) -> None:
     except StoreUnavailable as exc:
         raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
     dispatch(ingested.effects)
-    if not ingested.ready:
-        return
     # The first assembly runs, claimed with the events, run here rather than in tasks of their
     # own: one message per batch of events instead of one more per call (the consumer loop, not
     # the work, is the limit).

@@ -108,15 +108,15 @@ def run(rt: Runtime, batch: Sequence[Claimed]) -> Steps:
         raise
     except Exception:
         # A bug in one call's completion must not fail the others: complete them one by one.
-        for one in fetched:
+        for claimed, details in fetched:
             try:
-                countdowns |= _completed(rt, [one], effects)
+                countdowns |= _completed(rt, [(claimed, details)], effects)
             except StoreUnavailable:
                 raise
             except Exception as exc:
-                delay = _crashed(rt, one[0].call_id, exc, effects)
+                delay = _crashed(rt, claimed.call_id, exc, effects)
                 if delay is not None:
-                    countdowns[one[0].call_id] = delay
+                    countdowns[claimed.call_id] = delay
     return Steps(countdowns, effects)
 
 
