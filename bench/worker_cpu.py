@@ -117,10 +117,10 @@ def bench(args: argparse.Namespace) -> int:
             sent = asyncio.run(send_all(webhook_url, secret, calls, 32, 0))
         print(f"webhooks: {sent.requests} sent, 202: {sent.accepted}", flush=True)
         os.environ.update(env)
-        return run_tasks(args, database_url)
+        return run_tasks(args)
 
 
-def run_tasks(args: argparse.Namespace, database_url: str) -> int:
+def run_tasks(args: argparse.Namespace) -> int:
     # Imported only now: the Celery app reads its settings from the environment at import.
     from callwatch.runtime import Runtime
     from workers import tasks
