@@ -249,9 +249,10 @@ def test_detail_api_always_500_ends_failed_with_the_last_error(env: Env) -> None
     assert env["server"].requests(call.call_id) == 3
 
 
-def test_recording_appearing_after_3s_is_available(env: Env, settings: Any) -> None:
+def test_recording_appearing_while_awaited_is_available(env: Env, settings: Any) -> None:
     call = hand_call("slow-rec-1")
-    env["server"].add(call, recording_after_s=1.5)
+    # After the first fetch, within the test settings' 2 s wait (600 s by default).
+    env["server"].add(call, recording_after_s=1.0)
     send(env, events_for(call, embed_detail=False))
     pending = wait_for(env, call.call_id, lambda r: r["assembly"]["state"] == "awaiting_recording")
     assert pending["recording"]["status"] == "pending"

@@ -120,10 +120,11 @@ class _Registered:
     always_fail: bool
     throttle_first: int
     retry_after_s: float
-    recording_ready_at: float | None
+    recording_after_s: float | None
     hang_first_s: float
     detail_requests: int = 0
     recording_requests: int = 0
+    recording_ready_at: float | None = None  # set by the first request
 
 
 class DetailServer(BackgroundServer):
@@ -170,11 +171,17 @@ class DetailServer(BackgroundServer):
         hang_first_s: float = 0,
     ) -> None:
         """Serve `call` on every platform's API: its first requests (whichever route) hang,
-        fail, then throttle, as configured; its recording is ready after `recording_after_s`
-        (None: never)."""
-        ready_at = None if recording_after_s is None else time.monotonic() + recording_after_s
+        fail, then throttle, as configured; its recording is ready `recording_after_s` after
+        the first request (None: never), as a platform's is some time after the call ended:
+        counted from `add`, a slow first fetch would find it ready already."""
         entry = _Registered(
-            call, fail_first, always_fail, throttle_first, retry_after_s, ready_at, hang_first_s
+            call,
+            fail_first,
+            always_fail,
+            throttle_first,
+            retry_after_s,
+            recording_after_s,
+            hang_first_s,
         )
         with self._lock:
             self._calls[call.call_id] = entry
@@ -204,6 +211,8 @@ class DetailServer(BackgroundServer):
                     return _not_found(platform_call_id)
                 index = entry.detail_requests
                 entry.detail_requests += 1
+                if index == 0 and entry.recording_after_s is not None:
+                    entry.recording_ready_at = time.monotonic() + entry.recording_after_s
             failure = await self._failure(entry, index)
             if failure is not None:
                 return failure
