@@ -42,7 +42,9 @@ def bench(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         servers = []
         for index, checkout in enumerate(checkouts):
-            database = stack.enter_context(harness.temp_database(args.postgres, f"bench_ab{index}"))
+            database = stack.enter_context(
+                harness.temp_database(args.postgres, f"bench_ab{index}", checkout)
+            )
             redis = f"{args.redis.rsplit('/', 1)[0]}/{6 + index}"
             harness.flush_redis(redis)
             port = harness.free_port()

@@ -58,8 +58,11 @@ def install_signal_handlers() -> None:
 
 
 @contextlib.contextmanager
-def temp_database(server_url: str = DEFAULT_PG, prefix: str = "bench") -> Iterator[str]:
-    """A fresh, migrated Postgres database; dropped (WITH FORCE) on exit."""
+def temp_database(
+    server_url: str = DEFAULT_PG, prefix: str = "bench", checkout: Path | None = None
+) -> Iterator[str]:
+    """A fresh Postgres database, migrated by this checkout or by `checkout` (its own schema);
+    dropped (WITH FORCE) on exit."""
     from callwatch.migrate import upgrade
 
     name = f"{prefix}_{secrets.token_hex(4)}"
@@ -69,7 +72,12 @@ def temp_database(server_url: str = DEFAULT_PG, prefix: str = "bench") -> Iterat
             connection.execute(text(f'CREATE DATABASE "{name}"'))
         url = server_url.rsplit("/", 1)[0] + "/" + name
         try:
-            upgrade(url)
+            if checkout is None:
+                upgrade(url)
+            else:
+                env = dict(os.environ, CALLWATCH_DATABASE_URL=url)
+                argv = [str(checkout / ".venv/bin/python"), "-m", "callwatch", "migrate"]
+                subprocess.run(argv, env=env, cwd=checkout, check=True, stdout=subprocess.DEVNULL)
             yield url
         finally:
             with admin.connect() as connection:
