@@ -18,6 +18,7 @@ from callwatch.frames import FrameBuffer, frame
 from callwatch.inbox import InboxRow
 from callwatch.inbox_writer import InboxWriter
 from callwatch.intake import INCOMING, LINGER_S, OUTCOME, Incoming, Intake, Outcome, Sources, serve
+from callwatch.providers.base import RequestHeaders
 from callwatch.runtime import Runtime
 from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source
@@ -211,3 +212,14 @@ def test_requests_arriving_while_a_batch_is_stored_are_checked_meanwhile(
         1: "accepted",
         3: "accepted",
     }
+
+
+def test_request_headers_are_case_insensitive_and_the_first_of_a_repeat_wins() -> None:
+    headers = RequestHeaders([("webhook-id", "a"), ("X-Custom", "b"), ("webhook-id", "c")])
+
+    assert (headers["Webhook-ID"], headers.get("x-custom"), headers.get("gone"), dict(headers)) == (
+        "a",
+        "b",
+        None,
+        {"webhook-id": "a", "x-custom": "b"},
+    )

@@ -98,7 +98,8 @@ class InboxEvent(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(String(40))
-    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    # No foreign key on Postgres (migration 0008): its check cost a webhook batch ~13 %.
+    source_id: Mapped[str] = mapped_column(String(40))
     dedupe_key: Mapped[str] = mapped_column(String(200))
     provider_call_id: Mapped[str] = mapped_column(String(200))
     event: Mapped[dict[str, Any]]

@@ -1,6 +1,6 @@
 """The adapter interface every platform module implements, and the request it receives."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -23,6 +23,24 @@ class SourceConfig:
     provider: str
     settings: dict[str, Any]
     credentials: dict[str, str]
+
+
+class RequestHeaders(Mapping[str, str]):
+    """A request's headers by case-insensitive name; the first of a repeated name wins."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._values: dict[str, str] = {}
+        for name, value in pairs:
+            self._values.setdefault(name.lower(), value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 @dataclass(frozen=True)
