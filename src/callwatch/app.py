@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 class App(Starlette):
     """Starlette, but a webhook POST goes straight to its route: the middleware stack and the
-    router's walk took ~3.5 of ~27 µs of the web process's CPU per webhook (README, Performance)."""
+    router's walk took ~3.5 of ~27 µs of the web process's CPU per webhook (bench/README.md)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match, child = WEBHOOK.matches(scope)

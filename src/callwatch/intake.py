@@ -39,7 +39,7 @@ log = logging.getLogger("callwatch.webhooks")
 
 APPLICATION_NAME = "callwatch-intake"  # its connection in pg_stat_activity
 # How long stored ids wait to share one queue message: at 125 calls/s, 20 ms made messages of
-# ~9 ids, 50 ms of ~23, and a worker's CPU per call fell by a third (README, Performance).
+# ~9 ids, 50 ms of ~23, and a worker's CPU per call fell by a third (bench/README.md).
 LINGER_S = 0.05
 MAX_UNSENT = 500
 # Requests per INSERT: uncapped, batches of 30 and more formed, with stalls near 100 ms (bench).
@@ -72,7 +72,7 @@ class Outcome:
 
 # Both go over the wire as JSON through these adapters: a plain dataclass and one call into
 # pydantic-core each way, where a BaseModel built with model_construct cost the web process ~6 µs
-# per webhook (README, Performance).
+# per webhook (bench/README.md).
 INCOMING = TypeAdapter(Incoming)
 OUTCOME = TypeAdapter(Outcome)
 

@@ -88,7 +88,7 @@ def run(rt: Runtime, batch: Sequence[Claimed]) -> Steps:
     """Claimed runs: fetch each call's details, then store the records or the failures.
 
     The fetched calls are completed together, in one transaction: a worker's cost is mostly per
-    transaction and per statement, not per call (README, Performance).
+    transaction and per statement, not per call (bench/README.md).
     """
     effects = Effects()
     countdowns: dict[str, float] = {}

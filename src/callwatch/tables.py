@@ -89,7 +89,7 @@ class InboxEvent(Base):
 
     __tablename__ = "inbox"
     # Partial indexes: a webhook's INSERT adds no call_id entry, and the pending index holds
-    # only the unprocessed rows the sweeper looks for (README, Performance).
+    # only the unprocessed rows the sweeper looks for (bench/README.md).
     __table_args__ = (
         UniqueConstraint("source_id", "dedupe_key"),
         Index("ix_inbox_pending", "due_at", postgresql_where=_PENDING, sqlite_where=_PENDING),

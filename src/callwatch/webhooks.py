@@ -22,7 +22,7 @@ class WebhookReply(BaseModel):
 
 class WebhookEndpoint:
     """A plain ASGI app, not a Starlette endpoint: Starlette's Request and Response objects took
-    ~20 % of the web process's CPU per webhook (README, Performance)."""
+    ~20 % of the web process's CPU per webhook (bench/README.md)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = scope["app"].state.services
