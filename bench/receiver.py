@@ -25,8 +25,8 @@ What it does:
    count towards req/s and latency; every reply counts towards the status ledger.
 4. Prints req/s, p50, p99 for each run, the callwatch/bare ratio of each round, their median
    and the median p99 against the goal (ratio >= 0.25, p99 < 20 ms), client and server CPU
-   use (a client near 100 % CPU means the numbers are client-bound; intakeCPU is the server's
-   child processes: callwatch's intake), and the durability ledger: inbox rows == 202 replies.
+   use (a client near 100 % CPU means the numbers are client-bound), and the durability
+   ledger: inbox rows == 202 replies.
 
 Internal modes (used by the script itself): `--bare-server PORT`, `--load JSON`.
 """
@@ -96,7 +96,6 @@ class LoadResult:
     generated: int = 0
     client_cpu: float = 0.0  # CPU seconds / wall seconds of the load process
     server_cpu: float = 0.0  # the same for the server process (all its threads)
-    helper_cpu: float = 0.0  # the same for the server's child processes (intake)
 
 
 def build_requests(spec: LoadSpec) -> list[bytes]:
@@ -152,14 +151,10 @@ async def _drive(spec: LoadSpec, requests: list[bytes]) -> LoadResult:
 
     cpu_before = time.process_time()
     server_before = harness.cpu_seconds(spec.server_pid)
-    helpers = harness.descendants(spec.server_pid)
-    helpers_before = sum(harness.cpu_seconds(pid) for pid in helpers)
     await asyncio.gather(*(worker() for _ in range(spec.connections)))
     ended = time.perf_counter()
     result.client_cpu = (time.process_time() - cpu_before) / (ended - began)
     result.server_cpu = (harness.cpu_seconds(spec.server_pid) - server_before) / (ended - began)
-    helpers_after = sum(harness.cpu_seconds(pid) for pid in helpers)
-    result.helper_cpu = (helpers_after - helpers_before) / (ended - began)
     latencies.sort()
     result.requests = len(latencies)
     result.elapsed_s = min(ended, stop_at) - measure_from
@@ -205,8 +200,7 @@ def format_row(number: int, name: str, result: LoadResult) -> str:
     return (
         f"{number:<6} {name:<10} {result.rps:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
         f"{result.max_ms:>8.1f} {result.requests:>9} {result.errors:>6} "
-        f"{result.client_cpu * 100:>9.0f}% {result.server_cpu * 100:>9.0f}% "
-        f"{result.helper_cpu * 100:>9.0f}%  "
+        f"{result.client_cpu * 100:>9.0f}% {result.server_cpu * 100:>9.0f}%  "
         f"{json.dumps(result.statuses, sort_keys=True)}"
     )
 
@@ -261,7 +255,7 @@ def bench(args: argparse.Namespace) -> int:
     )
     print(
         f"{'round':<6} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-        f"{'measured':>9} {'errors':>6} {'clientCPU':>10} {'serverCPU':>10} {'intakeCPU':>10}"
+        f"{'measured':>9} {'errors':>6} {'clientCPU':>10} {'serverCPU':>10}"
         "  statuses (all)",
         flush=True,
     )

@@ -5,12 +5,12 @@ Usage (from the repository root):
     uv run python bench/web_cpu.py [--rounds 8] [--round-requests 2000] [--connections 32]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/5]
 
-`bench/receiver.py` measures the whole receiver: load client, web process, intake, Postgres
-and Redis sharing two cores, where one machine's runs can differ by half. This one isolates the
-web process's own work. It calls the ASGI app of `callwatch.app.create_app` directly from this
-process (no uvicorn, no HTTP sockets), `--connections` requests in flight, with the real intake
-process, a fresh Postgres database and Redis behind it, and reads this process's CPU time (the
-intake process and Postgres are not in it). A bare Starlette app (one route, 200 "ok") runs the
+`bench/receiver.py` measures the whole receiver: load client, web process, Postgres and Redis
+sharing two cores, where one machine's runs can differ by half. This one isolates the web
+process's own work. It calls the ASGI app of `callwatch.app.create_app` directly from this
+process (no uvicorn, no HTTP sockets), `--connections` requests in flight, with a fresh Postgres
+database and Redis behind it, and reads this process's CPU time (intake's verify, parse and
+group commit included; Postgres's work not). A bare Starlette app (one route, 200 "ok") runs the
 same way, in rounds alternating with callwatch's, as the baseline. Prints the median, min and
 max µs of CPU per request for each, the ratio, and the status ledger (every callwatch request
 must be a 202).
@@ -92,12 +92,6 @@ async def drive(
     return (time.process_time() - began) / len(requests) * 1e6
 
 
-def process_cpu_clock(pid: int | None) -> int:
-    """The clock id of another process's CPU time (Linux: CPUCLOCK_SCHED of that pid)."""
-    assert pid is not None, "intake has not started"
-    return ((~pid) << 3) | 2
-
-
 async def lifespan(app: Any, body: Callable[[], Awaitable[None]]) -> None:
     """Run `body` between the app's start-up and shut-down, as uvicorn would."""
     inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
@@ -153,22 +147,17 @@ def bench(args: argparse.Namespace) -> int:
         requests = signed_requests(secret, size * (args.rounds + 1))
         apps: dict[str, App] = {"bare": harness.bare_app(), "callwatch": create_app(settings)}
         cpu: dict[str, list[float]] = {name: [] for name in apps}
-        intake_cpu: list[float] = []
         statuses: dict[str, Counter[int]] = {name: Counter() for name in apps}
 
         async def rounds() -> None:
             path = f"/webhooks/{token}"
             await drive(apps["callwatch"], path, requests[:size], args.connections, Counter())
-            intake = process_cpu_clock(apps["callwatch"].state.services.intake.pid())  # type: ignore[attr-defined]
             for index in range(args.rounds):
                 batch = requests[(index + 1) * size : (index + 2) * size]
                 order = list(apps) if index % 2 == 0 else list(reversed(apps))
                 for name in order:
-                    began = time.clock_gettime(intake)
                     used = await drive(apps[name], path, batch, args.connections, statuses[name])
                     cpu[name].append(used)
-                    if name == "callwatch":
-                        intake_cpu.append((time.clock_gettime(intake) - began) / size * 1e6)
                 print(f"round {index + 1}/{args.rounds}", file=sys.stderr)
 
         import uvloop
@@ -183,10 +172,6 @@ def bench(args: argparse.Namespace) -> int:
             f"{name:<10} median {statistics.median(values):7.1f} µs   min {min(values):7.1f}"
             f"   max {max(values):7.1f}   statuses {dict(statuses[name])}"
         )
-    print(
-        f"{'intake':<10} median {statistics.median(intake_cpu):7.1f} µs   min "
-        f"{min(intake_cpu):7.1f}   max {max(intake_cpu):7.1f}   (callwatch's intake process)"
-    )
     ratio = statistics.median(cpu["callwatch"]) / statistics.median(cpu["bare"])
     print(f"callwatch / bare: {ratio:.1f} times the CPU")
     expected = args.rounds * size

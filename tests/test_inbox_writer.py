@@ -7,33 +7,49 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from callwatch import tenancy
 from callwatch.errors import StoreUnavailable
 from callwatch.inbox import InboxRow
 from callwatch.inbox_writer import InboxWriter
-from callwatch.intake import Intake, Sources, rows_of
+from callwatch.intake import rows_of
 from callwatch.runtime import Runtime
-from tests.test_intake import request, source_of, stored, webhook
+from tests.test_intake import request, source_of, webhook
 
 NAME = "callwatch-test-writer"
 
 
-def parsed(runtime: Runtime, *requests: tuple[int, bytes]) -> list[InboxRow]:
-    intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), lambda _: None)
-    replies, accepted = intake.parse(list(requests))
-    assert replies == b""
-    return rows_of(accepted)
-
-
-def one_row(client: TestClient, runtime: Runtime) -> list[InboxRow]:
+def parsed(client: TestClient, runtime: Runtime, *call_ids: str) -> list[InboxRow]:
     token, secret = source_of(client)
-    return parsed(runtime, request(1, token, webhook("p-1"), secret, "m1"))
+    with runtime.sessions() as session:
+        source = tenancy.source_by_token(session, runtime.vault, token)
+    assert source is not None
+    return [
+        row
+        for number, call_id in enumerate(call_ids)
+        for row in rows_of(source, request(webhook(call_id), secret, f"m{number}"))
+    ]
+
+
+def stored(writer: InboxWriter, rows: list[InboxRow]) -> set[str]:
+    """Store one batch and wait for its commit, as intake does on its event loop."""
+    writer.connect()
+    writer.send(rows)
+    try:
+        while True:
+            select.select([writer.fileno()], [], [], 5)
+            inserted = writer.poll()
+            if inserted is not None:
+                return inserted
+    except Exception:
+        writer.close()
+        raise
 
 
 @pytest.fixture
 def writer(postgres: str) -> Iterator[InboxWriter]:
     """A writer already connected, closed after the test."""
     writer = InboxWriter(postgres, NAME)
-    stored(writer, [])
+    writer.connect()
     yield writer
     writer.close()
 
@@ -41,12 +57,7 @@ def writer(postgres: str) -> Iterator[InboxWriter]:
 def test_a_batch_is_stored_once_and_its_repeat_inserts_nothing(
     client: TestClient, runtime: Runtime, writer: InboxWriter
 ) -> None:
-    token, secret = source_of(client)
-    rows = parsed(
-        runtime,
-        request(1, token, webhook("p-1"), secret, "m1"),
-        request(2, token, webhook("p-2"), secret, "m2"),
-    )
+    rows = parsed(client, runtime, "p-1", "p-2")
 
     first = stored(writer, rows)
     again = stored(writer, rows)
@@ -57,7 +68,7 @@ def test_a_batch_is_stored_once_and_its_repeat_inserts_nothing(
 def test_a_lost_connection_fails_one_batch_and_the_next_reconnects(
     client: TestClient, runtime: Runtime, postgres: str, writer: InboxWriter
 ) -> None:
-    rows = one_row(client, runtime)
+    rows = parsed(client, runtime, "p-1")
     with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
@@ -74,12 +85,12 @@ def test_a_lost_connection_fails_one_batch_and_the_next_reconnects(
 def test_a_batch_whose_insert_answered_is_not_committed_until_the_writer_polls_it(
     client: TestClient, runtime: Runtime, postgres: str, writer: InboxWriter
 ) -> None:
-    rows = one_row(client, runtime)
+    rows = parsed(client, runtime, "p-1")
     writer.send(rows)
     answered, _, _ = select.select([writer.fileno()], [], [], 5)  # the INSERT's ids
     with psycopg.connect(postgres) as observer:
         visible = observer.execute("SELECT count(*) FROM inbox").fetchone()
-    writer.close()  # as if intake were killed here: the server rolls the INSERT back
+    writer.close()  # as if the web process were killed here: the server rolls the INSERT back
     retried = stored(writer, rows)
 
     assert (len(answered), visible, retried) == (1, (0,), {row.id for row in rows})
@@ -89,4 +100,5 @@ def test_an_unreachable_database_is_store_unavailable() -> None:
     writer = InboxWriter("postgresql://postgres@127.0.0.1:1/test", NAME)
 
     with pytest.raises(StoreUnavailable, match=r"^database unavailable: "):
-        writer.send([])
+        writer.connect()
+    assert not writer.connected

@@ -1,63 +1,50 @@
-"""The intake process's work, on the real database: verify, parse, group commit, enqueue."""
+"""Intake on the real database: verify, parse, group commit, enqueue, on an event loop."""
 
+import asyncio
 import json
-import selectors
-import socket
-import threading
 import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import psycopg
+import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from callwatch import signatures
 from callwatch.crypto import Vault
 from callwatch.db import make_engine, make_sessionmaker
-from callwatch.frames import FrameBuffer, frame
-from callwatch.inbox import InboxRow
+from callwatch.errors import CallwatchError, NotFound, StoreUnavailable
 from callwatch.inbox_writer import InboxWriter
-from callwatch.intake import INCOMING, LINGER_S, OUTCOME, Incoming, Intake, Outcome, Sources, serve
-from callwatch.providers.base import RequestHeaders
+from callwatch.intake import APPLICATION_NAME, LINGER_S, Intake, Sources
+from callwatch.providers.base import RequestHeaders, SourceConfig, WebhookRequest
 from callwatch.runtime import Runtime
 from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source
-from tests.factories import eventually
 
-NOW = datetime.now(UTC)
+T = TypeVar("T")
+WRONG_SECRET = "whsec_" + "A" * 44
 
 
 def webhook(call_id: str, status: str = "ringing") -> bytes:
     data = {"call_id": call_id, "status": status}
-    return json.dumps(
-        {"type": "call.status_changed", "timestamp": NOW.isoformat(), "data": data}
-    ).encode()
+    now = datetime.now(UTC).isoformat()
+    return json.dumps({"type": "call.status_changed", "timestamp": now, "data": data}).encode()
 
 
-def request(
-    number: int, token: str, body: bytes, secret: str, msg_id: str = "msg-1"
-) -> tuple[int, bytes]:
-    """A request frame as the web process sends it."""
+def request(body: bytes, secret: str, msg_id: str) -> WebhookRequest:
     headers = {"content-type": "application/json"}
     headers |= signatures.headers(secret, msg_id, int(time.time()), body)
-    incoming = Incoming(
-        token=token,
-        headers=list(headers.items()),
+    return WebhookRequest(
+        body=body,
+        headers=RequestHeaders(headers.items()),
+        content_type="application/json",
         client_ip="127.0.0.1",
-        url=f"http://testserver/webhooks/{token}",
+        url="http://testserver/webhooks/token",
         received_at=datetime.now(UTC),
     )
-    return number, INCOMING.dump_json(incoming) + b"\n" + body
-
-
-def handle(intake: Intake, requests: list[tuple[int, bytes]]) -> bytes:
-    """The reply frames of one batch stored in one transaction, as intake does on SQLite."""
-    replies, accepted = intake.parse(requests)
-    return replies + intake.settle(accepted, intake.store(accepted))
-
-
-def outcomes(replies: bytes) -> dict[int, Outcome]:
-    return {number: OUTCOME.validate_json(body) for number, body in FrameBuffer().feed(replies)}
 
 
 def source_of(client: TestClient) -> tuple[str, str]:
@@ -65,48 +52,79 @@ def source_of(client: TestClient) -> tuple[str, str]:
     return source["webhook_url"].rsplit("/", 1)[1], source["signing_secret"]
 
 
+def intake_on(runtime: Runtime, queued: list[list[str]], *, connect: bool = False) -> Intake:
+    """Intake as the web process builds it: a writer on Postgres, a worker thread on SQLite.
+
+    `connect`: the writer connects (and prepares its INSERT) now, before a test locks the table.
+    """
+    writer = None
+    if runtime.engine.dialect.name == "postgresql":
+        writer = InboxWriter(runtime.settings.database_url, APPLICATION_NAME)
+        if connect:
+            writer.connect()
+    sources = Sources(runtime.sessions, runtime.vault, 0)
+    return Intake(runtime.sessions, sources, queued.append, writer)
+
+
+def run(intake: Intake, scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a scenario on an event loop, then close intake as the web process does."""
+
+    async def main() -> T:
+        try:
+            return await scenario()
+        finally:
+            intake.close()
+
+    return asyncio.run(main())
+
+
+def outcome(result: list[str] | BaseException) -> Any:
+    if isinstance(result, CallwatchError):
+        return (type(result).__name__, str(result), getattr(result, "field", None))
+    return result
+
+
+def inbox(runtime: Runtime) -> list[tuple[str, str]]:
+    with runtime.sessions() as session:
+        rows = session.execute(select(InboxEvent.id, InboxEvent.provider_call_id))
+        return sorted((call_id, event_id) for event_id, call_id in rows)
+
+
 def test_a_batch_answers_each_request_and_stores_the_new_events_once(
     client: TestClient, runtime: Runtime
 ) -> None:
     token, secret = source_of(client)
     queued: list[list[str]] = []
-    intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), queued.append)
-    first = request(1, token, webhook("p-1"), secret, "m1")
-    replies = handle(
-        intake,
-        [
-            first,
-            (2, first[1]),  # the same delivery again, in the same batch
-            request(3, token, webhook("p-2"), secret, "m2"),
-            request(4, token, webhook("p-3"), "whsec_" + "A" * 44, "m3"),
-            request(5, "no-such-token", webhook("p-4"), secret, "m4"),
-            request(6, token, b'{"type": "call.status_changed"}', secret, "m5"),
-        ],
-    )
-    intake.send()
+    intake = intake_on(runtime, queued)
+    first = request(webhook("p-1"), secret, "m1")
 
-    with runtime.sessions() as session:
-        stored = session.execute(
-            select(InboxEvent.id, InboxEvent.provider_call_id).order_by(InboxEvent.id)
-        ).all()
-    ids = [event_id for event_id, _ in stored]
-    assert [call_id for _, call_id in stored] == ["p-1", "p-2"]
-    assert outcomes(replies) == {
-        1: Outcome(provider="generic", status="accepted", events=ids[:1]),
-        2: Outcome(provider="generic", status="duplicate"),
-        3: Outcome(provider="generic", status="accepted", events=ids[1:]),
-        4: Outcome(
-            provider="generic", error="Unauthorized", detail="webhook-signature does not match"
-        ),
-        5: Outcome(error="NotFound", detail="unknown webhook token"),
-        6: Outcome(
-            provider="generic",
-            error="InvalidInput",
-            detail="timestamp: Field required",
-            field="timestamp",
-        ),
-    }
-    assert queued == [ids]
+    async def scenario() -> tuple[list[Any], Any]:
+        source = await intake.sources.lookup(token)
+        results = await asyncio.gather(
+            intake.submit(source, first),
+            intake.submit(source, first),  # the same delivery again, in the same batch
+            intake.submit(source, request(webhook("p-2"), secret, "m2")),
+            intake.submit(source, request(webhook("p-3"), WRONG_SECRET, "m3")),
+            intake.submit(source, request(b'{"type": "call.status_changed"}', secret, "m4")),
+            return_exceptions=True,
+        )
+        unknown = await asyncio.gather(intake.sources.lookup("no-such"), return_exceptions=True)
+        return [outcome(result) for result in results], outcome(unknown[0])
+
+    results, unknown = run(intake, scenario)
+
+    stored = inbox(runtime)
+    assert [call_id for call_id, _ in stored] == ["p-1", "p-2"]
+    [(_, one), (_, two)] = stored
+    assert results == [
+        [one],
+        [],
+        [two],
+        ("Unauthorized", "webhook-signature does not match", None),
+        ("InvalidInput", "timestamp: Field required", "timestamp"),
+    ]
+    assert unknown == ("NotFound", "unknown webhook token", None)
+    assert queued == [sorted([one, two])]
 
 
 def test_stored_ids_wait_briefly_to_share_one_queue_message(
@@ -114,104 +132,188 @@ def test_stored_ids_wait_briefly_to_share_one_queue_message(
 ) -> None:
     token, secret = source_of(client)
     queued: list[list[str]] = []
-    intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), queued.append)
-    assert intake.until_send() is None
+    intake = intake_on(runtime, queued)
 
-    handle(intake, [request(1, token, webhook("p-1"), secret, "m1")])
-    waiting = intake.until_send()
-    handle(intake, [request(2, token, webhook("p-2"), secret, "m2")])
-    handle(intake, [request(3, token, webhook("p-1"), secret, "m1")])  # a duplicate only
+    async def scenario() -> tuple[list[list[str]], list[list[str]]]:
+        source = await intake.sources.lookup(token)
+        [one] = await intake.submit(source, request(webhook("p-1"), secret, "m1"))
+        [two] = await intake.submit(source, request(webhook("p-2"), secret, "m2"))
+        await intake.submit(source, request(webhook("p-1"), secret, "m1"))  # a duplicate only
+        meanwhile = list(queued)
+        await asyncio.sleep(LINGER_S * 4)
+        return meanwhile, [[one, two]]
 
-    assert waiting is not None
-    assert 0 < waiting <= LINGER_S
-    assert queued == []
-    intake.send()
-    assert [len(message) for message in queued] == [2]
-    assert intake.until_send() is None
+    meanwhile, expected = run(intake, scenario)
+
+    assert (meanwhile, queued) == ([], expected)
 
 
-def test_an_unreachable_database_fails_every_request_of_the_batch() -> None:
-    dead = make_sessionmaker(make_engine("postgresql://postgres@127.0.0.1:1/test"))
+@pytest.mark.parametrize("with_writer", [True, False], ids=["postgres-writer", "worker-thread"])
+def test_an_unreachable_database_fails_every_request_of_the_batch(with_writer: bool) -> None:
+    dead_url = "postgresql://postgres@127.0.0.1:1/test"
+    dead = make_sessionmaker(make_engine(dead_url))
+    writer = InboxWriter(dead_url, APPLICATION_NAME) if with_writer else None
     queued: list[list[str]] = []
-    intake = Intake(dead, Sources(dead, Vault("test-secret-key"), 0), queued.append)
+    intake = Intake(dead, Sources(dead, Vault("test-secret-key"), 0), queued.append, writer)
+    secret = "whsec_" + "B" * 44
+    source = SourceConfig("src_1", "org_1", "gen", "generic", {}, {"webhook_secret": secret})
 
-    replies = outcomes(
-        handle(
-            intake,
-            [request(1, "token", webhook("p-1"), "whsec_x"), request(2, "token", b"{}", "whsec_x")],
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(
+            intake.submit(source, request(webhook("p-1"), secret, "m1")),
+            intake.submit(source, request(webhook("p-2"), secret, "m2")),
+            intake.sources.lookup("token"),
+            return_exceptions=True,
         )
-    )
 
-    assert [(number, outcome.error) for number, outcome in replies.items()] == [
-        (1, "StoreUnavailable"),
-        (2, "StoreUnavailable"),
-    ]
-    assert replies[1].detail.startswith("database unavailable: ")
-    assert (queued, intake.until_send()) == ([], None)
+    results = run(intake, scenario)
+
+    assert [type(result) for result in results] == [StoreUnavailable] * 3
+    assert all(str(result).startswith("database unavailable: ") for result in results)
+    assert queued == []
 
 
-def stored(writer: InboxWriter, rows: list[InboxRow]) -> set[str]:
-    """Send one batch and wait for its commit, as intake's loop does."""
-    writer.send(rows)
-    with selectors.DefaultSelector() as selector:
-        selector.register(writer.fileno(), selectors.EVENT_READ)
-        while True:
-            selector.select(5)
-            inserted = writer.poll()
-            if inserted is not None:
-                return inserted
-
-
-def read_replies(connection: socket.socket, frames: FrameBuffer, count: int) -> dict[int, Outcome]:
-    replies: dict[int, Outcome] = {}
-    while len(replies) < count:
-        for number, payload in frames.feed(connection.recv(65536)):
-            replies[number] = OUTCOME.validate_json(payload)
-    return replies
-
-
-def test_requests_arriving_while_a_batch_is_stored_are_checked_meanwhile(
-    client: TestClient, runtime: Runtime, postgres: str
-) -> None:
-    token, secret = source_of(client)
-    ours, theirs = socket.socketpair()
-    ours.settimeout(10)
-    frames = FrameBuffer()
-    writer = InboxWriter(postgres, "callwatch-test-intake")
-    stored(writer, [])  # connected (and its INSERT prepared) before the table is locked
-    intake = Intake(runtime.sessions, Sources(runtime.sessions, runtime.vault, 0), lambda _: None)
-    server = threading.Thread(target=serve, args=(theirs, intake, writer))
-    server.start()
+@contextmanager
+def inbox_locked(postgres: str) -> Iterator[Callable[[], bool]]:
+    """Hold a lock that makes inbox writes wait; yields "is the writer waiting on it yet?"."""
     with (
         psycopg.connect(postgres) as blocker,
         psycopg.connect(postgres, autocommit=True) as observer,
     ):
         blocker.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")  # held until the rollback
-
-        def insert_waits() -> bool:
-            waiting = observer.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'callwatch-test-intake' AND wait_event_type = 'Lock'"
-            ).fetchone()
-            return waiting == (1,)
-
-        ours.sendall(frame(*request(1, token, webhook("p-1"), secret, "m1")))
-        eventually(insert_waits)
-        ours.sendall(frame(*request(2, token, webhook("p-2"), "whsec_" + "A" * 44, "m2")))
-        ours.sendall(frame(*request(3, token, webhook("p-3"), secret, "m3")))
-        meanwhile = read_replies(ours, frames, 1)
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = %s AND wait_event_type = 'Lock'"
+        )
+        yield lambda: observer.execute(waiting, [APPLICATION_NAME]).fetchone() == (1,)
         blocker.rollback()
-    after = read_replies(ours, frames, 2)
-    ours.close()
-    server.join(10)
-    theirs.close()
-    writer.close()
 
-    assert {number: reply.error for number, reply in meanwhile.items()} == {2: "Unauthorized"}
-    assert {number: reply.status for number, reply in after.items()} == {
-        1: "accepted",
-        3: "accepted",
-    }
+
+async def until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def test_requests_arriving_while_a_batch_is_stored_are_checked_and_go_in_the_next(
+    client: TestClient, runtime: Runtime, postgres: str
+) -> None:
+    token, secret = source_of(client)
+    intake = intake_on(runtime, [], connect=True)
+
+    async def scenario() -> tuple[Any, bool, Any, Any]:
+        source = await intake.sources.lookup(token)
+        with inbox_locked(postgres) as writer_waits:
+            first = asyncio.ensure_future(
+                intake.submit(source, request(webhook("p-1"), secret, "m1"))
+            )
+            await until(writer_waits)
+            rejected = await asyncio.gather(
+                intake.submit(source, request(webhook("p-2"), WRONG_SECRET, "m2")),
+                return_exceptions=True,
+            )
+            second = asyncio.ensure_future(
+                intake.submit(source, request(webhook("p-3"), secret, "m3"))
+            )
+            await asyncio.sleep(0.2)
+            waiting = not first.done() and not second.done()
+        return outcome(rejected[0]), waiting, await first, await second
+
+    rejected, waiting, first, second = run(intake, scenario)
+
+    [(_, one), (_, three)] = inbox(runtime)
+    assert (rejected, waiting, first, second) == (
+        ("Unauthorized", "webhook-signature does not match", None),
+        True,
+        [one],
+        [three],
+    )
+
+
+def test_a_request_cancelled_while_its_batch_is_stored_leaves_the_others_answered(
+    client: TestClient, runtime: Runtime, postgres: str
+) -> None:
+    token, secret = source_of(client)
+    intake = intake_on(runtime, [], connect=True)
+
+    async def scenario() -> tuple[bool, list[str]]:
+        source = await intake.sources.lookup(token)
+        with inbox_locked(postgres) as writer_waits:
+            gone = asyncio.ensure_future(
+                intake.submit(source, request(webhook("p-1"), secret, "m1"))
+            )
+            kept = asyncio.ensure_future(
+                intake.submit(source, request(webhook("p-2"), secret, "m2"))
+            )
+            await until(writer_waits)
+            gone.cancel()
+            await asyncio.sleep(0)
+        return gone.cancelled(), await kept
+
+    cancelled, kept = run(intake, scenario)
+
+    assert [call_id for call_id, _ in inbox(runtime)] == ["p-1", "p-2"]
+    assert (cancelled, kept) == (True, [inbox(runtime)[1][1]])
+
+
+def test_a_connection_lost_mid_batch_fails_that_batch_and_the_next_reconnects(
+    client: TestClient, runtime: Runtime, postgres: str
+) -> None:
+    token, secret = source_of(client)
+    intake = intake_on(runtime, [], connect=True)
+    delivery = request(webhook("p-1"), secret, "m1")
+
+    async def scenario() -> tuple[Any, list[str], list[str]]:
+        source = await intake.sources.lookup(token)
+        with (
+            inbox_locked(postgres) as writer_waits,
+            psycopg.connect(postgres, autocommit=True) as admin,
+        ):
+            lost = asyncio.ensure_future(intake.submit(source, delivery))
+            await until(writer_waits)
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                [APPLICATION_NAME],
+            )
+            failed = await asyncio.gather(lost, return_exceptions=True)
+        return (
+            type(failed[0]).__name__,
+            await intake.submit(source, delivery),
+            await intake.submit(source, delivery),
+        )
+
+    failed, retried, again = run(intake, scenario)
+
+    [(_, stored)] = inbox(runtime)  # the lost batch left nothing behind
+    assert (failed, retried, again) == ("StoreUnavailable", [stored], [])
+
+
+def test_a_source_is_read_once_for_lookups_that_arrive_together(
+    client: TestClient, runtime: Runtime
+) -> None:
+    token, _ = source_of(client)
+    reads: list[str] = []
+
+    class Counted(Sources):
+        def _read(self, token: str) -> SourceConfig | None:
+            reads.append(token)
+            return super()._read(token)
+
+    sources = Counted(runtime.sessions, runtime.vault, 60)
+
+    async def scenario() -> list[str]:
+        found = await asyncio.gather(*(sources.lookup(token) for _ in range(5)))
+        await sources.lookup(token)  # cached
+        with pytest.raises(NotFound):
+            await sources.lookup("no-such")
+        with pytest.raises(NotFound):
+            await sources.lookup("no-such")  # an unknown token is cached too
+        return [source.provider for source in found]
+
+    assert asyncio.run(scenario()) == ["generic"] * 5
+    assert reads == [token, "no-such"]
 
 
 def test_request_headers_are_case_insensitive_and_the_first_of_a_repeat_wins() -> None:

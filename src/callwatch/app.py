@@ -20,10 +20,11 @@ from callwatch import (
     subscription_api,
     webhooks,
 )
-from callwatch.intake_client import IntakeClient
+from callwatch.inbox_writer import InboxWriter
+from callwatch.intake import APPLICATION_NAME, Intake, Sources
 from callwatch.logs import configure_logging
 from callwatch.problems import HANDLERS, handle
-from callwatch.queue import Producer
+from callwatch.queue import Background, Producer
 from callwatch.runtime import Runtime, admin_token
 from callwatch.services import Services
 from callwatch.settings import Settings
@@ -63,8 +64,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         configure_logging(settings.log_level)
         runtime = Runtime.start(settings)
         producer = Producer(settings.broker_url)
-        intake = IntakeClient(settings)
-        await intake.start()
+        enqueue = Background(producer.ingest)
+        sources = Sources(runtime.sessions, runtime.vault, settings.source_cache_s)
+        writer = None
+        if runtime.engine.dialect.name == "postgresql":
+            writer = InboxWriter(settings.database_url, APPLICATION_NAME)
+        intake = Intake(runtime.sessions, sources, enqueue, writer)
         app.state.services = Services(
             runtime=runtime,
             admin_token=admin_token(settings),
@@ -77,7 +82,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            await intake.stop()
+            intake.close()
+            enqueue.close()
             producer.close()
             runtime.close()
 

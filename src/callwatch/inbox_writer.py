@@ -1,8 +1,8 @@
-"""Intake's Postgres inbox writer: stores a batch without waiting, so intake parses the next.
+"""Intake's Postgres inbox writer: stores a batch without blocking the web process's event loop.
 
 A batch takes two round trips in libpq's pipeline mode: the INSERT with a Flush, which opens an
-implicit transaction and returns the inserted ids, then a Sync, which commits it. An intake killed
-before its Sync commits nothing (its webhooks got a 503, and their retries are new).
+implicit transaction and returns the inserted ids, then a Sync, which commits it. A web process
+killed before its Sync commits nothing (its webhooks got no reply, and their retries are new).
 """
 
 import contextlib
@@ -20,7 +20,11 @@ _STATEMENT = b"inbox_insert"
 
 
 class InboxWriter:
-    """One connection, at most one batch in flight; reconnects for the batch after a failure."""
+    """One connection, at most one batch in flight; reconnects for the batch after a failure.
+
+    `connect` blocks (run it off the event loop); `send` and `poll` do not. A failed batch leaves
+    the connection for its owner to `close` once it no longer watches the socket.
+    """
 
     def __init__(self, url: str, name: str) -> None:
         self._url = url.replace("postgresql+psycopg://", "postgresql://")
@@ -28,11 +32,30 @@ class InboxWriter:
         self._connection: psycopg.Connection[tuple[object, ...]] | None = None
         self._inserted: set[str] | None = None  # the INSERT's ids, once it has answered
 
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    def connect(self) -> None:
+        """Open the connection and prepare the INSERT (raises StoreUnavailable)."""
+        if self._connection is not None:
+            return
+        try:
+            connection = psycopg.connect(
+                self._url, autocommit=True, application_name=self._name, options=PG_OPTIONS
+            )
+            connection.pgconn.prepare(_STATEMENT, PG_INSERT_SQL.encode())
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc
+        connection.pgconn.nonblocking = 1
+        connection.pgconn.enter_pipeline_mode()
+        self._connection = connection
+
     def send(self, rows: list[InboxRow]) -> None:
         """Start storing `rows` (raises StoreUnavailable if it cannot even start)."""
         self._inserted = None
+        pgconn = self._in_flight()
         with self._closed_on_error():
-            pgconn = self._pgconn()
             pgconn.send_query_prepared(_STATEMENT, [batch_json(rows)])
             pgconn.send_flush_request()
             _flush(pgconn)
@@ -44,7 +67,7 @@ class InboxWriter:
     def poll(self) -> set[str] | None:
         """The ids the batch inserted once its commit is in; None while it is under way."""
         pgconn = self._in_flight()
-        with self._closed_on_error():
+        with _translated():
             pgconn.consume_input()
             if pgconn.is_busy():
                 return None
@@ -66,20 +89,6 @@ class InboxWriter:
             self._connection.close()
             self._connection = None
 
-    def _pgconn(self) -> pq.abc.PGconn:
-        if self._connection is None:
-            try:
-                connection = psycopg.connect(
-                    self._url, autocommit=True, application_name=self._name, options=PG_OPTIONS
-                )
-                connection.pgconn.prepare(_STATEMENT, PG_INSERT_SQL.encode())
-            except psycopg.Error as exc:
-                raise StoreUnavailable(f"database unavailable: {exc}") from exc
-            connection.pgconn.nonblocking = 1
-            connection.pgconn.enter_pipeline_mode()
-            self._connection = connection
-        return self._connection.pgconn
-
     def _in_flight(self) -> pq.abc.PGconn:
         if self._connection is None:
             raise StoreUnavailable("database unavailable: the connection was lost")
@@ -87,14 +96,21 @@ class InboxWriter:
 
     @contextlib.contextmanager
     def _closed_on_error(self) -> Iterator[None]:
-        """A failed batch closes the connection, so the server rolls its transaction back."""
+        """A batch that fails to go out closes the connection (nothing watches it yet)."""
         try:
-            yield
-        except psycopg.Error as exc:
+            with _translated():
+                yield
+        except Exception:
             self.close()
-            if isinstance(exc, psycopg.OperationalError):
-                raise StoreUnavailable(f"database unavailable: {exc}") from exc
             raise
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"database unavailable: {exc}") from exc
 
 
 def _flush(pgconn: pq.abc.PGconn) -> None:

@@ -97,8 +97,8 @@ class Producer:
 class Background:
     """Sends ids through `send` on a thread of its own, so that the caller never waits on Redis.
 
-    Intake's loop used to wait ~1 ms per LPUSH (up to ~6 ms on a loaded machine), and a batch
-    whose commit came in meanwhile waited with it.
+    An LPUSH took ~1 ms (up to ~6 ms on a loaded machine); on the web process's event loop every
+    request, and every batch's commit, would wait with it.
     """
 
     def __init__(self, send: Callable[[list[str]], None]) -> None:

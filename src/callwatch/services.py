@@ -1,8 +1,8 @@
-"""What the web process holds for its lifetime: runtime, intake process, producer."""
+"""What the web process holds for its lifetime: runtime, intake, producer."""
 
 from dataclasses import dataclass
 
-from callwatch.intake_client import IntakeClient
+from callwatch.intake import Intake
 from callwatch.queue import Producer
 from callwatch.runtime import Runtime
 
@@ -11,5 +11,5 @@ from callwatch.runtime import Runtime
 class Services:
     runtime: Runtime
     admin_token: str
-    intake: IntakeClient
+    intake: Intake
     producer: Producer

@@ -9,8 +9,7 @@ from starlette.types import Receive, Scope, Send
 
 from callwatch import intake_counts
 from callwatch.errors import PayloadTooLarge
-from callwatch.intake import Incoming
-from callwatch.intake_client import error_of
+from callwatch.providers.base import RequestHeaders, WebhookRequest
 from callwatch.services import Services
 from callwatch.validation import path_param
 
@@ -29,20 +28,22 @@ class WebhookEndpoint:
         settings = services.runtime.settings
         token = path_param(scope, "webhook_token")
         body = await _read_body(scope, receive, settings.max_body_bytes)
+        source = await services.intake.sources.lookup(token)
+        scope[intake_counts.PROVIDER] = source.provider
+        headers = RequestHeaders(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
+        )
         client = scope.get("client")
-        incoming = Incoming(
-            token=token,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+        request = WebhookRequest(
+            body=body,
+            headers=headers,
+            content_type=headers.get("content-type", ""),
             client_ip=client[0] if client else None,
             url=_public_url(settings.public_url, scope),
             received_at=datetime.now(UTC),
         )
-        outcome = await services.intake.submit(incoming, body)
-        if outcome.provider is not None:
-            scope[intake_counts.PROVIDER] = outcome.provider
-        if outcome.error is not None:
-            raise error_of(outcome)
-        reply = WebhookReply(status=outcome.status or "duplicate", events=outcome.events or None)
+        events = await services.intake.submit(source, request)
+        reply = WebhookReply(status="accepted" if events else "duplicate", events=events or None)
         scope[intake_counts.OUTCOME] = reply.status
         content = reply.model_dump_json(exclude_none=True).encode()
         await send({"type": "http.response.start", "status": 202, "headers": _headers(content)})
