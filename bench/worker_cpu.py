@@ -6,7 +6,7 @@ Usage (from the repository root):
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/5]
 
 `bench/pipeline.py` measures the whole pipeline, where the workers share two cores with the web
-process, intake, Postgres and the load client, and one run's CPU per call differs from the next
+process, Postgres and the load client, and one run's CPU per call differs from the next
 by a fifth. This one isolates the work of `workers.tasks.ingest`, which applies the events and
 assembles the calls they complete:
 
@@ -15,7 +15,7 @@ assembles the calls they complete:
    `--calls` simulated calls' webhooks posted to it (`bench/pipeline.py`'s client, unpaced).
    The inbox then holds every event, unprocessed. The server is stopped.
 2. The inbox ids, in the order stored, in messages of `--batch` ids (intake's queue message
-   holds the ids of ~20 ms: ~9 at 125 calls/s), each passed to the task's function in this
+   holds the ids stored in ≤ 50 ms: ~23 at 125 calls/s), each passed to the task's function in this
    process's main thread, as a Celery worker thread would run it.
 3. Prints this process's CPU per call (the detail fetches included, as in a worker), SQL
    statements per call, and the ledger: every call assembled, or VOID.
