@@ -95,6 +95,21 @@ def engine_for(url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
+def wait_workers(redis_url: str, hostnames: list[str], timeout_s: float = 60.0) -> float:
+    """Seconds until every named Celery worker answers a ping (it is consuming by then)."""
+    from celery import Celery
+
+    began = time.monotonic()
+    control = Celery(broker=redis_url).control
+    waiting = set(hostnames)
+    while waiting:
+        if time.monotonic() - began > timeout_s:
+            raise SystemExit(f"workers not ready after {timeout_s:g} s: {sorted(waiting)}")
+        for reply in control.ping(destination=sorted(waiting), timeout=0.5):
+            waiting -= set(reply)
+    return time.monotonic() - began
+
+
 def flush_redis(url: str) -> None:
     client = redis.Redis.from_url(url)
     try:

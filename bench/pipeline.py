@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import os
 import random
+import socket
 import sys
 import time
 from collections import Counter
@@ -169,6 +170,7 @@ def bench(args: argparse.Namespace) -> int:
         port = harness.free_port()
         base = f"http://127.0.0.1:{port}"
         env = harness.callwatch_env(database_url, args.redis, base)
+        hostnames = [f"bench-{n}-{os.getpid()}@{socket.gethostname()}" for n in (1, 2)]
         workers = [
             [
                 harness.PYTHON,
@@ -178,9 +180,9 @@ def bench(args: argparse.Namespace) -> int:
                 "--concurrency",
                 str(args.worker_threads),
                 "--hostname",
-                f"bench-{n}-{os.getpid()}@%h",
+                hostname,
             ]
-            for n in (1, 2)
+            for hostname in hostnames
         ]
         with (
             harness.serve(env, port) as server,
@@ -197,7 +199,10 @@ def bench(args: argparse.Namespace) -> int:
             ]
             for call in calls:
                 details.add(call, recording_after_s=0)
-            time.sleep(2.0)  # let the workers connect to the broker
+            # Measured from when both workers consume: a worker's start-up (imports, its first
+            # connections) takes seconds, and calls sent before it would queue behind it.
+            ready_s = harness.wait_workers(args.redis, hostnames)
+            print(f"workers ready after {ready_s:.1f} s", flush=True)
             started = worker_cpu_s(worker_1.pid, worker_2.pid)
             sent = asyncio.run(send_all(webhook_url, secret, calls, args.concurrency, args.rate))
             counts = wait_settled(engine, args.calls, args.timeout)
