@@ -71,7 +71,8 @@ def test_a_lost_connection_fails_one_batch_and_the_next_reconnects(
     rows = parsed(client, runtime, "p-1")
     with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND datname = current_database()",
             [NAME],
         )
 

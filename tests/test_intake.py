@@ -1,6 +1,7 @@
 """Intake on the real database: verify, parse, group commit, enqueue, on an event loop."""
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -183,7 +184,8 @@ def inbox_locked(postgres: str) -> Iterator[Callable[[], bool]]:
         blocker.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")  # held until the rollback
         waiting = (
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE application_name = %s AND wait_event_type = 'Lock'"
+            "WHERE application_name = %s AND datname = current_database() "
+            "AND wait_event_type = 'Lock'"
         )
         yield lambda: observer.execute(waiting, [APPLICATION_NAME]).fetchone() == (1,)
         blocker.rollback()
@@ -274,7 +276,7 @@ def test_a_connection_lost_mid_batch_fails_that_batch_and_the_next_reconnects(
             await until(writer_waits)
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = %s",
+                "WHERE application_name = %s AND datname = current_database()",
                 [APPLICATION_NAME],
             )
             failed = await asyncio.gather(lost, return_exceptions=True)
@@ -290,18 +292,23 @@ def test_a_connection_lost_mid_batch_fails_that_batch_and_the_next_reconnects(
     assert (failed, retried, again) == ("StoreUnavailable", [stored], [])
 
 
+class CountedSources(Sources):
+    """Sources that note each token they read from the database."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads: list[str] = []
+
+    def _read(self, token: str) -> SourceConfig | None:
+        self.reads.append(token)
+        return super()._read(token)
+
+
 def test_a_source_is_read_once_for_lookups_that_arrive_together(
     client: TestClient, runtime: Runtime
 ) -> None:
     token, _ = source_of(client)
-    reads: list[str] = []
-
-    class Counted(Sources):
-        def _read(self, token: str) -> SourceConfig | None:
-            reads.append(token)
-            return super()._read(token)
-
-    sources = Counted(runtime.sessions, runtime.vault, 60)
+    sources = CountedSources(runtime.sessions, runtime.vault, 60)
 
     async def scenario() -> list[str]:
         found = await asyncio.gather(*(sources.lookup(token) for _ in range(5)))
@@ -313,7 +320,22 @@ def test_a_source_is_read_once_for_lookups_that_arrive_together(
         return [source.provider for source in found]
 
     assert asyncio.run(scenario()) == ["generic"] * 5
-    assert reads == [token, "no-such"]
+    assert sources.reads == [token, "no-such"]
+
+
+def test_the_source_cache_is_bounded(client: TestClient, runtime: Runtime) -> None:
+    token, _ = source_of(client)
+    sources = CountedSources(runtime.sessions, runtime.vault, 60, limit=2)
+
+    async def scenario() -> None:
+        for looked_up in (token, "scan-1", token, "scan-2", token):
+            with contextlib.suppress(NotFound):
+                await sources.lookup(looked_up)
+
+    asyncio.run(scenario())
+
+    # Full when "scan-2" came: emptied, so the token is read again.
+    assert sources.reads == [token, "scan-1", "scan-2", token]
 
 
 def test_request_headers_are_case_insensitive_and_the_first_of_a_repeat_wins() -> None:

@@ -163,7 +163,7 @@ def test_intake_losing_its_connection_fails_one_request(settings, tmp_path) -> N
         with psycopg.connect(settings.database_url, autocommit=True) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = %s",
+                "WHERE application_name = %s AND datname = current_database()",
                 [APPLICATION_NAME],
             )
         during, retried = post("during"), post("during")

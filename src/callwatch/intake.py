@@ -35,12 +35,19 @@ MAX_BATCH = 16
 
 
 class Sources:
-    """Webhook token → source, kept for `ttl_s`; a miss is read on a worker thread, once."""
+    """Webhook token → source, kept for `ttl_s`; a miss is read on a worker thread, once.
 
-    def __init__(self, sessions: sessionmaker[Session], vault: Vault, ttl_s: float) -> None:
+    Unknown tokens are kept too (as None), so at most `limit` entries: a scan of random tokens
+    must not grow the cache without bound.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], vault: Vault, ttl_s: float, limit: int = 10_000
+    ) -> None:
         self._sessions = sessions
         self._vault = vault
         self._ttl_s = ttl_s
+        self._limit = limit
         self._entries: dict[str, tuple[float, SourceConfig | None]] = {}
         self._loading: dict[str, asyncio.Future[SourceConfig | None]] = {}
 
@@ -63,6 +70,8 @@ class Sources:
     async def _load(self, token: str) -> SourceConfig | None:
         source = await asyncio.to_thread(self._read, token)
         if self._ttl_s > 0:
+            if len(self._entries) >= self._limit:
+                self._entries.clear()
             self._entries[token] = (asyncio.get_running_loop().time() + self._ttl_s, source)
         return source
 
