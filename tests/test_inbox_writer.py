@@ -33,8 +33,8 @@ def parsed(client: TestClient, runtime: Runtime, *call_ids: str) -> list[InboxRo
 def stored(writer: InboxWriter, rows: list[InboxRow]) -> set[str]:
     """Store one batch and wait for its commit, as intake does on its event loop."""
     writer.connect()
-    writer.send(rows)
     try:
+        writer.send(rows)
         while True:
             select.select([writer.fileno()], [], [], 5)
             inserted = writer.poll()

@@ -22,8 +22,9 @@ _STATEMENT = b"inbox_insert"
 class InboxWriter:
     """One connection, at most one batch in flight; reconnects for the batch after a failure.
 
-    `connect` blocks (run it off the event loop); `send` and `poll` do not. A failed batch leaves
-    the connection for its owner to `close` once it no longer watches the socket.
+    `connect` blocks (run it off the event loop); `send` and `poll` do not. A batch that fails
+    (either call raises) leaves the connection for its owner to `close`, once it no longer
+    watches the socket: the server then rolls the batch back, and `connect` opens a new one.
     """
 
     def __init__(self, url: str, name: str) -> None:
@@ -55,7 +56,7 @@ class InboxWriter:
         """Start storing `rows` (raises StoreUnavailable if it cannot even start)."""
         self._inserted = None
         pgconn = self._in_flight()
-        with self._closed_on_error():
+        with _translated():
             pgconn.send_query_prepared(_STATEMENT, [batch_json(rows)])
             pgconn.send_flush_request()
             _flush(pgconn)
@@ -93,16 +94,6 @@ class InboxWriter:
         if self._connection is None:
             raise StoreUnavailable("database unavailable: the connection was lost")
         return self._connection.pgconn
-
-    @contextlib.contextmanager
-    def _closed_on_error(self) -> Iterator[None]:
-        """A batch that fails to go out closes the connection (nothing watches it yet)."""
-        try:
-            with _translated():
-                yield
-        except Exception:
-            self.close()
-            raise
 
 
 @contextlib.contextmanager

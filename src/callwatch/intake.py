@@ -196,22 +196,25 @@ class Intake:
         try:
             writer.send(rows)
         except Exception as exc:
-            self._settle(exc)
+            self._failed(writer, exc)
             return
         fileno = writer.fileno()
         asyncio.get_running_loop().add_reader(fileno, self._progress, writer, fileno)
 
     def _progress(self, writer: InboxWriter, fileno: int) -> None:
         try:
-            stored: set[str] | Exception | None = writer.poll()
+            stored = writer.poll()
         except Exception as exc:
-            stored = exc
-        if stored is None:
+            asyncio.get_running_loop().remove_reader(fileno)
+            self._failed(writer, exc)
             return
-        asyncio.get_running_loop().remove_reader(fileno)
-        if isinstance(stored, Exception):
-            writer.close()  # the server rolls the batch back; the next batch reconnects
-        self._settle(stored)
+        if stored is not None:
+            asyncio.get_running_loop().remove_reader(fileno)
+            self._settle(stored)
+
+    def _failed(self, writer: InboxWriter, exc: Exception) -> None:
+        writer.close()  # the server rolls the batch back; the next batch reconnects
+        self._settle(exc)
 
     def _settle(self, stored: set[str] | Exception) -> None:
         """Answer the batch's requests; new ids join the next queue message; store the next."""
