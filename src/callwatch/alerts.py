@@ -24,12 +24,17 @@ log = logging.getLogger("callwatch.alerts")
 
 def _call_rules(session: Session, org_id: str) -> list[AlertRule]:
     """The org's enabled per-call rules, read once per transaction (a batch assembles many)."""
-    query = (
-        select(AlertRule)
-        .where(AlertRule.org_id == org_id, AlertRule.kind == "call", AlertRule.enabled.is_(True))
-        .order_by(AlertRule.id)
-    )
-    return memo(session, ("call rules", org_id), lambda: list(session.scalars(query)))
+
+    def read() -> list[AlertRule]:
+        query = (
+            select(AlertRule)
+            .where(AlertRule.org_id == org_id, AlertRule.kind == "call")
+            .where(AlertRule.enabled.is_(True))
+            .order_by(AlertRule.id)
+        )
+        return list(session.scalars(query))
+
+    return memo(session, ("call rules", org_id), read)
 
 
 def on_call(session: Session, call: Call, record: CallRecord, now: datetime) -> Effects:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, cast, select, tuple_
+from sqlalchemy import ColumnElement, Text, bindparam, cast, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from callwatch import assembly, correlation, ids
@@ -121,16 +121,28 @@ def apply_inbox(
     )
     locked = _lock_calls(session, own, events, providers, set(targets.values()), now)
     by_key = {(call.source_id, call.provider_call_id): call.id for call in locked}
-    for row in own:
-        row.call_id = by_key[(row.source_id, row.provider_call_id)]
-    for row in joining:
-        row.call_id = targets.get(row.id)
-    for row in (*own, *joining):
-        row.processed_at = now
+    call_ids: dict[str, str | None] = {
+        row.id: by_key[(row.source_id, row.provider_call_id)] for row in own
+    }
+    call_ids |= {row.id: targets.get(row.id) for row in joining}
+    _mark_applied(session, call_ids, now)
     correlation.claim_parked(session, locked)
     session.flush()
     folded = events_of_calls(session, [call.id for call in locked])
     return [_apply_state(call, fold(folded[call.id]), now) for call in locked]
+
+
+def _mark_applied(session: Session, call_ids: dict[str, str | None], now: datetime) -> None:
+    """Inbox id → its call: one statement for all rows (the unit of work's UPDATE of each row's
+    object cost several times the CPU). The rows' objects in the session keep their old values."""
+    table = InboxEvent.__table__
+    statement = (
+        update(table)  # type: ignore[arg-type]
+        .where(table.c.id == bindparam("row_id"))
+        .values(call_id=bindparam("row_call_id"), processed_at=now)
+    )
+    values = [{"row_id": key, "row_call_id": value} for key, value in sorted(call_ids.items())]
+    session.execute(statement, values)
 
 
 def refold(call: Call, events: Sequence[tuple[str, CallEvent]], now: datetime) -> Applied:
@@ -259,8 +271,10 @@ def record_of(session: Session, call: Call) -> CallRecord:
 
 
 def source_name(session: Session, call: Call) -> str:
-    query = select(Source.name).where(Source.id == call.source_id)
-    return memo(session, ("source name", call.source_id), lambda: session.scalar(query) or "")
+    def read() -> str:
+        return session.scalar(select(Source.name).where(Source.id == call.source_id)) or ""
+
+    return memo(session, ("source name", call.source_id), read)
 
 
 def build_record(

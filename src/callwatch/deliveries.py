@@ -94,10 +94,14 @@ def payload(event_type: str, data: dict[str, Any], now: datetime) -> dict[str, A
 
 def _enabled(session: Session, org_id: str) -> list[Subscription]:
     """The org's enabled subscriptions, read once per transaction (a batch fans out many)."""
-    query = select(Subscription).where(
-        Subscription.org_id == org_id, Subscription.enabled.is_(True)
-    )
-    return memo(session, ("subscriptions", org_id), lambda: list(session.scalars(query)))
+
+    def read() -> list[Subscription]:
+        query = select(Subscription).where(
+            Subscription.org_id == org_id, Subscription.enabled.is_(True)
+        )
+        return list(session.scalars(query))
+
+    return memo(session, ("subscriptions", org_id), read)
 
 
 def _key(event_key: str) -> str:
