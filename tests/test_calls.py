@@ -7,16 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from starlette.testclient import TestClient
 
-from callwatch import metrics, pipeline
+from callwatch import calls, metrics, pipeline
 from callwatch.effects import Effects
 from callwatch.events import CallFields, CallStatus
 from callwatch.records import CallDetails
 from callwatch.runtime import Runtime
 from callwatch.simulator import DetailServer, SimCall, events_for, make_call
 from callwatch.tables import Call, InboxEvent
+from tests import factories
 from tests.conftest import create_org, create_source, path_of, signed
 
 
@@ -219,3 +220,42 @@ def call_id_of(runtime: Runtime, provider_call_id: str) -> str:
     with runtime.sessions() as session:
         query = select(Call.id).where(Call.provider_call_id == provider_call_id)
         return session.scalars(query).one()
+
+
+def test_save_writes_the_calls_in_one_statement_and_detaches_them(
+    client: TestClient, runtime: Runtime
+) -> None:
+    owner = factories.tenant(client, "acme")
+    factories.add_call(runtime, owner, "call_1")
+    factories.add_call(runtime, owner, "call_2")
+    statements: list[str] = []
+    event.listen(runtime.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with runtime.sessions.begin() as session:
+        first, second = session.scalars(select(Call).order_by(Call.id)).all()
+        first.status, first.record, first.fields = "failed", None, {"agent_name": "x"}
+        second.assembly_attempts, second.assembly_next_at = 7, factories.T0
+        statements.clear()
+        calls.save(session, [first, second])
+        written = [statement.split()[:2] for statement in statements]
+        detached = [first not in session, second not in session]
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(
+                Call.id,
+                Call.status,
+                Call.record.is_(None),
+                Call.fields,
+                Call.assembly_attempts,
+                Call.assembly_next_at,
+            ).order_by(Call.id)
+        )
+        saved = [tuple(row) for row in rows]
+
+    assert (written, detached, saved) == (
+        [["UPDATE", "calls"]],
+        [True, True],
+        [
+            ("call_1", "failed", True, {"agent_name": "x"}, 1, None),
+            ("call_2", "completed", False, {}, 7, factories.T0),
+        ],
+    )

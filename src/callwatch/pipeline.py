@@ -54,7 +54,7 @@ def ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
     with transaction(rt.sessions) as session:
         now = rt.clock()
         applied = calls.apply_inbox(session, inbox_ids, now, rt.settings.match_wait_s)
-        # The reads below do not depend on the calls' changes: one UPDATE per call, at commit.
+        # The reads below do not depend on the calls' changes, which `calls.save` writes.
         with session.no_autoflush:
             for change in applied:
                 if change.assembled:
@@ -64,6 +64,7 @@ def ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
                     effects.add(downstream.status_changed(session, change.call, previous, now))
                 if change.ready_to_assemble and _begin_run(session, rt, change.call, now, effects):
                     ready.append(_claimed(session, rt, change.call, change.state))
+        calls.save(session, [change.call for change in applied])
     for change in applied:
         log.info("events applied", extra={"call_id": change.call.id})
     return Ingested(ready, effects)
@@ -150,14 +151,19 @@ def _completed(
         call_ids = [claimed.call_id for claimed, _ in fetched]
         locked = _locked(session, call_ids)
         events = calls.events_of_calls(session, call_ids)
-        for claimed, details in fetched:
-            call = locked.get(claimed.call_id)
-            if call is None or call.assembly_state not in UNFINISHED:
-                continue
-            state = fold(events[call.id])
-            delay = _complete(session, rt, call, claimed, state, details, now, done)
-            if delay is not None:
-                countdowns[call.id] = delay
+        completed = []
+        # The reads below do not depend on the calls' changes, which `calls.save` writes.
+        with session.no_autoflush:
+            for claimed, details in fetched:
+                call = locked.get(claimed.call_id)
+                if call is None or call.assembly_state not in UNFINISHED:
+                    continue
+                state = fold(events[call.id])
+                delay = _complete(session, rt, call, claimed, state, details, now, done)
+                if delay is not None:
+                    countdowns[call.id] = delay
+                completed.append(call)
+        calls.save(session, completed)
     effects.add(done)
     return countdowns
 
