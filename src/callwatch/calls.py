@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import Session
 
 from callwatch import assembly, correlation, ids
-from callwatch.db import insert_ignore, memo
+from callwatch.db import insert_ignore, json_recordset, memo
 from callwatch.errors import NotFound
 from callwatch.events import CallEvent
 from callwatch.records import Assembly, CallDetails, CallRecord, Cost, Metrics, Recording
@@ -150,14 +150,12 @@ def _mark_applied(session: Session, call_ids: dict[str, str | None], now: dateti
 # What a call's row never changes once inserted; `save` writes every other column.
 _FIXED = frozenset({"id", "org_id", "source_id", "provider", "provider_call_id", "created_at"})
 _SAVED = [column for column in Call.__table__.columns if column.key not in _FIXED]
-# On Postgres the rows go in as one JSON document, as intake's inbox rows do: psycopg's cost per
-# row of an executemany (and the unit of work's) was most of a worker's flush (bench/README.md).
+# On Postgres the rows go in as one JSON document (`db.json_recordset`), as inbox rows do.
 _PG = PGDialect()  # type: ignore[no-untyped-call]
+_PG_COLUMNS = {"call_id": "text"} | {c.key: c.type.compile(dialect=_PG) for c in _SAVED}
 _PG_SAVE = text(
     f"UPDATE calls SET {', '.join(f'{c.key} = r.{c.key}' for c in _SAVED)} "
-    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(call_id text, "
-    f"{', '.join(f'{c.key} {c.type.compile(dialect=_PG)}' for c in _SAVED)}) "
-    "WHERE calls.id = r.call_id"
+    f"FROM {json_recordset(':rows', _PG_COLUMNS)} WHERE calls.id = r.call_id"
 )
 _SAVE = (
     update(Call.__table__)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from callwatch.db import insert_ignore
+from callwatch.db import insert_ignore, json_recordset
 from callwatch.events import CallEvent
 from callwatch.tables import InboxEvent
 
@@ -52,9 +52,7 @@ def batch_json(rows: Sequence[InboxRow]) -> bytes:
     return b"[" + b",".join(ROW_JSON.dump_json(row) for row in rows) + b"]"
 
 
-# On Postgres a batch goes in as one JSON document: one short statement that psycopg prepares once
-# and one parameter, where a multi-row VALUES list is new SQL text for every batch size and costs
-# several times the CPU per row.
+# On Postgres a batch goes in as one JSON document (`db.json_recordset`).
 _PG_TYPES = {
     "id": "text",
     "org_id": "text",
@@ -73,8 +71,7 @@ _PG_TYPES = {
 def _pg_insert(rows: str) -> str:
     return (
         f"INSERT INTO inbox ({', '.join(_PG_TYPES)}) "
-        f"SELECT * FROM jsonb_to_recordset(CAST({rows} AS jsonb)) "
-        f"AS r({', '.join(f'{name} {kind}' for name, kind in _PG_TYPES.items())}) "
+        f"SELECT * FROM {json_recordset(rows, _PG_TYPES)} "
         "ON CONFLICT DO NOTHING RETURNING id"
     )
 
