@@ -320,20 +320,17 @@ def test_webhooks_get_503_during_each_database_fault_and_202_soon_after(
 
 
 @pytest.mark.timeout(60)
-def test_sigterm_during_an_outage_stops_the_server_within_its_grace_period(
+def test_sigterm_while_the_database_hangs_stops_the_server_within_its_grace_period(
     server: Server, stack: Stack
 ) -> None:
-    try:
-        with Traffic(server) as traffic:
-            warm_up(traffic, stack)
-            kill_a_backend_and_stop(stack)
+    with Traffic(server) as traffic:
+        warm_up(traffic, stack)
+        with stack.pg.paused():
             time.sleep(0.5)
             server.process.send_signal(signal.SIGTERM)
             started = time.monotonic()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.process.wait(timeout=GRACE_S + 2)
             stopped_after = time.monotonic() - started
-    finally:
-        stack.pg.start()
     # uvicorn re-raises the SIGTERM it caught once it has shut down.
-    assert (server.process.returncode, stopped_after < GRACE_S + 1) == (-signal.SIGTERM, True)
+    assert (server.process.returncode, stopped_after < GRACE_S) == (-signal.SIGTERM, True)
