@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -465,3 +467,67 @@ def test_a_request_the_inbox_cannot_hold_fails_alone_and_its_batch_is_stored(
     [(_, one), (_, three)] = inbox(runtime)
     assert results == [[one], ("InvalidInput", detail, field), [three]]
     assert sorted(event_id for message in queued for event_id in message) == sorted([one, three])
+
+
+def test_requests_of_the_largest_body_are_each_stored_and_answered(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MAX_BATCH requests of the largest body (1 MiB by default), arriving together."""
+    parse = intake_module.rows_of
+    body = "x" * runtime.settings.max_body_bytes
+
+    def rows_of(source: SourceConfig, delivery: WebhookRequest) -> list[InboxRow]:
+        return [dataclasses.replace(row, raw_body=body) for row in parse(source, delivery)]
+
+    monkeypatch.setattr(intake_module, "rows_of", rows_of)
+    token, secret = source_of(client)
+    intake = intake_on(runtime, [])
+
+    async def scenario() -> list[list[str]]:
+        source = await intake.sources.lookup(token)
+        return await asyncio.gather(
+            *(
+                intake.submit(source, request(webhook(f"p-{n:02}"), secret, f"m{n}"))
+                for n in range(intake_module.MAX_BATCH)
+            )
+        )
+
+    results = run(intake, scenario)
+
+    assert results == [[event_id] for _, event_id in inbox(runtime)]
+
+
+@given(st.lists(st.integers(0, 3 * intake_module.MAX_BATCH_BYTES), min_size=1, max_size=40))
+def test_a_batch_takes_up_to_max_batch_requests_and_max_batch_bytes_but_at_least_one(
+    sizes: list[int],
+) -> None:
+    waiting = [pending_of_size(size) for size in sizes]
+
+    taken = intake_module._batch_size(waiting)
+
+    batch_bytes = sum(sizes[:taken])
+    fits = batch_bytes <= intake_module.MAX_BATCH_BYTES or taken == 1
+    full = taken == min(len(sizes), intake_module.MAX_BATCH) or (
+        batch_bytes + sizes[taken] > intake_module.MAX_BATCH_BYTES
+    )
+    assert (taken >= 1, fits, full) == (True, True, True)
+
+
+def pending_of_size(size: int) -> Any:
+    row = dataclasses.replace(TEMPLATE_ROW, raw_body="x" * size)
+    return intake_module._Pending(TEMPLATE_SOURCE, [row], None)  # type: ignore[arg-type]
+
+
+TEMPLATE_SOURCE = SourceConfig("src_1", "org_1", "gen", "generic", {}, {})
+TEMPLATE_ROW = InboxRow(
+    id="evt_1",
+    org_id="org_1",
+    source_id="src_1",
+    dedupe_key="k",
+    provider_call_id="p-1",
+    event=None,  # type: ignore[arg-type]
+    raw_body="",
+    content_type="application/json",
+    received_at=datetime.now(UTC),
+    due_at=datetime.now(UTC),
+)

@@ -44,6 +44,9 @@ LINGER_S = 0.05
 MAX_UNSENT = 500
 # Requests per INSERT: uncapped, batches of 30 and more formed, with stalls near 100 ms (bench).
 MAX_BATCH = 16
+# Body bytes per INSERT (a larger request goes alone): the batch deadline is fixed, and 16
+# bodies of 1 MiB took ~1 s to store where one took well under the deadline.
+MAX_BATCH_BYTES = 1 << 20
 
 
 class Sources:
@@ -142,9 +145,20 @@ class _Batch:
     rows: list[InboxRow] = field(init=False)
     expiry: asyncio.TimerHandle | None = None
     socket: int | None = None  # the writer's socket, while the event loop watches it
+    writing: bool = False  # watched for room too (libpq has bytes to send)
 
     def __post_init__(self) -> None:
         self.rows = [row for pending in self.pendings for row in pending.rows]
+
+
+def _batch_size(waiting: list[_Pending]) -> int:
+    """How many of the waiting requests the next batch takes (at least one)."""
+    size = 0
+    for taken, pending in enumerate(waiting[:MAX_BATCH]):
+        size += sum(len(row.raw_body) for row in pending.rows)
+        if size > MAX_BATCH_BYTES and taken > 0:
+            return taken
+    return min(len(waiting), MAX_BATCH)
 
 
 # What a statement raises for the data it was given, not for the database's state: the batch is
@@ -248,7 +262,8 @@ class Intake:
         if self._halves:
             pendings = self._halves.pop(0)
         elif self._waiting:
-            pendings, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            taken = _batch_size(self._waiting)
+            pendings, self._waiting = self._waiting[:taken], self._waiting[taken:]
         else:
             return
         batch = self._batch = _Batch(pendings)
@@ -344,11 +359,13 @@ class Intake:
         """Watch the socket for room too while libpq has bytes it could not send yet."""
         assert self._writer is not None
         assert batch.socket is not None
-        loop = asyncio.get_running_loop()
-        if self._writer.wants_write:
-            loop.add_writer(batch.socket, self._progress, batch)
-        else:
-            loop.remove_writer(batch.socket)
+        if self._writer.wants_write != batch.writing:
+            loop = asyncio.get_running_loop()
+            if batch.writing:
+                loop.remove_writer(batch.socket)
+            else:
+                loop.add_writer(batch.socket, self._progress, batch)
+            batch.writing = not batch.writing
 
     def _expired(self, batch: _Batch) -> None:
         if batch is self._batch:
@@ -372,8 +389,9 @@ class Intake:
         if batch.socket is not None:  # before the connection (and its socket) is closed
             loop = asyncio.get_running_loop()
             loop.remove_reader(batch.socket)
-            loop.remove_writer(batch.socket)
-            batch.socket = None
+            if batch.writing:
+                loop.remove_writer(batch.socket)
+            batch.socket, batch.writing = None, False
 
     def _settle(self, batch: _Batch, stored: set[str] | Exception) -> None:
         """Answer the batch's requests; new ids join the next queue message; store the next."""
