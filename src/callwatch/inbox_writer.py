@@ -6,7 +6,7 @@ killed before its Sync commits nothing (its webhooks got no reply, and their ret
 
 Nothing here waits: what libpq cannot send at once waits for the socket to have room
 (`wants_write`), and no call blocks the event loop. A batch whose INSERT fails on its data
-(psycopg.DataError, IntegrityError) is synced before the error is raised, so the connection
+(`storable.is_data_error`) is synced before the error is raised, so the connection
 stays usable for the halves intake stores next; any other failure leaves it to be closed.
 """
 
@@ -19,6 +19,7 @@ from psycopg import pq
 from callwatch.db import PG_OPTIONS
 from callwatch.errors import StoreUnavailable
 from callwatch.inbox import PG_INSERT_SQL, InboxRow, batch_json
+from callwatch.storable import is_data_error
 
 _STATEMENT = b"inbox_insert"
 CONNECT_TIMEOUT_S = 2  # libpq's smallest; intake's batch deadline is shorter and answers first
@@ -113,7 +114,7 @@ class InboxWriter:
             }
         else:
             error = _error(result)
-            if not isinstance(error, psycopg.DataError | psycopg.IntegrityError):
+            if not is_data_error(error):
                 raise error  # the connection is in doubt: its owner closes it
             self._rejected = error  # the server rolls the batch back at the Sync
         pgconn.get_result()  # the end of the INSERT's results

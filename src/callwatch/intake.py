@@ -19,21 +19,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import psycopg
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from callwatch import ids, providers, tenancy
 from callwatch.crypto import Vault
 from callwatch.db import transaction
-from callwatch.errors import InvalidInput, NotFound, StoreUnavailable, Unauthorized
+from callwatch.errors import NotFound, StoreUnavailable, Unauthorized
 from callwatch.events import CallEvent
 from callwatch.inbox import InboxRow, store
 from callwatch.inbox_writer import InboxWriter
 from callwatch.probe import Probe
 from callwatch.providers.base import SourceConfig, WebhookRequest
-from callwatch.tables import InboxEvent
+from callwatch.storable import is_data_error, rejection
 
 log = logging.getLogger("callwatch.webhooks")
 
@@ -161,21 +159,6 @@ def _batch_size(waiting: list[_Pending]) -> int:
     return min(len(waiting), MAX_BATCH)
 
 
-# What a statement raises for the data it was given, not for the database's state: the batch is
-# split so that only the request that carries it fails (a DBAPI error of another kind, or a
-# connection that is gone, fails its batch with StoreUnavailable).
-_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, sa_exc.DataError, sa_exc.IntegrityError)
-
-
-def is_data_error(exc: BaseException) -> bool:
-    if isinstance(exc, _DATA_ERRORS):
-        return True
-    # A value the driver could not even bind (SQLite: a lone surrogate in a str).
-    if isinstance(exc, sa_exc.StatementError):
-        return isinstance(exc.orig, UnicodeError)
-    return isinstance(exc, UnicodeError)
-
-
 class Intake:
     """Group commit of parsed requests, then one queue message per `LINGER_S` of stored ids.
 
@@ -245,12 +228,13 @@ class Intake:
         """Fail the requests still waiting (the server is stopping), send the ids still waiting
         for their queue message, and drop the connection."""
         stopping = StoreUnavailable("database unavailable: the server is stopping")
-        if self._batch is not None:
-            self._fail(self._batch, stopping)
-        for pending in [p for half in self._halves for p in half] + self._waiting:
+        waiting = [p for half in self._halves for p in half] + self._waiting
+        self._halves, self._waiting = [], []  # first: failing the batch would start the next
+        for pending in waiting:
             if not pending.stored.done():
                 pending.stored.set_exception(stopping)
-        self._halves, self._waiting = [], []
+        if self._batch is not None:
+            self._fail(self._batch, stopping)
         self._send()
         if self._writer is not None:
             self._writer.close()
@@ -457,41 +441,3 @@ class Intake:
         ids, self._unsent, self._send_later = self._unsent, [], None
         if ids:
             self._enqueue(ids)
-
-
-_COLUMNS = InboxEvent.__table__.columns
-
-
-def rejection(rows: list[InboxRow], exc: Exception) -> InvalidInput:
-    """422 for a request the inbox cannot hold, naming what is wrong where that can be told."""
-    for row in rows:
-        for name in ("dedupe_key", "provider_call_id", "content_type", "raw_body"):
-            value: str = getattr(row, name)
-            limit = getattr(_COLUMNS[name].type, "length", None)
-            if limit is not None and len(value) > limit:
-                detail = f"{name} is {len(value)} characters long; at most {limit} can be stored"
-                return InvalidInput(detail, field=name)
-            if (problem := _text_problem(value)) is not None:
-                return InvalidInput(f"{name} {problem}", field=name)
-        try:
-            event = row.event.model_dump_json()
-        except ValueError:
-            return InvalidInput(f"the event {_NOT_UTF8}", field="event")
-        if "\\u0000" in event:
-            return InvalidInput(f"the event {_NUL}", field="event")
-    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-    return InvalidInput(f"the request's events cannot be stored: {reason}")
-
-
-_NUL = "contains a NUL character, which the database cannot store"
-_NOT_UTF8 = "contains text that is not valid Unicode (a lone surrogate)"
-
-
-def _text_problem(value: str) -> str | None:
-    if "\x00" in value:
-        return _NUL
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return _NOT_UTF8
-    return None
