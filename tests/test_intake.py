@@ -405,6 +405,35 @@ def test_a_batch_not_stored_within_its_deadline_gets_503_and_the_next_batch_is_s
     )
 
 
+def test_closing_intake_answers_the_batch_under_way_and_the_requests_waiting_503(
+    client: TestClient, runtime: Runtime
+) -> None:
+    token, secret = source_of(client)
+    intake = intake_on(runtime, [], connect=True)
+
+    async def scenario() -> list[Any]:
+        source = await intake.sources.lookup(token)
+        with inbox_held(runtime):
+            storing = asyncio.ensure_future(
+                intake.submit(source, request(webhook("p-1"), secret, "m1"))
+            )
+            await asyncio.sleep(0.1)  # its batch is under way
+            waiting = asyncio.ensure_future(
+                intake.submit(source, request(webhook("p-2"), secret, "m2"))
+            )
+            await asyncio.sleep(0)
+            intake.close()  # as the web process stops
+            results = await asyncio.gather(
+                asyncio.wait_for(storing, 10), asyncio.wait_for(waiting, 10), return_exceptions=True
+            )
+        return [outcome(result) for result in results]
+
+    results = run(intake, scenario)
+
+    stopping = ("StoreUnavailable", "database unavailable: the server is stopping", None)
+    assert results == [stopping, stopping]
+
+
 # What the inbox's columns cannot hold, set on the parsed rows of the request whose webhook-id is
 # "bad" (as if intake's own checks had missed it): on SQLite only what its driver cannot bind.
 UNSTORABLE = {
