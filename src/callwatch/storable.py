@@ -1,0 +1,103 @@
+"""What the database can store of an inbox row: the column limits of tables.py, checked at intake.
+
+A value the database cannot store fails the INSERT of every request in its batch (other orgs'
+too), or later the worker's transaction of every event in its queue message; so intake answers
+422 naming the field instead, before the 202. The limits are read from the columns, not copied.
+A derived key (the dedupe key) is never refused: one too long is stored as its digest, which
+dedupes the same as the key itself.
+"""
+
+import hashlib
+import re
+from typing import Any
+
+from sqlalchemy import ColumnElement, String
+
+from callwatch.errors import InvalidInput, MalformedBody
+from callwatch.events import CallEvent, CallFields
+from callwatch.inbox import InboxRow
+from callwatch.tables import Call, InboxEvent, PendingJoin
+
+
+def _length(column: ColumnElement[Any]) -> int:
+    kind = column.type
+    if not isinstance(kind, String) or kind.length is None:
+        raise TypeError(f"{column} has no length")
+    return kind.length
+
+
+_INBOX = InboxEvent.__table__.c
+_CALLS = Call.__table__.c
+# Where an event's values go: the inbox row, the call's row (`calls._apply_state`), the joins.
+PROVIDER_CALL_ID = min(_length(_INBOX.provider_call_id), _length(_CALLS.provider_call_id))
+DEDUPE_KEY = _length(_INBOX.dedupe_key)
+CONTENT_TYPE = _length(_INBOX.content_type)
+JOIN_KEY = _length(PendingJoin.__table__.c.join_key)
+FIELDS = {
+    name: _length(_CALLS[name])
+    for name in CallFields.model_fields
+    if name in _CALLS and isinstance(_CALLS[name].type, String)
+}
+DIGEST_PREFIX = "sha256:"
+# A NUL can reach a parsed value only through one of these in the body (JSON, form encoding).
+_NUL_FORMS = (b"\x00", b"\\u0000", b"%00")
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def fit(key: str, length: int) -> str:
+    """A derived key as it is stored: itself if it fits in `length`, else its digest."""
+    if len(key) <= length:
+        return key
+    return DIGEST_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def check(row: InboxRow, body: bytes) -> None:
+    """Raise InvalidInput (422, naming the field) if the row holds what cannot be stored."""
+    event = row.event
+    _within("provider_call_id", row.provider_call_id, PROVIDER_CALL_ID)
+    _within("content-type", row.content_type, CONTENT_TYPE)
+    for name, length in FIELDS.items():
+        _within(name, getattr(event.fields, name), length)
+    for name, value in (event.enrich or {}).items():
+        if name in FIELDS and isinstance(value, str):
+            _within(name, value, FIELDS[name])
+    for key in event.joins:
+        _within("joins", key, JOIN_KEY)
+    if any(form in body for form in _NUL_FORMS):
+        _without_nul(event, body)
+
+
+def _within(field: str, value: str | None, length: int) -> None:
+    if value is not None and len(value) > length:
+        raise InvalidInput(
+            f"{field}: {len(value)} characters, at most {length} can be stored", field=field
+        )
+
+
+def _without_nul(event: CallEvent, body: bytes) -> None:
+    """Neither Postgres text nor jsonb can hold a NUL character."""
+    if b"\x00" in body:
+        raise MalformedBody("body: holds a NUL byte, which cannot be stored", field="body")
+    if _ESCAPED_NUL.search(event.model_dump_json()):
+        field = _nul_at(event.model_dump(mode="json"), "") or "event"
+        raise InvalidInput(f"{field}: holds a NUL character, which cannot be stored", field=field)
+
+
+def _nul_at(value: object, path: str) -> str | None:
+    """The path of the first value (or key) holding a NUL character."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return inner
+            found = _nul_at(item, inner)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
