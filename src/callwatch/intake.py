@@ -89,7 +89,7 @@ def rows_of(source: SourceConfig, request: WebhookRequest) -> list[InboxRow]:
     delivery_id = adapter.authenticate(request, source, request.received_at.timestamp())
     rows = [_row(source, event, request) for event in adapter.parse(request, delivery_id)]
     for row in rows:
-        storable.check(row, request.body)
+        storable.check(row)
     return rows
 
 

@@ -34,7 +34,7 @@ def reason_of(row: InboxEvent | None, exc: Exception) -> str:
         except ValidationError:
             return "its stored event is not a readable call event"
         try:
-            storable.check(_as_row(row, event), row.raw_body.encode())
+            storable.check(_as_row(row, event))
         except RequestError as refused:
             return refused.detail  # a limit the event breaks, as intake now refuses it
     if isinstance(exc, DBAPIError):

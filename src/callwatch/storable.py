@@ -4,17 +4,17 @@ A value the database cannot store fails the INSERT of every request in its batch
 too), or later the worker's transaction of every event in its queue message; so intake answers
 422 naming the field instead, before the 202. The limits are read from the columns, not copied.
 A derived key (the dedupe key) is never refused: one too long is stored as its digest, which
-dedupes the same as the key itself.
+dedupes the same as the key itself. (NUL characters, which neither text nor jsonb can hold, are
+refused where bodies are parsed: `validation`.)
 """
 
 import hashlib
-import re
 from typing import Any
 
 from sqlalchemy import ColumnElement, String
 
-from callwatch.errors import InvalidInput, MalformedBody
-from callwatch.events import CallEvent, CallFields
+from callwatch.errors import InvalidInput
+from callwatch.events import CallFields
 from callwatch.inbox import InboxRow
 from callwatch.tables import Call, InboxEvent, PendingJoin
 
@@ -39,9 +39,6 @@ FIELDS = {
     if name in _CALLS and isinstance(_CALLS[name].type, String)
 }
 DIGEST_PREFIX = "sha256:"
-# A NUL can reach a parsed value only through one of these in the body (JSON, form encoding).
-_NUL_FORMS = (b"\x00", b"\\u0000", b"%00")
-_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def fit(key: str, length: int) -> str:
@@ -51,7 +48,7 @@ def fit(key: str, length: int) -> str:
     return DIGEST_PREFIX + hashlib.sha256(key.encode()).hexdigest()
 
 
-def check(row: InboxRow, body: bytes) -> None:
+def check(row: InboxRow) -> None:
     """Raise InvalidInput (422, naming the field) if the row holds what cannot be stored."""
     event = row.event
     _within("provider_call_id", row.provider_call_id, PROVIDER_CALL_ID)
@@ -63,8 +60,6 @@ def check(row: InboxRow, body: bytes) -> None:
             _within(name, value, FIELDS[name])
     for key in event.joins:
         _within("joins", key, JOIN_KEY)
-    if any(form in body for form in _NUL_FORMS):
-        _without_nul(event, body)
 
 
 def _within(field: str, value: str | None, length: int) -> None:
@@ -72,32 +67,3 @@ def _within(field: str, value: str | None, length: int) -> None:
         raise InvalidInput(
             f"{field}: {len(value)} characters, at most {length} can be stored", field=field
         )
-
-
-def _without_nul(event: CallEvent, body: bytes) -> None:
-    """Neither Postgres text nor jsonb can hold a NUL character."""
-    if b"\x00" in body:
-        raise MalformedBody("body: holds a NUL byte, which cannot be stored", field="body")
-    if _ESCAPED_NUL.search(event.model_dump_json()):
-        field = _nul_at(event.model_dump(mode="json"), "") or "event"
-        raise InvalidInput(f"{field}: holds a NUL character, which cannot be stored", field=field)
-
-
-def _nul_at(value: object, path: str) -> str | None:
-    """The path of the first value (or key) holding a NUL character."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return inner
-            found = _nul_at(item, inner)
-            if found:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_at(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
