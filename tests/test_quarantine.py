@@ -242,10 +242,19 @@ def test_a_poisoned_event_fails_alone_and_applies_after_replay(
             ["1", "of", "1", "quarantined", "events"],
         ]
 
+        received = poisoned.received_at.strftime("%Y-%m-%d %H:%M:%S")
+        assert main(["replay", "--quarantined", "--org", "globex"]) == 0
+        assert capsys.readouterr().out.splitlines() == ["no quarantined events to replay"]
+        assert main(["replay", "--quarantined", "--dry-run"]) == 0
+        assert capsys.readouterr().out.splitlines() == [
+            f"{poisoned.id}  acme-poison  {acme.org_id}  {received}  {reason}",
+            "1 quarantined event would be sent to the workers again (dry run: nothing changed)",
+        ]
+        assert quarantined_at_of(runtime, poisoned.id) == quarantined_at
+
         if remove_cause is not None:
             remove_cause()
         assert main(["replay", "--quarantined", "--org", "acme"]) == 0
-        received = poisoned.received_at.strftime("%Y-%m-%d %H:%M:%S")
         assert capsys.readouterr().out.splitlines() == [
             f"{poisoned.id}  acme-poison  {acme.org_id}  {received}  {reason}",
             "sent 1 quarantined event to the workers again: each leaves the quarantine once it "
