@@ -1,6 +1,7 @@
 """Intake takes only what the database can store: for every provider's recorded webhooks, each
 string made too long is either refused with a 4xx naming the field, or stored and applied whole."""
 
+import asyncio
 import hashlib
 import json
 import time
@@ -25,6 +26,7 @@ from callwatch.simulator.platforms import PLATFORMS
 from callwatch.tables import Base, InboxEvent
 from callwatch.tenancy import source_by_token
 from tests.conftest import create_org, create_source, path_of, signed
+from tests.test_intake import inbox, intake_on, outcome, request, run, webhook
 
 PAYLOADS = Path(__file__).parent / "payloads"
 LONG = "7" * 300  # longer than every varchar column (the longest hold 200)
@@ -198,6 +200,16 @@ def generic_body(**data: Any) -> dict[str, Any]:
     }
 
 
+def source_of(client: TestClient, org: str) -> tuple[str, str]:
+    source = create_source(client, create_org(client, org))
+    return source["webhook_url"].rsplit("/", 1)[1], source["signing_secret"]
+
+
+def webhook_with(call_id: str, **data: Any) -> bytes:
+    body = generic_body(call_id=call_id, **data)
+    return json.dumps(body).encode()
+
+
 def dedupe_keys(runtime: Runtime) -> list[str]:
     with runtime.sessions() as session:
         return sorted(session.scalars(select(InboxEvent.dedupe_key)))
@@ -267,3 +279,33 @@ def test_a_fixa_call_id_near_its_limit_is_stored_and_dedupes(
     assert (again.status_code, again.json()) == (202, {"status": "duplicate"})
     [key] = dedupe_keys(runtime)
     assert (key.startswith("sha256:"), len(key)) == (True, 71)
+
+
+def test_a_request_that_cannot_be_stored_fails_alone_not_its_batch(
+    client: TestClient, runtime: Runtime
+) -> None:
+    acme, globex = source_of(client, "acme"), source_of(client, "globex")
+    queued: list[list[str]] = []
+    intake = intake_on(runtime, queued)
+    long_id = request(webhook("a-1"), acme[1], "msg_" + "x" * 250)
+    long_agent = request(webhook_with("a-2", agent_id="a" * 300), acme[1], "m-agent")
+    others = [request(webhook(f"g-{n}"), globex[1], f"m-{n}") for n in range(10)]
+
+    async def scenario() -> list[Any]:
+        sources = [await intake.sources.lookup(token) for token, _ in (acme, globex)]
+        return await asyncio.gather(
+            intake.submit(sources[0], long_id),
+            intake.submit(sources[0], long_agent),
+            *(intake.submit(sources[1], other) for other in others),
+            return_exceptions=True,
+        )
+
+    results = run(intake, scenario)
+
+    stored = dict(inbox(runtime))
+    assert [outcome(result) for result in results] == [
+        [stored["a-1"]],
+        ("InvalidInput", "agent_id: 300 characters, at most 200 can be stored", "agent_id"),
+        *([stored[f"g-{n}"]] for n in range(10)),
+    ]
+    assert sorted(stored) == sorted(["a-1", *(f"g-{n}" for n in range(10))])
