@@ -47,5 +47,6 @@ def downgrade() -> None:
         postgresql_where=OLD_PENDING,
         sqlite_where=OLD_PENDING,
     )
-    with op.batch_alter_table("inbox") as batch:
-        batch.drop_column("quarantined_at")
+    # Not in batch mode: on SQLite that rebuilds the table, and dropping the old one would
+    # cascade to the pending joins; SQLite (3.35+) drops a column in place.
+    op.drop_column("inbox", "quarantined_at")
