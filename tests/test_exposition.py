@@ -168,7 +168,10 @@ def seed_database(runtime: Runtime, owner: Tenant, now: datetime) -> None:
         with runtime.sessions.begin() as session:
             session.execute(update(Call).where(Call.id == call_id).values(assembly_state=state))
     with runtime.sessions.begin() as session:
-        for n, processed in enumerate([None, None, now]):
+        # Two pending, one applied, one quarantined (neither pending nor applied).
+        for n, (processed, quarantined) in enumerate(
+            [(None, None), (None, None), (now, None), (None, now)]
+        ):
             session.add(
                 InboxEvent(
                     id=f"evt_{n}",
@@ -182,6 +185,7 @@ def seed_database(runtime: Runtime, owner: Tenant, now: datetime) -> None:
                     received_at=now,
                     due_at=now,
                     processed_at=processed,
+                    quarantined_at=quarantined,
                 )
             )
         session.add(
@@ -342,6 +346,7 @@ def test_every_metric_on_a_seeded_database_and_redis(
         'callwatch_webhooks_total{provider="generic",outcome="rejected"}': "1",
         'callwatch_webhooks_total{provider="unknown",outcome="rejected"}': "1",
         "callwatch_inbox_pending": "3",
+        "callwatch_inbox_quarantined": "1",
         'callwatch_calls_unfinished{assembly_state="pending"}': "1",
         'callwatch_calls_unfinished{assembly_state="fetching"}': "0",
         'callwatch_calls_unfinished{assembly_state="awaiting_recording"}': "2",

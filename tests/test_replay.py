@@ -398,8 +398,8 @@ def test_unknown_or_foreign_call_ids_are_one_line_and_nothing_is_replayed(
         f"callwatch: no call '{theirs['id']}' in org 'acme' {hint}; nothing was replayed\n",
     )
     assert no_org == (2, [], "callwatch: no org 'initech'\n")
-    assert neither == (2, [], "callwatch: give call ids or --failed, one of the two\n")
-    assert both == (2, [], "callwatch: give call ids or --failed, one of the two\n")
+    assert neither == (2, [], "callwatch: give call ids, --failed or --quarantined, one of them\n")
+    assert both == (2, [], "callwatch: give call ids, --failed or --quarantined, one of them\n")
     assert bad_time == (
         2,
         [],

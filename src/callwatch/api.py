@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from callwatch import call_stats, calls, export, queries, stats
+from callwatch import call_stats, calls, export, quarantine, queries, stats
 from callwatch.auth import require_org
 from callwatch.db import transaction
 from callwatch.filters import parse
@@ -87,3 +87,10 @@ def export_calls(request: Request) -> StreamingResponse:
         media_type=export.media_type(query),
         headers={"content-disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def quarantined_events(request: Request) -> JSONResponse:
+    org_id = require_org(request)
+    query = parse(quarantine.QuarantineQuery, request.query_params)
+    with transaction(_services(request).runtime.sessions) as session:
+        return _json(quarantine.page(session, org_id, query))

@@ -46,6 +46,7 @@ ROUTES = [
     Route("/api/calls/{call_id}/events", api.call_events, methods=["GET"]),
     Route("/api/agents/{agent_id}/call_stats", api.agent_call_stats, methods=["GET"]),
     Route("/api/stats", api.call_aggregates, methods=["GET"]),
+    Route("/api/quarantine", api.quarantined_events, methods=["GET"]),
     Route("/openapi.json", docs.openapi_json, methods=["GET"]),
     Route("/docs", docs.page, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),

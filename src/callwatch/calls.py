@@ -136,12 +136,15 @@ def apply_inbox(
 
 def _mark_applied(session: Session, call_ids: dict[str, str | None], now: datetime) -> None:
     """Inbox id → its call: one statement for all rows (the unit of work's UPDATE of each row's
-    object cost several times the CPU). The rows' objects in the session keep their old values."""
+    object cost several times the CPU). The rows' objects in the session keep their old values.
+    A quarantined row sent again (`callwatch replay --quarantined`) leaves the quarantine."""
     table = InboxEvent.__table__
     statement = (
         update(table)  # type: ignore[arg-type]
         .where(table.c.id == bindparam("row_id"))
-        .values(call_id=bindparam("row_call_id"), processed_at=now)
+        .values(
+            call_id=bindparam("row_call_id"), processed_at=now, quarantined_at=None, last_error=None
+        )
     )
     values = [{"row_id": key, "row_call_id": value} for key, value in sorted(call_ids.items())]
     session.execute(statement, values)

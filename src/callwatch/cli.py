@@ -11,7 +11,8 @@ from callwatch.errors import CallwatchError, ReplayError, RequestError
 from callwatch.settings import Settings
 
 if TYPE_CHECKING:
-    from callwatch.replay import Target
+    from callwatch.queue import Producer
+    from callwatch.replay import Selection, Target
     from callwatch.runtime import Runtime
     from callwatch.terminal import Http
 
@@ -153,6 +154,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     chosen = {name: getattr(args, name) for name in replay.Selection.model_fields}
     selection = parse_query(replay.Selection, chosen)
     _check_database(settings)
+    if selection.quarantined:
+        return _replay_quarantined(args, settings, selection)
     try:
         with opened(settings) as rt:
             with transaction(rt.sessions) as session:
@@ -191,14 +194,43 @@ def _check_database(settings: Settings) -> None:
         )
 
 
-def _replay(rt: "Runtime", redis_url: str | None, targets: "list[Target]") -> list[str]:
-    """Replay in batches, a transaction each, queued once committed; the calls replayed."""
+def _replay_quarantined(
+    args: argparse.Namespace, settings: Settings, selection: "Selection"
+) -> int:
+    """Send the chosen quarantined events to the workers again, as intake sends new ones."""
     from redis import RedisError
 
-    from callwatch import replay
+    from callwatch import quarantine, replay
     from callwatch.db import transaction
+    from callwatch.errors import StoreUnavailable
+    from callwatch.runtime import opened
+
+    try:
+        with opened(settings) as rt, transaction(rt.sessions) as session:
+            chosen = replay.quarantined(session, selection)
+    except StoreUnavailable as exc:
+        raise ReplayError(f"{exc}; check CALLWATCH_DATABASE_URL") from exc
+    for event in chosen:
+        print(quarantine.line(event))
+    if chosen and not args.dry_run:
+        producer = _producer(args.redis_url or settings.redis_url)
+        try:
+            ids = [event.event_id for event in chosen]
+            for start in range(0, len(ids), REPLAY_BATCH):
+                producer.ingest(ids[start : start + REPLAY_BATCH])
+        except RedisError as exc:
+            raise ReplayError(f"lost Redis ({exc}): run the same replay again") from exc
+        finally:
+            producer.close()
+    print(replay.quarantined_summary(len(chosen), dry_run=args.dry_run))
+    return 0
+
+
+def _producer(redis_url: str | None) -> "Producer":
+    """A producer on the workers' Redis, reached once already."""
+    from redis import RedisError
+
     from callwatch.queue import Producer
-    from callwatch.runtime import utcnow
     from callwatch.tail import shown_url
 
     if not redis_url:
@@ -210,9 +242,22 @@ def _replay(rt: "Runtime", redis_url: str | None, targets: "list[Target]") -> li
     try:
         producer.ping()
     except RedisError as exc:
+        producer.close()
         raise ReplayError(
             f"cannot reach Redis at {shown_url(redis_url)} ({exc}); nothing was replayed"
         ) from exc
+    return producer
+
+
+def _replay(rt: "Runtime", redis_url: str | None, targets: "list[Target]") -> list[str]:
+    """Replay in batches, a transaction each, queued once committed; the calls replayed."""
+    from redis import RedisError
+
+    from callwatch import replay
+    from callwatch.db import transaction
+    from callwatch.runtime import utcnow
+
+    producer = _producer(redis_url)
     done: list[str] = []
     try:
         for start in range(0, len(targets), REPLAY_BATCH):
@@ -324,19 +369,33 @@ def parser() -> argparse.ArgumentParser:
     replay = add("replay", cmd_replay, "assemble calls again from their stored events")
     replay.add_argument("call_ids", nargs="*", metavar="CALL_ID", help="callwatch or provider id")
     replay.add_argument("--failed", action="store_true", help="every call whose assembly failed")
+    replay.add_argument(
+        "--quarantined",
+        action="store_true",
+        help="every quarantined event (`callwatch quarantine list`): sent to the workers again",
+    )
     replay.add_argument("--org", help="only this org's calls (name or id)")
     replay.add_argument("--source", help="only this source's calls (id, or name with --org)")
     replay.add_argument(
-        "--since", metavar="ISO8601", help="with --failed: started at or after (UTC if no zone)"
+        "--since",
+        metavar="ISO8601",
+        help="with --failed: started at or after (UTC if no zone); "
+        "with --quarantined: received at or after",
     )
     replay.add_argument(
-        "--until", metavar="ISO8601", help="with --failed: started at or before; a date: that day"
+        "--until",
+        metavar="ISO8601",
+        help="with --failed: started at or before, a date: that day; with --quarantined: received",
     )
     replay.add_argument("--dry-run", action="store_true", help="list them, change nothing")
     replay.add_argument("--redis-url", help="default: $CALLWATCH_REDIS_URL")
 
     calls = add("calls", lambda a, s: 0, "query calls over the HTTP API")
     lookups.add_commands(add, calls.add_subparsers(dest="calls_command", required=True))
+    quarantined = add("quarantine", lambda a, s: 0, "events that could not be applied")
+    lookups.add_quarantine_commands(
+        add, quarantined.add_subparsers(dest="quarantine_command", required=True)
+    )
     return root
 
 

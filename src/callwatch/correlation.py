@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from callwatch import storable
 from callwatch.db import insert_ignore
 from callwatch.events import TERMINAL_STATUSES, CallEvent
 from callwatch.tables import Call, InboxEvent, PendingJoin
@@ -149,7 +150,8 @@ def named(
         if row.received_at + timedelta(seconds=match_wait_s) > now:
             row.due_at = now  # the sweeper brings it back to look again
             return False
-        found = UNMATCHED_PREFIX + row.dedupe_key
+        room = storable.PROVIDER_CALL_ID - len(UNMATCHED_PREFIX)
+        found = UNMATCHED_PREFIX + storable.fit(row.dedupe_key, room)
     row.provider_call_id = found
     events[row.id] = events[row.id].model_copy(update={"provider_call_id": found})
     row.event = events[row.id].model_dump(mode="json")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from callwatch import ids, providers, tenancy
+from callwatch import ids, providers, storable, tenancy
 from callwatch.crypto import Vault
 from callwatch.db import transaction
 from callwatch.errors import NotFound, StoreUnavailable, Unauthorized
@@ -112,7 +112,10 @@ def rows_of(source: SourceConfig, request: WebhookRequest) -> list[InboxRow]:
         raise Unauthorized(f"client address {request.client_ip} is not in the allowed_ips")
     adapter = providers.get(source.provider)
     delivery_id = adapter.authenticate(request, source, request.received_at.timestamp())
-    return [_row(source, event, request) for event in adapter.parse(request, delivery_id)]
+    rows = [_row(source, event, request) for event in adapter.parse(request, delivery_id)]
+    for row in rows:
+        storable.check(row)
+    return rows
 
 
 def _row(source: SourceConfig, event: CallEvent, request: WebhookRequest) -> InboxRow:
@@ -120,7 +123,7 @@ def _row(source: SourceConfig, event: CallEvent, request: WebhookRequest) -> Inb
         id=ids.new_id("evt"),
         org_id=source.org_id,
         source_id=source.id,
-        dedupe_key=event.dedupe_key,
+        dedupe_key=storable.fit(event.dedupe_key, storable.DEDUPE_KEY),
         provider_call_id=event.provider_call_id,
         event=event,
         raw_body=request.body.decode("utf-8", "replace"),

@@ -1,4 +1,4 @@
-"""`callwatch calls list|get|stats`: calls and their aggregates, looked up over the HTTP API."""
+"""`callwatch calls list|get|stats` and `callwatch quarantine list`: looked up over the HTTP API."""
 
 import argparse
 import json
@@ -70,6 +70,30 @@ def cmd_calls_stats(args: argparse.Namespace, settings: Settings) -> int:
 
     params = _params(args, (*FILTERS, "group_by"))
     return _query(args, settings, lambda api: api.stats(params), stats_table)
+
+
+def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
+    from callwatch.terminal import quarantine_table
+
+    params = _params(args, ("source", "limit", "skip", "page"))
+    return _query(args, settings, lambda api: api.quarantine(params), quarantine_table)
+
+
+def add_quarantine_commands(add: "Adder", quarantine: "Subcommands") -> None:
+    """`list` under the `quarantine` command."""
+    listed = add(
+        "list",
+        cmd_quarantine_list,
+        "list the org's events that could not be applied, the latest first, with the reason "
+        "(`callwatch replay --quarantined` sends them to the workers again)",
+        quarantine,
+    )
+    listed.add_argument("--source", help="source name")
+    listed.add_argument("--limit", type=int, help="events per page (API default 100)")
+    paging = listed.add_mutually_exclusive_group()
+    paging.add_argument("--skip", type=int)
+    paging.add_argument("--page", type=int, help="1-based page of --limit events")
+    _add_connection(listed)
 
 
 def add_commands(add: "Adder", calls: "Subcommands") -> None:

@@ -12,6 +12,7 @@ from callwatch import (
     call_stats,
     export,
     health,
+    quarantine,
     queries,
     stats,
     subscription_api,
@@ -119,6 +120,17 @@ OPERATIONS = [
         "stats",
         query=stats.StatsQuery,
         response=stats.StatsResult,
+    ),
+    Operation(
+        "get",
+        "/api/quarantine",
+        "Events that could not be applied, the latest first",
+        "calls",
+        query=quarantine.QuarantineQuery,
+        response=quarantine.QuarantinePage,
+        description="An accepted event that a worker could not apply is kept here with the "
+        "reason, never dropped; `callwatch replay --quarantined` applies it again once the "
+        "cause is fixed, and it leaves this list when it applies.",
     ),
     Operation("get", "/healthz", "Liveness", "health", auth=None, response=health.Health),
     Operation(

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from callwatch import assembly, calls, downstream, metrics, providers, tenancy
+from callwatch import assembly, calls, downstream, metrics, providers, quarantine, tenancy
 from callwatch.db import memo, transaction
 from callwatch.effects import Effects
 from callwatch.errors import Permanent, Retryable, StoreUnavailable
@@ -16,7 +17,7 @@ from callwatch.providers.base import FetchContext, SourceConfig
 from callwatch.records import CallDetails, CallRecord, Recording
 from callwatch.runtime import Runtime
 from callwatch.state import CallState, fold
-from callwatch.tables import Call
+from callwatch.tables import Call, InboxEvent
 
 log = logging.getLogger("callwatch.pipeline")
 
@@ -48,7 +49,41 @@ class Steps:
 
 
 def ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
-    """Apply the events and claim the calls now ready to assemble, in one transaction."""
+    """Apply the events and claim the calls now ready to assemble, in one transaction.
+
+    An event that fails the transaction (not an unreachable database, which is retried) fails
+    alone: the ids are halved until it is one, which is quarantined with the reason, and every
+    other event is applied.
+    """
+    try:
+        return _ingest(rt, inbox_ids)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        if len(inbox_ids) == 1:
+            _quarantine(rt, inbox_ids[0], exc)
+            return Ingested([], Effects())
+        middle = len(inbox_ids) // 2
+        first, second = ingest(rt, inbox_ids[:middle]), ingest(rt, inbox_ids[middle:])
+        first.effects.add(second.effects)
+        return Ingested(first.ready + second.ready, first.effects)
+
+
+def _quarantine(rt: Runtime, inbox_id: str, exc: Exception) -> None:
+    with transaction(rt.sessions) as session:
+        row = session.get(InboxEvent, inbox_id)
+        reason = quarantine.reason_of(row, exc)
+        quarantine.put(session, [inbox_id], reason, rt.clock())
+    # A database refusal's text holds the statement's parameters (the sender's content): its
+    # reason says enough. Anything else is a bug, whose traceback the operator needs.
+    log.warning(
+        "event quarantined",
+        extra={"event_id": inbox_id, "reason": reason},
+        exc_info=None if isinstance(exc, DBAPIError) else exc,
+    )
+
+
+def _ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
     effects = Effects()
     ready = []
     with transaction(rt.sessions) as session:

@@ -1,4 +1,6 @@
-"""Replaying calls: their assembly starts again from all of their stored events (DESIGN §2)."""
+"""Replaying calls: their assembly starts again from all of their stored events (DESIGN §2).
+
+Also the choice of quarantined events to send to the workers again (`--quarantined`)."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -6,9 +8,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ColumnElement, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from callwatch import calls, tenancy
+from callwatch import calls, quarantine, tenancy
 from callwatch.errors import InvalidInput, NotFound
 from callwatch.filters import CallFilters, DayOrTime
 from callwatch.tables import Call, InboxEvent, Source
@@ -17,24 +19,30 @@ FINISHED = ("assembled", "failed")  # what a replay starts again; the other stat
 
 
 class Selection(BaseModel):
-    """The calls to replay: the ones named, or every failed one; `org` and `source` narrow both."""
+    """What to replay: the calls named, every failed call, or every quarantined event; `org` and
+    `source` narrow each. `since` and `until` bound when a call started or an event arrived."""
 
     model_config = ConfigDict(extra="forbid")
 
     call_ids: list[str] = Field(default_factory=list, description="callwatch or provider ids")
     failed: bool = False
+    quarantined: bool = False
     org: str | None = Field(None, description="org name or id")
     source: str | None = Field(None, description="source id, or its name within `org`")
-    since: DayOrTime | None = Field(None, description="started at or after")
+    since: DayOrTime | None = Field(None, description="started (received) at or after")
     until: DayOrTime | None = Field(None, description="started at or before; a date: that day")
 
     @model_validator(mode="after")
     def _one_way_to_choose(self) -> "Selection":
         # InvalidInput passes through pydantic untouched, so the message stays as written.
-        if bool(self.call_ids) == self.failed:
-            raise InvalidInput("give call ids or --failed, one of the two", field="failed")
+        if [bool(self.call_ids), self.failed, self.quarantined].count(True) != 1:
+            raise InvalidInput(
+                "give call ids, --failed or --quarantined, one of them", field="failed"
+            )
         if self.call_ids and (self.since is not None or self.until is not None):
-            raise InvalidInput("--since and --until narrow --failed, not call ids", field="since")
+            raise InvalidInput(
+                "--since and --until narrow --failed or --quarantined, not call ids", field="since"
+            )
         start, end = self.started_range()
         if start is not None and end is not None and start >= end:
             raise InvalidInput("--since is not before --until", field="since")
@@ -81,7 +89,7 @@ _TARGET = (
 
 def plan(session: Session, selection: Selection) -> Plan:
     """The calls `selection` chooses, as they are now; an id it cannot find is NotFound."""
-    scope = _scope(session, selection)
+    scope = _scope(session, selection, Call.org_id, Call.source_id, Call.started_at)
     if selection.call_ids:
         chosen = _named(session, selection.call_ids, scope, selection.org)
     else:
@@ -147,18 +155,30 @@ def _locked(session: Session, call_ids: Sequence[str]) -> list[Call]:
     )
 
 
-def _scope(session: Session, selection: Selection) -> list[ColumnElement[bool]]:
+def quarantined(session: Session, selection: Selection) -> list[quarantine.Chosen]:
+    """The quarantined events `selection` chooses (`since`/`until`: when they arrived)."""
+    columns = (InboxEvent.org_id, InboxEvent.source_id, InboxEvent.received_at)
+    return quarantine.chosen(session, _scope(session, selection, *columns))
+
+
+def _scope(
+    session: Session,
+    selection: Selection,
+    org: InstrumentedAttribute[str],
+    source: InstrumentedAttribute[str],
+    at: InstrumentedAttribute[datetime],
+) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     org_id = tenancy.get_org(session, selection.org).id if selection.org else None
     if org_id is not None:
-        conditions.append(Call.org_id == org_id)
+        conditions.append(org == org_id)
     if selection.source:
-        conditions.append(Call.source_id == _source_id(session, selection.source, org_id))
+        conditions.append(source == _source_id(session, selection.source, org_id))
     start, end = selection.started_range()
     if start is not None:
-        conditions.append(Call.started_at >= start)
+        conditions.append(at >= start)
     if end is not None:
-        conditions.append(Call.started_at < end)
+        conditions.append(at < end)
     return conditions
 
 
@@ -249,6 +269,21 @@ def summary(replayed: int, left_alone: int, *, dry_run: bool) -> str:
     else:
         head = "nothing replayed" if left_alone else "no calls to replay"
     return head + (f"; {_calls(left_alone)} left alone" if left_alone else "")
+
+
+def quarantined_summary(sent: int, *, dry_run: bool) -> str:
+    if dry_run:
+        return f"{_events(sent)} would be sent to the workers again (dry run: nothing changed)"
+    if not sent:
+        return "no quarantined events to replay"
+    return (
+        f"sent {_events(sent)} to the workers again: each leaves the quarantine once it applies "
+        "(`callwatch quarantine list` shows those still there)"
+    )
+
+
+def _events(count: int) -> str:
+    return f"{count} quarantined event" + ("" if count == 1 else "s")
 
 
 def _calls(count: int) -> str:

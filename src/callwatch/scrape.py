@@ -12,6 +12,7 @@ from redis import Redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from callwatch import quarantine
 from callwatch.promtext import Family, Sample, histogram, observe
 from callwatch.queue import QUEUE
 from callwatch.streams import ALERTS_STREAM, ASSEMBLY_BUCKETS_S, CALLS_STREAM, COUNTERS
@@ -46,8 +47,11 @@ def _by(rows: Sequence[Any], keys: Sequence[str], label: str) -> list[Sample]:
 def database(session: Session, now: datetime) -> list[Family]:
     since = now - timedelta(seconds=WINDOW_S)
     inbox = session.scalar(
-        select(func.count()).select_from(InboxEvent).where(InboxEvent.processed_at.is_(None))
+        select(func.count())
+        .select_from(InboxEvent)
+        .where(InboxEvent.processed_at.is_(None), InboxEvent.quarantined_at.is_(None))
     )
+    quarantined = quarantine.count(session)
     calls = session.execute(
         select(Call.assembly_state, func.count())
         .where(Call.assembly_state.in_(UNFINISHED))
@@ -92,6 +96,13 @@ def database(session: Session, now: datetime) -> list[Family]:
             "gauge",
             "Webhook events stored but not yet applied to their call.",
             [Sample(inbox or 0)],
+        ),
+        Family(
+            "callwatch_inbox_quarantined",
+            "gauge",
+            "Webhook events that could not be applied, kept with the reason "
+            "(GET /api/quarantine; `callwatch replay --quarantined` retries them).",
+            [Sample(quarantined)],
         ),
         Family(
             "callwatch_calls_unfinished",

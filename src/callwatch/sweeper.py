@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from callwatch import correlation
+from callwatch import correlation, quarantine
 from callwatch.tables import Call, InboxEvent
 
 MAX_INBOX_DELIVERIES = 10
@@ -24,21 +24,20 @@ def sweep(session: Session, now: datetime, grace_s: float) -> Overdue:
     orphans = correlation.unpark_orphans(session, now, BATCH)
     stale = session.execute(
         select(InboxEvent.id, InboxEvent.attempts)
-        .where(InboxEvent.processed_at.is_(None), InboxEvent.due_at < cutoff)
+        .where(
+            InboxEvent.processed_at.is_(None),
+            InboxEvent.quarantined_at.is_(None),
+            InboxEvent.due_at < cutoff,
+        )
         .order_by(InboxEvent.due_at)
         .limit(BATCH)
     ).all()
     dead = [event_id for event_id, attempts in stale if attempts >= MAX_INBOX_DELIVERIES]
     retry = [event_id for event_id, attempts in stale if attempts < MAX_INBOX_DELIVERIES]
     if dead:
-        session.execute(
-            update(InboxEvent)
-            .where(InboxEvent.id.in_(dead))
-            .values(
-                processed_at=now,
-                last_error=f"not applied after {MAX_INBOX_DELIVERIES} deliveries",
-            )
-        )
+        # Never marked done unapplied: kept, counted and listed, for `callwatch replay`.
+        reason = f"not applied after {MAX_INBOX_DELIVERIES} deliveries"
+        quarantine.put(session, dead, reason, now)
     for event_id, attempts in stale:
         if attempts < MAX_INBOX_DELIVERIES:
             # Spaced out exponentially so a long worker outage does not exhaust the deliveries.

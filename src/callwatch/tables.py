@@ -81,12 +81,14 @@ class Source(Base):
     created_at: Mapped[datetime]
 
 
-_PENDING = text("processed_at IS NULL")
+_PENDING = text("processed_at IS NULL AND quarantined_at IS NULL")
 _JOINED = text("call_id IS NOT NULL")
+_QUARANTINED = text("quarantined_at IS NOT NULL")
 
 
 class InboxEvent(Base):
-    """One received webhook event, stored before the 2xx; `processed_at` marks it applied."""
+    """One received webhook event, stored before the 2xx; `processed_at` marks it applied,
+    `quarantined_at` (the reason in `last_error`) one that could not be applied."""
 
     __tablename__ = "inbox"
     # Partial indexes: a webhook's INSERT adds no call_id entry, and the pending index holds
@@ -95,6 +97,13 @@ class InboxEvent(Base):
         UniqueConstraint("source_id", "dedupe_key"),
         Index("ix_inbox_pending", "due_at", postgresql_where=_PENDING, sqlite_where=_PENDING),
         Index("ix_inbox_call_id", "call_id", postgresql_where=_JOINED, sqlite_where=_JOINED),
+        Index(
+            "ix_inbox_quarantined",
+            "org_id",
+            "quarantined_at",
+            postgresql_where=_QUARANTINED,
+            sqlite_where=_QUARANTINED,
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -112,6 +121,7 @@ class InboxEvent(Base):
     call_id: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    quarantined_at: Mapped[datetime | None]
 
 
 class PendingJoin(Base):

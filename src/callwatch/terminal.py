@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
+from callwatch.quarantine import QuarantinePage
 from callwatch.queries import CallPage
 from callwatch.records import CallRecord, Cost, Stats
 from callwatch.stats import Aggregate, StatsResult
@@ -52,6 +53,9 @@ class Api:
 
     def stats(self, params: Params) -> dict[str, Any]:
         return self._get("/api/stats", params)
+
+    def quarantine(self, params: Params) -> dict[str, Any]:
+        return self._get("/api/quarantine", params)
 
     def _get(self, path: str, params: Params) -> dict[str, Any]:
         base = self.url.rstrip("/")
@@ -120,6 +124,28 @@ def _call_row(record: CallRecord) -> list[str]:
         _cost(record.cost),
         record.recording.status,
     ]
+
+
+QUARANTINE_HEADER = ("QUARANTINED (UTC)", "EVENT", "SOURCE", "PROVIDER CALL ID", "CALL", "REASON")
+
+
+def quarantine_table(body: dict[str, Any]) -> list[str]:
+    page = QuarantinePage.model_validate(body)
+    rows = [
+        [
+            _time(item.quarantined_at),
+            item.id,
+            item.source,
+            item.provider_call_id or "-",
+            item.call_id or "-",
+            item.reason,
+        ]
+        for item in page.items
+    ]
+    footer = f"{len(rows)} of {page.total} quarantined events" + (
+        f" (skipped {page.skip})" if page.skip else ""
+    )
+    return [*table(QUARANTINE_HEADER, rows), footer] if rows else [footer]
 
 
 def call_view(body: dict[str, Any]) -> list[str]:
