@@ -4,6 +4,7 @@ say what was wrong with an answer without repeating it."""
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,15 +19,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from callwatch import targets, tenancy
+from callwatch import deliveries, subscriptions, targets, tenancy
 from callwatch.app import create_app
 from callwatch.db import transaction
 from callwatch.errors import InvalidInput
 from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
 from callwatch.simulator import BackgroundServer, events_for
+from callwatch.subscriptions import SubscriptionIn
 from tests.conftest import ADMIN, create_org, create_source, path_of, signed
-from tests.factories import eventually
+from tests.factories import eventually, tenant
+from tests.test_deliveries import call_data, log_of, summary
 from tests.test_pipeline import hand_call
 from workers.app import app as celery_app
 from workers.app import configure
@@ -440,3 +443,68 @@ def test_a_source_created_in_code_is_vetted_too(runtime) -> None:
         "settings.api_base_url: 169.254.169.254 resolves to 169.254.169.254 (cloud metadata); "
         "only public addresses can be fetched"
     )
+
+
+class DripReceiver:
+    """A subscriber endpoint on a raw socket that answers one byte every `every_s` seconds."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/hook"
+        self._socket.settimeout(0.05)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> "DripReceiver":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        self._thread.join(10)
+        self._socket.close()
+
+    def _serve(self) -> None:
+        while not self._closing.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            connection.settimeout(None)
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)
+            try:
+                for index in range(len(self.ANSWER)):
+                    connection.sendall(self.ANSWER[index : index + 1])
+                    time.sleep(self.every_s)
+            except OSError:
+                return  # the client hung up
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_by_the_delivery_timeout(
+    client, runtime, settings
+) -> None:
+    """Subscriber URLs go through the same deadline: per read, a byte every 0.1 s never times
+    out, and the attempt would outlive its lease."""
+    owner = tenant(client, "acme")
+    runtime.settings = settings.model_copy(update={"delivery_timeout_s": 0.5})
+    runtime.outbound = targets.client(runtime.settings)
+    with DripReceiver(every_s=0.1) as receiver:
+        with transaction(runtime.sessions) as session:
+            data = SubscriptionIn(url=receiver.url, event_types=["call.assembled"])
+            subscription, _ = subscriptions.create(
+                session, runtime.vault, owner.org_id, data, runtime.clock()
+            )
+            [created] = deliveries.fan_out(
+                session, owner.org_id, "call.assembled", call_data(owner), "k", runtime.clock()
+            )
+        deliveries.deliver(runtime, created)
+
+    [item] = log_of(client, owner, subscription.id)
+    assert summary(item)["attempts"] == [(1, None, "retry", "timed out after 0.5 s (ReadTimeout)")]
