@@ -13,16 +13,19 @@ from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from hypothesis import given
+from hypothesis import settings as settings_of_hypothesis
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from callwatch import deliveries, subscriptions, targets, tenancy
+from callwatch import deliveries, http, subscriptions, targets, tenancy
 from callwatch.app import create_app
 from callwatch.db import transaction
-from callwatch.errors import InvalidInput
+from callwatch.errors import InvalidInput, UnusableResponse
 from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
 from callwatch.simulator import BackgroundServer, events_for
@@ -45,6 +48,7 @@ class Script:
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
     body: bytes = b"{}"
     drip_s: float | None = None  # one byte of `body` every drip_s seconds
+    chunked: bool = False  # sent in chunks, with no content-length to refuse it by
     requests: int = 0
     in_flight: int = 0
     most_in_flight: int = 0
@@ -83,6 +87,11 @@ class PlatformApi(BackgroundServer):
             script.requests += 1
             script.in_flight += 1
             script.most_in_flight = max(script.most_in_flight, script.in_flight)
+        if script.chunked:
+            chunks = [script.body[at : at + 16384] for at in range(0, len(script.body), 16384)]
+            with self._lock:
+                script.in_flight -= 1
+            return StreamingResponse(iter(chunks), script.status, script.headers)
         if script.drip_s is None:
             with self._lock:
                 script.in_flight -= 1
@@ -425,6 +434,37 @@ def test_an_unusable_answer_fails_the_call_saying_why_never_what(
         "last_error": shown,
     }
     assert SECRET not in json.dumps(record)
+
+
+def test_an_answer_past_the_size_cap_is_refused_without_a_content_length(
+    client, worker, api
+) -> None:
+    key = create_org(client)
+    source = create_source(client, key, settings={"detail_url": api.detail_url})
+    body = b'{"agent_id": "' + SECRET.encode() * 16_000 + b'"}'
+    api.scripts["chunked-1"] = Script(body=body, chunked=True)
+
+    send_call(client, source, "chunked-1")
+    record = finished(client, key, "chunked-1")
+
+    assert record["assembly"]["last_error"] == (
+        f"{api.shown('chunked-1')}: HTTP 200, application/json: larger than {MAX_BYTES} bytes"
+    )
+
+
+@settings_of_hypothesis(max_examples=300, deadline=None)
+@given(before=st.binary(max_size=200), after=st.binary(max_size=200))
+def test_whatever_a_platform_answers_an_error_never_repeats_it(before: bytes, after: bytes) -> None:
+    """Any bytes around a marker: JSON that can be stored, or an UnusableResponse that says
+    why without a byte of it."""
+    marker = b"MARKER-\xc3\xa9"
+    body = before + b'"' + marker + b'"' + after
+    error = ""
+    try:
+        http.parse_json(body, "GET http://api.test/x: HTTP 200, application/json")
+    except UnusableResponse as exc:
+        error = str(exc)
+    assert "MARKER" not in error
 
 
 def test_a_source_created_in_code_is_vetted_too(runtime) -> None:

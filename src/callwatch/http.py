@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,14 +89,24 @@ def shown(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def get_json(
+@dataclass(frozen=True)
+class Fetched:
+    """A platform's 2xx answer, read within the fetch's deadline and size cap."""
+
+    body: bytes
+    described: str  # "GET <url>: HTTP <status>, <content type>": what an error about it says
+
+
+def get(
     client: httpx.Client,
     url: str,
     headers: Mapping[str, str] | None = None,
     *,
     absent: frozenset[int] = frozenset(),
-) -> Any:
-    """The response's JSON; None for a status in `absent` (a platform that forgot the call)."""
+) -> Fetched | None:
+    """GET through the guard (no redirects); None for a status in `absent`. Raises
+    ProviderUnavailable (retry), ProviderRejected / UnusableResponse / TargetRefused (give up).
+    For any answer (JSON here; recordings reuse it), inside `bounded()`."""
     where = f"GET {shown(url)}"
     try:
         targets.parse_url(url)
@@ -116,7 +127,8 @@ def get_json(
                 raise UnusableResponse(
                     f"{where}: HTTP {response.status_code}, a redirect (not followed)"
                 )
-            body = _read(response, where)
+            described = f"{where}: HTTP {response.status_code}, {_content_type(response)}"
+            return Fetched(_read(response, described), described)
     except TargetRefused as exc:
         raise TargetRefused(f"{where}: refused: {exc}") from None
     except httpx.TimeoutException as exc:
@@ -129,27 +141,32 @@ def get_json(
         raise UnusableResponse(f"{where}: its content-encoding could not be decoded") from exc
     except httpx.TransportError as exc:  # a protocol error's text can quote what was sent
         raise ProviderUnavailable(f"{where}: {type(exc).__name__}") from exc
-    return parse_json(body, f"{where}: HTTP {response.status_code}, {_content_type(response)}")
 
 
-def _read(response: httpx.Response, where: str) -> bytes:
+def get_json(
+    client: httpx.Client,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    absent: frozenset[int] = frozenset(),
+) -> Any:
+    """The answer's JSON; None for a status in `absent` (a platform that forgot the call)."""
+    fetched = get(client, url, headers, absent=absent)
+    return None if fetched is None else parse_json(fetched.body, fetched.described)
+
+
+def _read(response: httpx.Response, described: str) -> bytes:
     """The body, refused (unread past the cap) if larger than the fetch's cap."""
     cap = _max_bytes.get()
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
-        raise UnusableResponse(
-            f"{where}: HTTP {response.status_code}, {_content_type(response)}, "
-            f"{int(declared)} bytes: larger than {cap} bytes"
-        )
+        raise UnusableResponse(f"{described}, {int(declared)} bytes: larger than {cap} bytes")
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > cap:
-            raise UnusableResponse(
-                f"{where}: HTTP {response.status_code}, {_content_type(response)}: "
-                f"larger than {cap} bytes"
-            )
+            raise UnusableResponse(f"{described}: larger than {cap} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
