@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from callwatch.errors import InvalidInput, TargetRefused
+from callwatch.errors import InvalidInput
+from callwatch.errors import TargetRefused as TargetRefused  # once defined here; still named here
 from callwatch.settings import Settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -32,9 +33,6 @@ CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 MAX_URL_LENGTH = 2048
 DEADLINE_SLACK_S = 0.05
-
-
-__all__ = ["TargetRefused"]  # re-exported: it was defined here
 
 
 def refusal(address: Address) -> str | None:
