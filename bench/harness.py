@@ -127,6 +127,8 @@ def callwatch_env(database_url: str, redis_url: str, public_url: str) -> dict[st
         CALLWATCH_SECRET_KEY=SECRET_KEY,
         CALLWATCH_PUBLIC_URL=public_url,
         CALLWATCH_LOG_LEVEL="WARNING",
+        # The simulated platform APIs (bench/pipeline.py, worker_cpu.py) are on loopback.
+        CALLWATCH_ALLOW_PRIVATE_TARGETS="true",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -70,6 +70,7 @@ from callwatch.providers.base import WebhookRequest
 from callwatch.records import CallDetails, LatencySamples, Recording, Utterance
 from callwatch.simulator import cost_of, make_call, recording_url
 from callwatch.tables import Call
+from callwatch.targets import Guard
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 GENERIC = providers.get("generic")
@@ -228,7 +229,9 @@ def create_orgs(
                 org.org_id, org.api_key = row.id, key
                 for name in names:
                     data = tenancy.SourceIn(name=name, provider="generic")
-                    source, _ = tenancy.create_source(session, vault, row.id, data, now)
+                    source, _ = tenancy.create_source(
+                        session, vault, row.id, data, now, guard=Guard(allow_private=False)
+                    )
                     org.sources.append((source.id, source.name))
     finally:
         engine.dispose()

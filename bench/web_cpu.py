@@ -114,6 +114,7 @@ def source_in(database_url: str, secret_key: str) -> tuple[str, str]:
     from callwatch import tenancy
     from callwatch.crypto import Vault
     from callwatch.db import make_engine, make_sessionmaker, transaction
+    from callwatch.targets import Guard
 
     engine = make_engine(database_url, name="bench")
     try:
@@ -121,7 +122,9 @@ def source_in(database_url: str, secret_key: str) -> tuple[str, str]:
         with transaction(make_sessionmaker(engine)) as session:
             org, _ = tenancy.create_org(session, tenancy.OrgIn(name="bench"), now)
             data = tenancy.SourceIn(name="bench", provider="generic")
-            source, secret = tenancy.create_source(session, Vault(secret_key), org.id, data, now)
+            source, secret = tenancy.create_source(
+                session, Vault(secret_key), org.id, data, now, guard=Guard(allow_private=False)
+            )
             assert secret is not None
             return source.webhook_token, secret
     finally:

@@ -74,6 +74,10 @@ def make_settings(database_url: str, redis_url: str, data_dir: Path, **overrides
         "fetch_backoff_base_s": 0.1,
         "fetch_max_failures": 3,
         "lease_s": 3.0,
+        "fetch_deadline_s": 2.0,  # below the lease
+        # The simulator's platform APIs and the receivers are on loopback; the guard's tests
+        # turn this off.
+        "allow_private_targets": True,
         "sweep_grace_s": 0.0,
         "source_cache_s": 0.0,
         "log_level": "WARNING",

@@ -224,6 +224,8 @@ def worker_process(settings: Settings, log: IO[bytes], **env: str) -> subprocess
         "CALLWATCH_REDIS_URL": settings.broker_url,
         "CALLWATCH_SECRET_KEY": "test-secret-key",
         "CALLWATCH_LOG_LEVEL": "INFO",
+        "CALLWATCH_ALLOW_PRIVATE_TARGETS": str(settings.allow_private_targets).lower(),
+        "CALLWATCH_FETCH_DEADLINE_S": str(settings.fetch_deadline_s),
     }
     environ |= {f"CALLWATCH_{name.upper()}": value for name, value in env.items()}
     command = [sys.executable, "-m", "callwatch", "worker", "--concurrency", "2"]

@@ -5,8 +5,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from callwatch import deliveries, subscriptions, targets
+from callwatch.app import create_app
 from callwatch.db import transaction
 from callwatch.errors import InvalidInput
 from callwatch.settings import Settings
@@ -129,11 +131,13 @@ def test_private_targets_can_be_allowed() -> None:
         targets.vet_url("ftp://inside.test/", guard)  # the scheme is still checked
 
 
-def test_creating_a_subscription_on_a_private_address_is_422(client) -> None:
-    owner = tenant(client, "acme")
-    body = {"url": "http://127.0.0.1:9/hook", "event_types": ["call.assembled"]}
+def test_creating_a_subscription_on_a_private_address_is_422(settings) -> None:
+    strict = settings.model_copy(update={"allow_private_targets": False})
+    with TestClient(create_app(strict), raise_server_exceptions=False) as client:
+        owner = tenant(client, "acme")
+        body = {"url": "http://127.0.0.1:9/hook", "event_types": ["call.assembled"]}
 
-    response = client.post("/api/subscriptions", json=body, headers=owner.headers)
+        response = client.post("/api/subscriptions", json=body, headers=owner.headers)
 
     assert (response.status_code, response.headers["content-type"]) == (
         422,

@@ -16,7 +16,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from callwatch import tenancy
+from callwatch import targets, tenancy
 from callwatch.db import transaction
 from callwatch.demo import demo_source, setup_demo
 from callwatch.runtime import Runtime, utcnow
@@ -227,6 +227,7 @@ def test_children_get_the_resolved_configuration(tmp_path: Path) -> None:
     assert env["CALLWATCH_SECRET_KEY"] == "s"
     assert env["CALLWATCH_ADMIN_TOKEN"] == "adm_x"
     assert env["CALLWATCH_PUBLIC_URL"] == "http://example.test"
+    assert env["CALLWATCH_ALLOW_PRIVATE_TARGETS"] == "false"
     assert env["PATH"] == os.environ["PATH"]
 
 
@@ -293,7 +294,8 @@ def test_a_kept_demo_source_follows_the_new_server_and_gains_an_api_key(
             settings=tenancy.SourceSettings(api_base_url="http://127.0.0.1:1/atoms"),
             credentials={"signing_secret": "kept"},
         )
-        tenancy.create_source(session, runtime.vault, org.id, data, utcnow())
+        guard = targets.Guard(allow_private=True)
+        tenancy.create_source(session, runtime.vault, org.id, data, utcnow(), guard=guard)
         source = demo_source(session, runtime, org.id, server, "atoms")
         config = tenancy.config_of(source, runtime.vault)
         api_base_url = server.api_base_url("atoms")

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from callwatch import tenancy
+from callwatch import targets, tenancy
 from callwatch.auth import require_admin, require_org
 from callwatch.db import transaction
 from callwatch.runtime import utcnow
@@ -68,9 +68,10 @@ def create_source(request: Request, body: bytes) -> JSONResponse:
     services: Services = request.app.state.services
     org_id = require_org(request)
     data = parse_body(tenancy.SourceIn, body)
+    guard = targets.Guard(services.runtime.settings.allow_private_targets)
     with transaction(services.runtime.sessions) as session:
         source, secret = tenancy.create_source(
-            session, services.runtime.vault, org_id, data, utcnow()
+            session, services.runtime.vault, org_id, data, utcnow(), guard=guard
         )
         view = source_view(source, services.runtime.settings.public_url)
     if secret is not None:

@@ -264,7 +264,11 @@ def _send(
         return round((time.monotonic() - started) * 1000, 1)
 
     try:
-        with client.stream("POST", job.url, content=job.body, headers=headers) as response:
+        # In total, not per read: a receiver dripping its answer cannot outlive the lease.
+        with (
+            targets.deadline(timeout_s),
+            client.stream("POST", job.url, content=job.body, headers=headers) as response,
+        ):
             _drain(response, started + timeout_s)
             answer = Result(
                 response.status_code,

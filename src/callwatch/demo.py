@@ -11,7 +11,7 @@ from typing import Self
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callwatch import runtime, tenancy
+from callwatch import runtime, targets, tenancy
 from callwatch.db import transaction
 from callwatch.errors import Conflict, StoreUnavailable
 from callwatch.ids import new_token
@@ -83,7 +83,10 @@ def demo_source(
             settings=tenancy.SourceSettings.model_validate(settings),
             credentials=_demo_credentials(provider, {}),
         )
-        source, _ = tenancy.create_source(session, resources.vault, org_id, data, utcnow())
+        guard = targets.Guard(resources.settings.allow_private_targets)
+        source, _ = tenancy.create_source(
+            session, resources.vault, org_id, data, utcnow(), guard=guard
+        )
         return source
     if source.provider != provider:
         raise Conflict(

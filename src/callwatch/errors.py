@@ -13,7 +13,10 @@ CallwatchError
 │   │   ├── ProviderUnavailable  the platform API failed transiently; may carry retry_after
 │   │   └── StoreUnavailable     the database is unreachable (503 at the web edge)
 │   └── Permanent                retrying cannot help (provider 4xx, bad credentials)
-│       └── ProviderRejected
+│       ├── ProviderRejected
+│       │   └── UnusableResponse a platform's answer that cannot be read: a redirect, not
+│       │                        JSON, not UTF-8, nested too deep, too large (never its content)
+│       └── TargetRefused        the SSRF guard refused the URL's address (targets.py)
 └── ReplayError                  `callwatch replay` cannot go on (database or Redis unreachable)
 """
 
@@ -87,6 +90,14 @@ class Permanent(ProcessingError):
 
 class ProviderRejected(Permanent):
     pass
+
+
+class UnusableResponse(ProviderRejected):
+    pass
+
+
+class TargetRefused(Permanent):
+    """The URL's host is, or resolves to, an address callwatch may not connect to."""
 
 
 class ReplayError(CallwatchError):

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from callwatch import assembly, calls, downstream, metrics, providers, quarantine, tenancy
+from callwatch import assembly, calls, downstream, http, metrics, providers, quarantine, tenancy
 from callwatch.db import memo, transaction
 from callwatch.effects import Effects
 from callwatch.errors import Permanent, Retryable, StoreUnavailable
@@ -159,10 +159,13 @@ def run(rt: Runtime, batch: Sequence[Claimed]) -> Steps:
 def _fetch(rt: Runtime, claimed: Claimed, effects: Effects) -> CallDetails | float | None:
     """The call's details, or else its failure stored: the countdown to its next run, if any."""
     call_id = claimed.call_id
+    # Over before the lease lapses: the sweeper's next run of this call never overlaps it.
+    left = (claimed.lease_until - rt.clock()).total_seconds()
     try:
-        return providers.get(claimed.source.provider).fetch(
-            rt.http, claimed.source, claimed.context
-        )
+        with http.bounded(min(rt.settings.fetch_deadline_s, left), rt.settings.fetch_max_bytes):
+            return providers.get(claimed.source.provider).fetch(
+                rt.http, claimed.source, claimed.context
+            )
     except Retryable as exc:
         with transaction(rt.sessions) as session:
             return _failed(session, rt, call_id, exc.detail, exc.retry_after, effects)

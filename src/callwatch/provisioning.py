@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from callwatch import tenancy
+from callwatch import targets, tenancy
 from callwatch.errors import RequestError
 from callwatch.settings import Settings
 
@@ -16,10 +16,9 @@ if TYPE_CHECKING:
 
 def cmd_org_create(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.db import transaction
-    from callwatch.runtime import Runtime, utcnow
+    from callwatch.runtime import opened, utcnow
 
-    rt = Runtime.start(settings)
-    with transaction(rt.sessions) as session:
+    with opened(settings) as rt, transaction(rt.sessions) as session:
         org, key = tenancy.create_org(session, tenancy.OrgIn(name=args.name), utcnow())
     print(json.dumps({"id": org.id, "name": org.name, "api_key": key}, indent=2))
     print("Keep the API key: it is shown only once.", file=sys.stderr)
@@ -39,9 +38,8 @@ def _credentials(pairs: Sequence[str]) -> dict[str, str]:
 def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.admin import source_view
     from callwatch.db import transaction
-    from callwatch.runtime import Runtime, utcnow
+    from callwatch.runtime import opened, utcnow
 
-    rt = Runtime.start(settings)
     data = tenancy.SourceIn(
         name=args.name,
         provider=args.provider,
@@ -52,9 +50,12 @@ def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
         ),
         credentials=_credentials(args.credential or []),
     )
-    with transaction(rt.sessions) as session:
+    with opened(settings) as rt, transaction(rt.sessions) as session:
         org = tenancy.get_org(session, args.org)
-        source, secret = tenancy.create_source(session, rt.vault, org.id, data, utcnow())
+        guard = targets.Guard(settings.allow_private_targets)
+        source, secret = tenancy.create_source(
+            session, rt.vault, org.id, data, utcnow(), guard=guard
+        )
         view = source_view(source, settings.public_url)
     if secret is not None:
         view["signing_secret"] = secret
@@ -65,10 +66,9 @@ def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_source_list(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.admin import source_view
     from callwatch.db import transaction
-    from callwatch.runtime import Runtime
+    from callwatch.runtime import opened
 
-    rt = Runtime.start(settings)
-    with transaction(rt.sessions) as session:
+    with opened(settings) as rt, transaction(rt.sessions) as session:
         org = tenancy.get_org(session, args.org)
         for source in tenancy.list_sources(session, org.id):
             view = source_view(source, settings.public_url)

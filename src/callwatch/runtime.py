@@ -53,8 +53,10 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     vault: Vault
+    # Platform APIs (detail fetches): through the SSRF guard, never following redirects; each
+    # fetch inside http.bounded().
     http: httpx.Client
-    # Subscriber deliveries: through the SSRF guard, never following redirects.
+    # Subscriber deliveries: through the same guard, never following redirects.
     outbound: httpx.Client
     # Ops streams; None where no Redis is configured (a CLI command on the database alone).
     redis: Redis | None = None
@@ -71,7 +73,7 @@ class Runtime:
             engine=engine,
             sessions=make_sessionmaker(engine),
             vault=Vault(secret_key(settings)),
-            http=httpx.Client(timeout=settings.http_timeout_s, follow_redirects=True),
+            http=targets.fetch_client(settings),
             outbound=targets.client(settings),
             redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
         )

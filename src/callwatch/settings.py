@@ -1,8 +1,9 @@
 """Typed configuration, read once per process from CALLWATCH_* variables and `.env`."""
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,7 +33,14 @@ class Settings(BaseSettings):
     max_countdown_s: float = Field(300.0, gt=0)
     visibility_timeout_s: int = Field(3600, gt=0)
     lease_s: float = Field(120.0, gt=0)
-    http_timeout_s: float = Field(10.0, gt=0)
+    http_timeout_s: float = Field(10.0, gt=0)  # each connect, read or write of a platform API
+    # One call's detail fetch (all its requests) ends within this, whatever the platform's API
+    # does (a byte every few seconds resets no timeout of its own): below LEASE_S, so a fetch is
+    # over before its lease lapses and the sweeper can start another.
+    fetch_deadline_s: float = Field(20.0, gt=0)
+    # A platform's answer larger than this is refused unread (a long call's transcript with
+    # word timings is a few MB).
+    fetch_max_bytes: int = Field(8 * 1024 * 1024, gt=0)
     sweep_interval_s: float = Field(15.0, gt=0)
     sweep_grace_s: float = Field(60.0, ge=0)
     # How long an event that does not name its call (Burki's end-of-call report) waits for the
@@ -42,7 +50,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # Downstream: subscriber deliveries, alert windows, ops streams.
-    allow_private_targets: bool = False  # subscriber URLs on private/loopback addresses
+    # URLs on private/loopback/link-local/metadata addresses (subscriber URLs, detail_url,
+    # api_base_url): only for local use, e.g. the simulator's loopback platform APIs.
+    allow_private_targets: bool = False
     delivery_timeout_s: float = Field(10.0, gt=0)
     # Seconds before each retry (jittered ±50 %, Retry-After a floor): 8 attempts over about a
     # day, as Standard Webhooks senders do. Waits above MAX_COUNTDOWN_S go to the sweeper.
@@ -55,6 +65,15 @@ class Settings(BaseSettings):
     secret_rotation_overlap_s: float = Field(24 * 3600.0, ge=0)
     window_eval_interval_s: float = Field(60.0, gt=0)
     stream_maxlen: int = Field(100_000, gt=0)
+
+    @model_validator(mode="after")
+    def _fetch_ends_within_its_lease(self) -> Self:
+        if self.fetch_deadline_s >= self.lease_s:
+            raise ValueError(
+                f"FETCH_DEADLINE_S ({self.fetch_deadline_s:g}) must be below LEASE_S "
+                f"({self.lease_s:g}): a fetch outliving its lease overlaps the next one"
+            )
+        return self
 
     @property
     def broker_url(self) -> str:

@@ -1,13 +1,14 @@
 """Orgs, their API keys and their sources; data functions take a Session and never commit."""
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, HttpUrl
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from callwatch import ids, providers
+from callwatch import ids, providers, targets
 from callwatch.crypto import Vault, hash_key
 from callwatch.errors import Conflict, InvalidInput, NotFound
 from callwatch.providers.base import SourceConfig
@@ -66,10 +67,41 @@ def get_org(session: Session, name_or_id: str) -> Org:
     return org
 
 
+CALL_ID = "{call_id}"
+
+
+def vet_settings(settings: SourceSettings, guard: targets.Guard) -> None:
+    """The URLs callwatch will fetch for the source reach public addresses only (the guard
+    checks them again at every connect): InvalidInput naming the setting otherwise."""
+    if settings.api_base_url is not None:
+        url = str(settings.api_base_url)
+        targets.vet_url(url, guard, field="settings.api_base_url", use="can be fetched")
+    if settings.detail_url is not None:
+        template = settings.detail_url
+        field = "settings.detail_url"
+        example = template.replace(CALL_ID, "call_id")
+        targets.check_url(example, field)
+        if CALL_ID in urlsplit(template).netloc:
+            # The call id comes from the platform's webhook: it must not pick the host.
+            raise InvalidInput(
+                f"{field}: {CALL_ID} may stand in the path or query only", field=field
+            )
+        targets.vet_url(example, guard, field=field, use="can be fetched")
+
+
 def create_source(
-    session: Session, vault: Vault, org_id: str, data: SourceIn, now: datetime
+    session: Session,
+    vault: Vault,
+    org_id: str,
+    data: SourceIn,
+    now: datetime,
+    *,
+    guard: targets.Guard,
 ) -> tuple[Source, str | None]:
-    """Create a source; returns it and the signing secret generated for it, if any (shown once)."""
+    """Create a source; returns it and the signing secret generated for it, if any (shown once).
+
+    Its URLs are vetted first: called before other statements, the DNS lookups hold no lock."""
+    vet_settings(data.settings, guard)
     try:
         adapter = providers.get(data.provider)
     except KeyError:

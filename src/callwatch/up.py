@@ -53,6 +53,9 @@ def _up(
 ) -> int:
     if not _port_free(host, port):
         return _error(f"port {port} on {host} is already in use; pick another with --port")
+    if demo:
+        # The demo's simulated platform APIs are on loopback, which only this switch allows.
+        settings = settings.model_copy(update={"allow_private_targets": True})
     settings = _prepare(stack, settings, local_url(host, port))
     demo_source = setup_demo(stack, settings, demo) if demo else None
     if stop.is_set():
@@ -110,6 +113,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "CALLWATCH_ADMIN_TOKEN": runtime.admin_token(settings),
         "CALLWATCH_PUBLIC_URL": settings.public_url,
         "CALLWATCH_DATA_DIR": str(settings.data_dir.resolve()),
+        "CALLWATCH_ALLOW_PRIVATE_TARGETS": str(settings.allow_private_targets).lower(),
     }
 
 
@@ -287,7 +291,8 @@ def _print_banner(settings: Settings, demo: DemoSource | None) -> None:
     if demo is not None:
         lines += [
             "",
-            "demo (simulated calls, one per second)",
+            "demo (simulated calls, one per second; private targets allowed, as its platform API "
+            "is on loopback)",
             f"  API key      {demo.api_key}",
             f"  webhook URL  {demo.webhook_url}",
             "",

@@ -4,6 +4,7 @@ import hashlib
 import hmac
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from callwatch.endings import UNANSWERED
 from callwatch.errors import InvalidInput, ProviderRejected, Unauthorized
 from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatus
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.records import (
     Analysis,
@@ -190,13 +191,13 @@ class AtomsProvider:
         base = str(source.settings.get("api_base_url") or API_BASE).rstrip("/")
         payload = get_json(
             client,
-            f"{base}/conversation/{call.provider_call_id}",
+            f"{base}/conversation/{quote(call.provider_call_id, safe='')}",
             {"authorization": f"Bearer {api_key}"},
         )
         try:
             return conversation_details(payload.get("data", payload))
         except (ValidationError, AttributeError, TypeError, ValueError) as exc:
-            raise ProviderRejected(f"Atoms conversation does not match its schema: {exc}") from None
+            raise mismatch("Atoms conversation", exc) from None
 
 
 def _completion(meta: Metadata, data: CallData, status: CallStatus) -> CallDetails:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from callwatch.endings import UNANSWERED
 from callwatch.errors import InvalidInput, ProviderRejected
 from callwatch.events import CallEvent, CallStatus
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.providers.bolna_details import (
     STATUSES,
@@ -88,7 +88,7 @@ class BolnaProvider:
         try:
             return details_of(Execution.model_validate(found))
         except ValidationError as exc:
-            raise ProviderRejected(f"Bolna execution does not match its schema: {exc}") from None
+            raise mismatch("Bolna execution", exc) from None
 
 
 def dedupe_key(execution: Execution, body: bytes) -> str:

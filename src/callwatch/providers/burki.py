@@ -2,6 +2,7 @@
 
 import hashlib
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -9,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from callwatch.correlation import UNMATCHED_PREFIX
 from callwatch.errors import InvalidInput, ProviderRejected
 from callwatch.events import CallEvent, CallFields, CallStatus, NumberMatch
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.records import Analysis, CallDetails, Cost, EndReason, Recording, Utterance
 from callwatch.validation import parse_body
@@ -124,7 +125,7 @@ class BurkiProvider:
                 raise ProviderRejected("no api_key credential and no end-of-call report received")
             return CallDetails.model_validate(call.completion)
         base = str(source.settings.get("api_base_url") or API_BASE).rstrip("/")
-        url = f"{base}/api/v1/calls/sid/{call.provider_call_id}"
+        url = f"{base}/api/v1/calls/sid/{quote(call.provider_call_id, safe='')}"
         headers = {"authorization": f"Bearer {api_key}"}
         found, recordings = (
             get_json(client, url, headers),
@@ -133,7 +134,7 @@ class BurkiProvider:
         try:
             return call_details(found, recordings)
         except (ValidationError, AttributeError, TypeError, ValueError) as exc:
-            raise ProviderRejected(f"Burki call does not match its schema: {exc}") from None
+            raise mismatch("Burki call", exc) from None
 
 
 def _direction(call: CallRef | None) -> str:

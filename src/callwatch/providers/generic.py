@@ -3,6 +3,7 @@
 import hashlib
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from callwatch import signatures
 from callwatch.errors import InvalidInput, ProviderRejected
 from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatus
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.records import CallDetails
 from callwatch.validation import parse_body
@@ -91,7 +92,7 @@ class GenericProvider:
     def fetch(self, client: httpx.Client, source: SourceConfig, call: FetchContext) -> CallDetails:
         template = source.settings.get("detail_url")
         if template:
-            url = template.replace("{call_id}", call.provider_call_id)
+            url = template.replace("{call_id}", quote(call.provider_call_id, safe=""))
             auth = source.credentials.get("api_key")
             headers = {"authorization": f"Bearer {auth}"} if auth else None
             payload = get_json(client, url, headers)
@@ -102,7 +103,7 @@ class GenericProvider:
         try:
             return CallDetails.model_validate(payload)
         except ValidationError as exc:
-            raise ProviderRejected(f"detail response does not match the schema: {exc}") from None
+            raise mismatch("detail response", exc) from None
 
 
 def _stable_key(call_id: str, event_type: str, status: str, at: datetime) -> str:

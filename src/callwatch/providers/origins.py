@@ -2,13 +2,14 @@
 
 import hashlib
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BeforeValidator, Field, RootModel, ValidationError
 
 from callwatch.errors import ProviderRejected, ProviderUnavailable
 from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.providers.origins_details import (
     METADATA_KEY,
@@ -100,9 +101,9 @@ def detail_url(base: str, completion: dict[str, Any] | None) -> str:
     known = CallDetails.model_validate(completion or {})
     task_id = ((known.metadata or {}).get(METADATA_KEY) or {}).get("task_id")
     if task_id:
-        return f"{base}/call_details/{task_id}"
+        return f"{base}/call_details/{quote(str(task_id), safe='')}"
     if known.agent_id:
-        return f"{base}/api/agents/{known.agent_id}/call_stats"
+        return f"{base}/api/agents/{quote(known.agent_id, safe='')}/call_stats"
     raise ProviderRejected("the completion names neither a task_id nor an agent_id to look up")
 
 
@@ -117,7 +118,7 @@ def fetched_details(payload: Any, call_id: str, completion: dict[str, Any] | Non
     try:
         found = CallObject.model_validate(pick(payload, call_id))
     except ValidationError as exc:
-        raise ProviderRejected(f"Origins call object does not match its schema: {exc}") from None
+        raise mismatch("Origins call object", exc) from None
     fetched = details_of(found)
     return filled(fetched, CallDetails.model_validate(completion)) if completion else fetched
 

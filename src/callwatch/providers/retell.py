@@ -10,13 +10,14 @@ import hmac
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from callwatch.errors import InvalidInput, ProviderRejected, Unauthorized
 from callwatch.events import CallEvent, CallFields, CallStatus
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.providers.retell_call import RetellCall, final_status
 from callwatch.providers.retell_details import call_details
@@ -158,13 +159,13 @@ class RetellProvider:
         base = str(source.settings.get("api_base_url") or API_BASE).rstrip("/")
         payload = get_json(
             client,
-            f"{base}/v2/get-call/{call.provider_call_id}",
+            f"{base}/v2/get-call/{quote(call.provider_call_id, safe='')}",
             {"authorization": f"Bearer {api_key}"},
         )
         try:
             return call_details(RetellCall.model_validate(payload))
         except ValidationError as exc:
-            raise ProviderRejected(f"Retell call does not match its schema: {exc}") from None
+            raise mismatch("Retell call", exc) from None
 
 
 def _digest(value: Any) -> str:

@@ -32,7 +32,7 @@ from callwatch.errors import (
     Unauthorized,
 )
 from callwatch.events import CallEvent, CallStatus
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.providers.telnyx_details import (
     METADATA_KEY,
@@ -171,7 +171,7 @@ class TelnyxProvider:
         try:
             return filled(call_status_details(found), completion)
         except (ValidationError, AttributeError, TypeError, ValueError) as exc:
-            raise ProviderRejected(f"Telnyx call status does not match its schema: {exc}") from None
+            raise mismatch("Telnyx call status", exc) from None
 
 
 def signing_key(text: str) -> Ed25519PrivateKey:

@@ -5,6 +5,7 @@ import json
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import Field, ValidationError
@@ -12,7 +13,7 @@ from pydantic import Field, ValidationError
 from callwatch.endings import UNANSWERED
 from callwatch.errors import InvalidInput, MalformedBody, ProviderRejected, Unauthorized
 from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.providers.twilio_call import (
     API_BASE,
@@ -122,7 +123,8 @@ class TwilioProvider:
             raise ProviderRejected("no account_sid credential and no AccountSid in the callbacks")
         headers = {"authorization": _basic_auth(credentials, account)}
         base = str(source.settings.get("api_base_url") or API_BASE).rstrip("/")
-        calls = f"{base}/{API_VERSION}/Accounts/{account}/Calls/{call.provider_call_id}"
+        account_path = f"{base}/{API_VERSION}/Accounts/{quote(str(account), safe='')}"
+        calls = f"{account_path}/Calls/{quote(call.provider_call_id, safe='')}"
         found = get_json(client, f"{calls}.json", headers)
         status = STATUSES.get(str(found.get("status")) if isinstance(found, dict) else "")
         recordings = None
@@ -131,7 +133,7 @@ class TwilioProvider:
         try:
             return call_details(found, recordings, base)
         except (ValidationError, AttributeError, TypeError, ValueError) as exc:
-            raise ProviderRejected(f"Twilio call does not match its schema: {exc}") from None
+            raise mismatch("Twilio call", exc) from None
 
 
 def _basic_auth(credentials: dict[str, str], account: str) -> str:

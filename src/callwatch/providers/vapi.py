@@ -3,13 +3,14 @@
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from callwatch.errors import InvalidInput, ProviderRejected
 from callwatch.events import CallEvent
-from callwatch.http import get_json
+from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.providers.vapi_auth import HEADER_NAME, verify
 from callwatch.providers.vapi_call import (
@@ -121,13 +122,12 @@ class VapiProvider:
                 raise ProviderRejected("no api_key credential and no end-of-call report received")
             return CallDetails.model_validate(call.completion)
         base = str(source.settings.get("api_base_url") or API_BASE).rstrip("/")
-        payload = get_json(
-            client, f"{base}/call/{call.provider_call_id}", {"authorization": f"Bearer {api_key}"}
-        )
+        url = f"{base}/call/{quote(call.provider_call_id, safe='')}"
+        payload = get_json(client, url, {"authorization": f"Bearer {api_key}"})
         try:
             return call_details(VapiCall.model_validate(payload))
         except ValidationError as exc:
-            raise ProviderRejected(f"Vapi call does not match its schema: {exc}") from None
+            raise mismatch("Vapi call", exc) from None
 
 
 def _combined(message: Message) -> VapiCall:
