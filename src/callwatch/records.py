@@ -23,7 +23,8 @@ AssemblyState = Literal["pending", "fetching", "awaiting_recording", "assembled"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # NaN and Infinity have no JSON form: a record holding one could never be stored.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class Utterance(_Model):

@@ -1,13 +1,17 @@
-"""Parsing request bodies and query strings into pydantic models, with errors naming the field."""
+"""Reading request bodies (within the size limit) and parsing them and query strings into pydantic
+models, with errors naming the field."""
 
 import contextlib
 import json
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import AsyncIterable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
+from starlette.requests import Request
 
-from callwatch.errors import InvalidInput, MalformedBody, NotFound
+from callwatch.errors import InvalidInput, MalformedBody, NotFound, PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -19,19 +23,81 @@ def invalid(exc: ValidationError, prefix: str = "", *, depth: int | None = None)
     return InvalidInput(f"{field}: {first['msg']}" if field else first["msg"], field=field or None)
 
 
+async def read_body(request: Request) -> bytes:
+    """A Starlette request's body, within the one `max_body_bytes` limit (else PayloadTooLarge)."""
+    limit: int = request.app.state.services.runtime.settings.max_body_bytes
+    return await read_limited(request.headers.get("content-length"), request.stream(), limit)
+
+
+async def read_limited(declared: str | None, chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """Every body the service reads comes through here: refused as soon as it is over `limit`."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    parts, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def parse_body(model: type[M], body: bytes) -> M:
-    """Parse and validate in one pass (pydantic's own JSON parser); bad JSON is a MalformedBody."""
+    """Parse and validate in one pass (pydantic's own JSON parser); bad JSON is a MalformedBody.
+
+    What the database cannot store is refused too, naming the field: NUL in text, and numbers
+    that are not finite (NaN, Infinity, or too large for a float), which JSON columns reject.
+    """
     if b"\\u0000" in body:  # JSON carries NUL only escaped; look closer only then
-        with contextlib.suppress(ValueError):
+        # Too deep for json.loads is too deep for pydantic's parser too: a MalformedBody below.
+        with contextlib.suppress(ValueError, RecursionError):
             where = _nul_at(json.loads(body))
             if where is not None:
                 raise InvalidInput(f"{where or 'body'}: {_NO_NUL}", field=where or None)
     try:
-        return model.model_validate_json(body or b"null")
+        parsed = model.model_validate_json(body or b"null")
     except ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
             raise MalformedBody(f"body is not valid JSON: {exc.errors()[0]['msg']}") from None
         raise invalid(exc) from None
+    if MAYBE_NOT_FINITE.search(body):  # look closer only when a number could be one
+        require_finite(parsed)
+    return parsed
+
+
+# What can become a float that is not finite: NaN/Infinity (as JSON literals or strings, which
+# pydantic's floats accept), an exponent of three digits, or 309 digits in a row.
+MAYBE_NOT_FINITE = re.compile(rb"(?i:nan|inf)|[eE][+]?\d{3}|\d{309}")
+_NOT_FINITE = "must be a finite number (not NaN, Infinity or beyond a float's range)"
+
+
+def require_finite(parsed: BaseModel) -> None:
+    """Raise InvalidInput naming the first field of `parsed` that holds a non-finite float."""
+    where = _not_finite_at(parsed)
+    if where is not None:
+        raise InvalidInput(f"{where or 'body'}: {_NOT_FINITE}", field=where or None)
+
+
+def _not_finite_at(value: Any, path: str = "") -> str | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, RootModel):
+        return _not_finite_at(value.root, path)
+    items: list[tuple[Any, Any]]
+    if isinstance(value, BaseModel):
+        items = [(name, getattr(value, name)) for name in type(value).model_fields]
+        items += list((value.model_extra or {}).items())
+    elif isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list | tuple):
+        items = list(enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        found = _not_finite_at(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def parse_query(model: type[M], data: dict[str, Any]) -> M:

@@ -1,5 +1,6 @@
 """POST /webhooks/{token}: read the request, have intake verify, parse and store it, reply 202."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -8,10 +9,9 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from callwatch import intake_counts
-from callwatch.errors import PayloadTooLarge
 from callwatch.providers.base import RequestHeaders, WebhookRequest
 from callwatch.services import Services
-from callwatch.validation import path_param
+from callwatch.validation import path_param, read_limited
 
 
 class WebhookReply(BaseModel):
@@ -51,21 +51,18 @@ class WebhookEndpoint:
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    chunks, size, more = [], 0, True
+    declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+    return await read_limited(declared and declared.decode("latin-1"), _chunks(receive), limit)
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
+        yield message.get("body", b"")
         more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 def _headers(content: bytes) -> list[tuple[bytes, bytes]]:

@@ -13,7 +13,7 @@ from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatu
 from callwatch.http import get_json
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.records import CallDetails
-from callwatch.validation import parse_body
+from callwatch.validation import invalid, parse_body
 
 _FIELD_NAMES = set(CallFields.model_fields)
 
@@ -72,6 +72,13 @@ class GenericProvider:
             )
         fields = CallFields(**data.model_dump(include=_FIELD_NAMES))
         detail = data.model_dump(mode="json", exclude={"call_id"}) if completed else None
+        if detail is not None:
+            # Without a detail_url this is the call's detail: what would fail assembly after the
+            # 202 (`"duration_s": "NaN"`, a transcript that is not a list) is refused now.
+            try:
+                CallDetails.model_validate(detail)
+            except ValidationError as exc:
+                raise invalid(exc, "data.") from None
         dedupe = delivery_id or _stable_key(
             data.call_id, envelope.type, data.status, envelope.timestamp
         )
