@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
-from callwatch import tenancy
+from callwatch import cli, tenancy
 from callwatch.app import create_app
 from callwatch.logs import token_ref
 from callwatch.settings import Settings
@@ -376,3 +376,18 @@ def test_token_ref_is_short_and_stable() -> None:
     token = secrets.token_urlsafe(24)
     assert (token_ref(token), len(token_ref(token))) == (token_ref(token), len("ref-") + 12)
     assert token_ref(token) != token_ref(token + "x")
+
+
+def test_the_cli_refuses_a_bad_allowed_ip_in_one_line(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CALLWATCH_DATABASE_URL", settings.database_url)
+    argv = ["source", "add", "--org", "acme", "--name", "n", "--allowed-ip", "10.0.0.0/8"]
+
+    status = cli.main([*argv, "--allowed-ip", "10.0.0.300"])
+
+    assert (status, capsys.readouterr().err) == (
+        2,
+        "callwatch: settings.allowed_ips.1: Value error, expected an IP address or a CIDR "
+        "network, e.g. 203.0.113.0/24\n",
+    )
