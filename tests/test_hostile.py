@@ -5,6 +5,7 @@ than one request: allowed_ips networks, and the webhook token's absence from log
 """
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from starlette.testclient import TestClient
 
 from callwatch import cli, tenancy
 from callwatch.app import create_app
-from callwatch.logs import token_ref
+from callwatch.logs import configure_logging, token_ref
 from callwatch.settings import Settings
 from tests.conftest import ADMIN, create_org, create_source, path_of, signed
 
@@ -213,6 +214,19 @@ CASES: dict[str, tuple[Callable[[Target], httpx.Response], dict[str, Any]]] = {
         webhook(json.dumps(event(metadata={"score": float("nan")})).encode()),
         invalid("data.metadata.score"),
     ),
+    "duration_s of 1e16": (webhook_json(event(duration_s=1e16)), invalid("data.duration_s")),
+    "a latency sample of 1e308": (
+        webhook_json(event(latency_samples={"turn": [900, 1e308]})),
+        invalid("data.latency_samples.turn.1"),
+    ),
+    "a 400-digit turn count": (
+        webhook(json.dumps(event(turns={"count": 10**400})).encode()),
+        invalid("data.turns.count"),
+    ),
+    "a negative interruption count": (
+        webhook_json(event(interruptions={"count": -1})),
+        invalid("data.interruptions.count"),
+    ),
     "transcript that is not a list": (
         webhook_json(event(transcript="hello")),
         invalid("data.transcript"),
@@ -391,3 +405,18 @@ def test_the_cli_refuses_a_bad_allowed_ip_in_one_line(
         "callwatch: settings.allowed_ips.1: Value error, expected an IP address or a CIDR "
         "network, e.g. 203.0.113.0/24\n",
     )
+
+
+def test_the_servers_access_log_names_a_webhook_by_its_ref(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As uvicorn logs a request, should its access log be on: the path is in the arguments."""
+    configure_logging("INFO")
+    token = secrets.token_urlsafe(24)
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:50000", "POST", f"/webhooks/{token}", "1.1", 202
+        )
+    assert caplog.messages == [
+        f'127.0.0.1:50000 - "POST /webhooks/{token_ref(token)} HTTP/1.1" 202'
+    ]
