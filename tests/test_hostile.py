@@ -233,6 +233,10 @@ CASES: dict[str, tuple[Callable[[Target], httpx.Response], dict[str, Any]]] = {
     ),
     # Sizes.
     "webhook body over the limit": (webhook(b" " * (MB + 1)), TOO_LARGE),
+    "a superscript digit for content-length": (
+        webhook(b"{}", **{"content-length": "\u00b2".encode("latin-1")}),
+        invalid("type"),
+    ),
     "search body over the limit": (
         post("/api/calls/search", json.dumps({"call_ids": ["x" * 100] * 100_000}).encode()),
         TOO_LARGE,

@@ -31,7 +31,8 @@ async def read_body(request: Request) -> bytes:
 
 async def read_limited(declared: str | None, chunks: AsyncIterable[bytes], limit: int) -> bytes:
     """Every body the service reads comes through here: refused as soon as it is over `limit`."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only: "²" (a latin-1 header byte) passes str.isdigit but not int().
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body is larger than {limit} bytes")
     parts, size = [], 0
     async for chunk in chunks:
