@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ class Target:
     vapi: str
     atoms: str
     telnyx: str
+    bolna: str
 
 
 @pytest.fixture
@@ -50,8 +52,10 @@ def target(client: TestClient) -> Target:
     telnyx = create_source(
         client, key, name="t", provider="telnyx", credentials={"private_key": "seed"}
     )
+    bolna = create_source(client, key, name="b", provider="bolna")
     return Target(
         client=client,
+        bolna=path_of(bolna["webhook_url"]),
         key=key,
         generic=path_of(generic["webhook_url"]),
         secret=generic["signing_secret"],
@@ -106,6 +110,16 @@ def to_source(attr: str, body: bytes, **headers: str | bytes) -> Callable[[Targe
         return t.client.post(getattr(t, attr), content=body, headers=headers)
 
     return send
+
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+def sample(provider: str, name: str, change: Callable[[dict[str, Any]], None]) -> bytes:
+    """A platform's sample body with one value changed."""
+    value = json.loads((PAYLOADS / provider / name).read_text())
+    change(value)
+    return json.dumps(value).encode()
 
 
 DEEP = 100_000
@@ -226,6 +240,23 @@ CASES: dict[str, tuple[Callable[[Target], httpx.Response], dict[str, Any]]] = {
     "a negative interruption count": (
         webhook_json(event(interruptions={"count": -1})),
         invalid("data.interruptions.count"),
+    ),
+    "a Vapi timestamp past year 9999": (
+        to_source(
+            "vapi",
+            sample(
+                "vapi", "status_update_ringing.json", lambda v: v["message"].update(timestamp=1e17)
+            ),
+            **{"x-vapi-secret": "s3"},
+        ),
+        invalid("message.timestamp"),
+    ),
+    "a Bolna duration of 2**63": (
+        to_source(
+            "bolna",
+            sample("bolna", "completed.json", lambda v: v.update(conversation_duration=2**63)),
+        ),
+        invalid("record.duration_s"),
     ),
     "transcript that is not a list": (
         webhook_json(event(transcript="hello")),

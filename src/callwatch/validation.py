@@ -43,6 +43,13 @@ async def read_limited(declared: str | None, chunks: AsyncIterable[bytes], limit
     return b"".join(parts)
 
 
+def invalid_record(exc: ValidationError) -> InvalidInput:
+    """A body whose values parse, but make a call record that cannot be (a duration of 1e300):
+    the problem names the record's field."""
+    refused = invalid(exc, "record.")
+    return InvalidInput(f"the call record made of this body: {refused.detail}", field=refused.field)
+
+
 def parse_body(model: type[M], body: bytes) -> M:
     """Parse and validate in one pass (pydantic's own JSON parser); bad JSON is a MalformedBody.
 
@@ -119,6 +126,9 @@ def path_param(connection: Mapping[str, Any], name: str) -> str:
         raise NotFound(f"no such {name.replace('_', ' ')}")
     return value
 
+
+# The last millisecond of 9999-12-31 UTC: a later Unix time has no datetime.
+MAX_EPOCH_MS = 253_402_300_799_999
 
 NUL = "\x00"
 _NO_NUL = "text must not contain NUL (\\u0000): the database cannot store it"

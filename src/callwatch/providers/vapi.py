@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from callwatch.errors import InvalidInput, ProviderRejected
 from callwatch.events import CallEvent
@@ -22,7 +22,7 @@ from callwatch.providers.vapi_call import (
 )
 from callwatch.providers.vapi_details import call_details
 from callwatch.records import CallDetails, Recording
-from callwatch.validation import parse_body
+from callwatch.validation import MAX_EPOCH_MS, parse_body
 
 API_BASE = "https://api.vapi.ai"
 TIMELINE_TYPES = frozenset({"hang", "user-interrupted"})
@@ -35,9 +35,16 @@ class CallRef(Lenient):
 class Message(Lenient):
     type: str = Field(min_length=1, max_length=100)
     call: CallRef | None = None
-    timestamp: float | datetime | None = None
+    timestamp: float | datetime | None = None  # epoch ms (or seconds), or ISO 8601
     status: str | None = None
     endedReason: str | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _a_datetime(cls, value: float | datetime | None) -> float | datetime | None:
+        if isinstance(value, float) and not 0 <= value <= MAX_EPOCH_MS:
+            raise ValueError("expected epoch milliseconds up to year 9999")
+        return value
 
 
 class Envelope(BaseModel):
