@@ -4,6 +4,7 @@ One table of (request, expected problem), run on both databases; then the pieces
 than one request: allowed_ips networks, and the webhook token's absence from logs.
 """
 
+import hashlib
 import json
 import logging
 import secrets
@@ -21,6 +22,7 @@ from starlette.testclient import TestClient
 from callwatch import cli, tenancy
 from callwatch.app import create_app
 from callwatch.logs import configure_logging, token_ref
+from callwatch.providers.twilio_signature import compute_signature
 from callwatch.settings import Settings
 from tests.conftest import ADMIN, create_org, create_source, path_of, signed
 
@@ -39,6 +41,7 @@ class Target:
     atoms: str
     telnyx: str
     bolna: str
+    twilio: str
 
 
 @pytest.fixture
@@ -53,9 +56,13 @@ def target(client: TestClient) -> Target:
         client, key, name="t", provider="telnyx", credentials={"private_key": "seed"}
     )
     bolna = create_source(client, key, name="b", provider="bolna")
+    twilio = create_source(
+        client, key, name="tw", provider="twilio", credentials={"auth_token": "tok"}
+    )
     return Target(
         client=client,
         bolna=path_of(bolna["webhook_url"]),
+        twilio=path_of(twilio["webhook_url"]),
         key=key,
         generic=path_of(generic["webhook_url"]),
         secret=generic["signing_secret"],
@@ -85,6 +92,18 @@ def webhook(body: bytes, **header_overrides: str | bytes) -> Callable[[Target], 
 
 def webhook_json(value: Any) -> Callable[[Target], httpx.Response]:
     return webhook(json.dumps(value).encode())
+
+
+def twilio_json(body: bytes) -> Callable[[Target], httpx.Response]:
+    """A Twilio callback as JSON, signed as Twilio signs one (the URL with its bodySHA256)."""
+
+    def send(t: Target) -> httpx.Response:
+        path = f"{t.twilio}?bodySHA256={hashlib.sha256(body).hexdigest()}"
+        signature = compute_signature(b"tok", "http://testserver" + path, [])
+        headers = {"x-twilio-signature": signature, "content-type": "application/json"}
+        return t.client.post(path, content=body, headers=headers)
+
+    return send
 
 
 def get(path: str, token: bytes | None = None) -> Callable[[Target], httpx.Response]:
@@ -191,6 +210,13 @@ CASES: dict[str, tuple[Callable[[Target], httpx.Response], dict[str, Any]]] = {
     # Bodies that are not JSON, or not the JSON a platform sends.
     "deep JSON with an escaped NUL": (webhook(DEEP_WITH_NUL), MALFORMED),
     "deep JSON list": (webhook(DEEP_LIST), MALFORMED),
+    "deep JSON to Twilio": (twilio_json(DEEP_LIST), MALFORMED),
+    "Twilio CallDuration inf": (
+        twilio_json(
+            b'{"CallSid": "CA' + b"0" * 32 + b'", "CallStatus": "completed", "CallDuration": "inf"}'
+        ),
+        invalid("CallDuration"),
+    ),
     "truncated JSON": (webhook(json.dumps(event()).encode()[:-7]), MALFORMED),
     "ragged JSON": (webhook(json.dumps(event()).encode() + b"}]"), MALFORMED),
     "XML body": (webhook(b"<call id='1'/>", **{"content-type": "text/xml"}), MALFORMED),

@@ -151,7 +151,7 @@ def _callback(request: WebhookRequest) -> Callback:
     if "bodySHA256" in request.query or "json" in request.content_type.lower():
         try:
             data = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser: not a callback
             raise MalformedBody("body is not valid JSON") from None
         if not isinstance(data, dict):
             raise MalformedBody("body: a JSON callback is an object of parameters")
