@@ -1,11 +1,9 @@
 """POST /webhooks/{token}: read the request, have intake verify, parse and store it, reply 202."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
-from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from callwatch import intake_counts
@@ -27,7 +25,7 @@ class WebhookEndpoint:
         services: Services = scope["app"].state.services
         settings = services.runtime.settings
         token = path_param(scope, "webhook_token")
-        body = await _read_body(scope, receive, settings.max_body_bytes)
+        body = await read_limited(scope, receive, settings.max_body_bytes)
         source = await services.intake.sources.lookup(token)
         scope[intake_counts.PROVIDER] = source.provider
         headers = RequestHeaders(
@@ -51,21 +49,6 @@ class WebhookEndpoint:
         content = reply.model_dump_json(exclude_none=True).encode()
         await send({"type": "http.response.start", "status": 202, "headers": _headers(content)})
         await send({"type": "http.response.body", "body": content})
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-    return await read_limited(declared and declared.decode("latin-1"), _chunks(receive), limit)
-
-
-async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        yield message.get("body", b"")
-        more = message.get("more_body", False)
 
 
 def _headers(content: bytes) -> list[tuple[bytes, bytes]]:

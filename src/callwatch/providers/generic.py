@@ -75,8 +75,8 @@ class GenericProvider:
         if detail is not None:
             # Without a detail_url this is the call's detail: what would fail assembly after the
             # 202 (`"duration_s": "NaN"`, a transcript that is not a list) is refused now.
-            try:
-                CallDetails.model_validate(detail)
+            try:  # the values as parsed: a JSON dump has made -1e309 (-inf) a null
+                CallDetails.model_validate(data.model_dump(exclude={"call_id"}))
             except ValidationError as exc:
                 raise invalid(exc, "data.") from None
         dedupe = delivery_id or _stable_key(
