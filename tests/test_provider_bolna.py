@@ -338,13 +338,15 @@ def bolna_source(
 def test_unsigned_a_wrong_token_is_404_and_a_disallowed_address_401(client: TestClient) -> None:
     key = create_org(client)
     fenced = bolna_source(client, key, "fenced", allowed_ips=BOLNA_IPS)
-    test_client = bolna_source(client, key, "from-the-test-client", allowed_ips=["testclient"])
+    nearby = bolna_source(client, key, "from-the-sender", allowed_ips=["192.0.2.0/24"])
+    # The same app (started by `client`), reached from a real address.
+    sender = TestClient(client.app, raise_server_exceptions=False, client=("192.0.2.10", 50000))
     body = payload("queued")
 
     assert [
-        post_unsigned(client, {"webhook_url": "x/not-a-token"}, body).status_code,
-        post_unsigned(client, fenced, body).status_code,
-        post_unsigned(client, test_client, body).status_code,
+        post_unsigned(sender, {"webhook_url": "x/not-a-token"}, body).status_code,
+        post_unsigned(sender, fenced, body).status_code,
+        post_unsigned(sender, nearby, body).status_code,
     ] == [404, 401, 202]
 
 

@@ -306,15 +306,19 @@ def test_unsigned_webhooks_are_accepted_once_on_their_token(client: TestClient) 
     assert unknown.status_code == 404
 
 
-@pytest.mark.parametrize(("allowed", "status"), [(["10.1.2.3"], 401), (["testclient"], 202)])
+@pytest.mark.parametrize(
+    ("allowed", "status"), [(["10.1.2.3"], 401), (["192.0.2.10"], 202), (["192.0.2.0/24"], 202)]
+)
 def test_the_sources_allowed_ips_are_enforced(
     client: TestClient, allowed: list[str], status: int
 ) -> None:
     source = origins_source(client, create_org(client), allowed_ips=allowed)
+    # The same app (started by `client`), reached from a real address.
+    sender = TestClient(client.app, raise_server_exceptions=False, client=("192.0.2.10", 50000))
 
     body = json.dumps(payload("completion")).encode()
 
-    response = client.post(path_of(source["webhook_url"]), headers=JSON, content=body)
+    response = sender.post(path_of(source["webhook_url"]), headers=JSON, content=body)
 
     assert response.status_code == status
 

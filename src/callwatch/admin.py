@@ -14,12 +14,12 @@ from callwatch.db import transaction
 from callwatch.runtime import utcnow
 from callwatch.services import Services
 from callwatch.tables import Source
-from callwatch.validation import parse_body
+from callwatch.validation import parse_body, read_body
 
 
 async def create_org(request: Request) -> JSONResponse:
     require_admin(request)
-    data = parse_body(tenancy.OrgIn, await request.body())
+    data = parse_body(tenancy.OrgIn, await read_body(request))
     services: Services = request.app.state.services
 
     def create() -> dict[str, Any]:
@@ -81,7 +81,7 @@ def create_source(request: Request, body: bytes) -> JSONResponse:
 
 async def sources(request: Request) -> JSONResponse:
     if request.method == "POST":
-        body = await request.body()
+        body = await read_body(request)
         return await run_in_threadpool(create_source, request, body)
     return await run_in_threadpool(list_sources, request)
 

@@ -21,7 +21,7 @@ from callwatch.db import transaction
 from callwatch.operations import Operation
 from callwatch.runtime import utcnow
 from callwatch.services import Services
-from callwatch.validation import parse_body, parse_query, path_param
+from callwatch.validation import parse_body, parse_query, path_param, read_body
 
 RULES, RULE = "/api/alert-rules", "/api/alert-rules/{rule_id}"
 ALERTS, ALERT = "/api/alerts", "/api/alerts/{alert_id}"
@@ -38,14 +38,14 @@ def _json(value: BaseModel, status_code: int = 200) -> JSONResponse:
 
 async def rule_collection(request: Request) -> Response:
     if request.method == "POST":
-        body = await request.body()
+        body = await read_body(request)
         return await run_in_threadpool(_create_rule, request, body)
     return await run_in_threadpool(_list_rules, request)
 
 
 async def rule_item(request: Request) -> Response:
     if request.method == "PATCH":
-        body = await request.body()
+        body = await read_body(request)
         return await run_in_threadpool(_update_rule, request, body)
     if request.method == "DELETE":
         return await run_in_threadpool(_delete_rule, request)

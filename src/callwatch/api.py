@@ -13,7 +13,7 @@ from callwatch.db import transaction
 from callwatch.filters import parse
 from callwatch.records import CallRecord
 from callwatch.services import Services
-from callwatch.validation import parse_body, path_param
+from callwatch.validation import parse_body, path_param, read_body
 
 
 def _services(request: Request) -> Services:
@@ -43,7 +43,7 @@ def get_call(request: Request) -> JSONResponse:
 
 
 async def search_calls(request: Request) -> JSONResponse:
-    body = parse_body(queries.SearchBody, await request.body())
+    body = parse_body(queries.SearchBody, await read_body(request))
     return await run_in_threadpool(_search, request, body)
 
 

@@ -19,7 +19,8 @@ def _bearer(request: Request) -> str:
 
 def require_admin(request: Request) -> None:
     services: Services = request.app.state.services
-    if not hmac.compare_digest(_bearer(request), services.admin_token):
+    # Bytes: compare_digest refuses str that is not ASCII (a header is any latin-1 text).
+    if not hmac.compare_digest(_bearer(request).encode(), services.admin_token.encode()):
         raise Unauthorized("invalid admin token")
 
 

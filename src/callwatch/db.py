@@ -39,7 +39,11 @@ def _sqlite_begin(connection: Connection) -> None:
 
 
 def make_engine(url: str, *, name: str = "callwatch", **kwargs: Any) -> Engine:
-    """`name` is the connections' application_name on Postgres (pg_stat_activity shows it)."""
+    """`name` is the connections' application_name on Postgres (pg_stat_activity shows it).
+
+    An error's message leaves out the statement's parameters: they hold tokens and bodies.
+    """
+    kwargs = {"hide_parameters": True} | kwargs
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)

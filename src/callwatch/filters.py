@@ -66,8 +66,8 @@ class CallFilters(BaseModel):
     search: str | None = Field(None, description="call id, provider call id, or part of a number")
     date_from: DayOrTime | None = Field(None, description="started at or after (ISO 8601)")
     date_to: DayOrTime | None = Field(None, description="started at or before; a date: that day")
-    min_duration: float | None = Field(None, ge=0, description="seconds")
-    max_duration: float | None = Field(None, ge=0, description="seconds")
+    min_duration: float | None = Field(None, ge=0, allow_inf_nan=False, description="seconds")
+    max_duration: float | None = Field(None, ge=0, allow_inf_nan=False, description="seconds")
     end_reason: list[EndReason] = Field(default_factory=list)
     has_recording: bool | None = None
 
@@ -86,12 +86,15 @@ class CallFilters(BaseModel):
         return self
 
     def started_range(self) -> tuple[datetime | None, datetime | None]:
-        """[from, to) bounds on `started_at`; a date `date_to` includes that whole day."""
+        """[from, to) bounds on `started_at`; a date `date_to` includes that whole day.
+
+        At the end of the calendar (`date_to=9999-12-31`) there is no bound after it: None.
+        """
         end: datetime | None = None
         if isinstance(self.date_to, datetime):
-            end = _utc(self.date_to) + timedelta(microseconds=1)
+            end = _later(_utc(self.date_to), timedelta(microseconds=1))
         elif isinstance(self.date_to, date):
-            end = _as_time(self.date_to + timedelta(days=1))
+            end = _later(_as_time(self.date_to), timedelta(days=1))
         return _as_time(self.date_from), end
 
     def where(self, org_id: str) -> list[ColumnElement[bool]]:
@@ -150,7 +153,19 @@ def _as_time(value: datetime | date | None) -> datetime | None:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # a zone's offset pushes it past year 1 or 9999: the nearest instant
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
+def _later(value: datetime | None, delta: timedelta) -> datetime | None:
+    try:
+        return None if value is None else value + delta
+    except OverflowError:
+        return None
 
 
 M = TypeVar("M", bound=BaseModel)

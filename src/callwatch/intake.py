@@ -108,7 +108,7 @@ class Sources:
 def rows_of(source: SourceConfig, request: WebhookRequest) -> list[InboxRow]:
     """Verify a request and parse its events into inbox rows (raises a RequestError)."""
     allowed = source.settings.get("allowed_ips") or []
-    if allowed and request.client_ip not in allowed:
+    if allowed and not tenancy.ip_allowed(allowed, request.client_ip):
         raise Unauthorized(f"client address {request.client_ip} is not in the allowed_ips")
     adapter = providers.get(source.provider)
     delivery_id = adapter.authenticate(request, source, request.received_at.timestamp())

@@ -7,6 +7,7 @@ from itertools import pairwise
 
 from callwatch.events import TERMINAL_STATUSES
 from callwatch.records import (
+    MAX_MAGNITUDE,
     CallDetails,
     Cost,
     Interruption,
@@ -200,6 +201,8 @@ def _cost(given: Cost | None, duration_s: float | None) -> Cost | None:
     per_minute = None
     if total is not None and duration_s is not None and duration_s > 0:
         per_minute = round(total / (duration_s / 60), 4)
+        if abs(per_minute) > MAX_MAGNITUDE:  # a price over a split second: not a rate
+            per_minute = None
     return Cost(
         total=total,
         currency=given.currency,

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callwatch.errors import RequestError, StoreUnavailable
+from callwatch.logs import redact_path
 
 log = logging.getLogger("callwatch.web")
 
@@ -27,11 +28,25 @@ class ProblemResponse(JSONResponse):
     media_type = "application/problem+json"
 
 
+# A problem may quote the input it refuses (a name, a field's path): never all of a huge one.
+MAX_QUOTED = 500
+
+
+def capped(text: str, limit: int = MAX_QUOTED) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> ProblemResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
-        body["detail"] = detail
-    body.update({key: value for key, value in extra.items() if value is not None})
+        body["detail"] = capped(detail)
+    body.update(
+        {
+            key: capped(value) if isinstance(value, str) else value
+            for key, value in extra.items()
+            if value is not None
+        }
+    )
     return ProblemResponse(body, status_code=status)
 
 
@@ -41,7 +56,7 @@ async def request_error(request: Request, exc: Exception) -> Response:
 
 
 async def store_unavailable(request: Request, exc: Exception) -> Response:
-    log.error("database unavailable", extra={"path": request.url.path})
+    log.error("database unavailable", extra={"path": redact_path(request.url.path)})
     response = problem(503, "Service unavailable", "the database is unreachable; retry later")
     response.headers["retry-after"] = "5"
     return response
@@ -53,7 +68,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"path": request.url.path})
+    log.exception("unhandled error", extra={"path": redact_path(request.url.path)})
     return problem(500, "Internal server error", "an unexpected error was logged")
 
 

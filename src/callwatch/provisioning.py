@@ -6,9 +6,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from callwatch import targets, tenancy
 from callwatch.errors import RequestError
 from callwatch.settings import Settings
+from callwatch.validation import invalid
 
 if TYPE_CHECKING:
     from callwatch.cli import Adder, Subcommands
@@ -40,14 +43,18 @@ def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.db import transaction
     from callwatch.runtime import opened, utcnow
 
-    data = tenancy.SourceIn(
-        name=args.name,
-        provider=args.provider,
-        settings=tenancy.SourceSettings(
+    try:
+        source_settings = tenancy.SourceSettings(
             detail_url=args.detail_url,
             api_base_url=args.api_base_url,
             allowed_ips=args.allowed_ip or [],
-        ),
+        )
+    except ValidationError as exc:  # one line, as for the API's 422
+        raise invalid(exc, "settings.") from None
+    data = tenancy.SourceIn(
+        name=args.name,
+        provider=args.provider,
+        settings=source_settings,
         credentials=_credentials(args.credential or []),
     )
     with opened(settings) as rt, transaction(rt.sessions) as session:

@@ -1,7 +1,7 @@
 """Canonical call details (what adapters produce) and the assembled record (DESIGN §7)."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,26 +22,33 @@ RecordingStatus = Literal["available", "pending", "missing", "none"]
 AssemblyState = Literal["pending", "fetching", "awaiting_recording", "assembled", "failed"]
 
 
+# Far beyond any duration (s), latency (ms), count or price, yet sums of millions stay finite;
+# NaN and Infinity have no JSON form: a record holding one could never be stored.
+MAX_MAGNITUDE = 1e15
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+Count = Annotated[int, Field(ge=0, le=MAX_MAGNITUDE)]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class Utterance(_Model):
     role: Literal["assistant", "user", "system", "tool"]
     content: str
-    start_s: float | None = None
-    end_s: float | None = None
+    start_s: Number | None = None
+    end_s: Number | None = None
 
 
 class Stats(_Model):
-    count: int | None = None
-    mean: float | None = None
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    min: float | None = None
-    max: float | None = None
+    count: Count | None = None
+    mean: Number | None = None
+    p50: Number | None = None
+    p90: Number | None = None
+    p95: Number | None = None
+    p99: Number | None = None
+    min: Number | None = None
+    max: Number | None = None
 
 
 class Latency(_Model):
@@ -49,44 +56,44 @@ class Latency(_Model):
     stt: Stats | None = None
     llm: Stats | None = None
     tts: Stats | None = None
-    time_to_first_word_ms: float | None = None
+    time_to_first_word_ms: Number | None = None
 
 
 class LatencySamples(_Model):
     """Raw per-turn samples in milliseconds, when a platform exposes them."""
 
-    turn: list[float] = Field(default_factory=list)
-    stt: list[float] = Field(default_factory=list)
-    llm: list[float] = Field(default_factory=list)
-    tts: list[float] = Field(default_factory=list)
+    turn: list[Number] = Field(default_factory=list)
+    stt: list[Number] = Field(default_factory=list)
+    llm: list[Number] = Field(default_factory=list)
+    tts: list[Number] = Field(default_factory=list)
 
 
 class Interruption(_Model):
-    at_s: float
-    duration_s: float | None = None
+    at_s: Number
+    duration_s: Number | None = None
     text: str | None = None
 
 
 class Interruptions(_Model):
-    count: int
+    count: Count
     items: list[Interruption] = Field(default_factory=list)
 
 
 class Turns(_Model):
-    count: int
-    user_talk_s: float | None = None
-    agent_talk_s: float | None = None
+    count: Count
+    user_talk_s: Number | None = None
+    agent_talk_s: Number | None = None
 
 
 class Cost(_Model):
-    total: float | None = None
+    total: Number | None = None
     currency: str | None = None
-    llm: float | None = None
-    stt: float | None = None
-    tts: float | None = None
-    telephony: float | None = None
-    platform: float | None = None
-    per_minute: float | None = None
+    llm: Number | None = None
+    stt: Number | None = None
+    tts: Number | None = None
+    telephony: Number | None = None
+    platform: Number | None = None
+    per_minute: Number | None = None
 
 
 class Recording(_Model):
@@ -112,15 +119,15 @@ class Evaluation(_Model):
 
 
 class CallError(_Model):
-    at_s: float | None = None
+    at_s: Number | None = None
     type: str
     description: str | None = None
 
 
 class Quality(_Model):
-    mos: float | None = None
-    jitter_ms: float | None = None
-    packet_loss_pct: float | None = None
+    mos: Number | None = None
+    jitter_ms: Number | None = None
+    packet_loss_pct: Number | None = None
 
 
 class CallDetails(_Model):
@@ -141,9 +148,9 @@ class CallDetails(_Model):
     initiated_at: datetime | None = None
     answered_at: datetime | None = None
     ended_at: datetime | None = None
-    duration_s: float | None = None
-    billed_duration_s: float | None = None
-    ring_duration_s: float | None = None
+    duration_s: Number | None = None
+    billed_duration_s: Number | None = None
+    ring_duration_s: Number | None = None
     recording: Recording | None = None
     transcript: list[Utterance] | None = None
     latency: Latency | None = None
@@ -161,9 +168,9 @@ class CallDetails(_Model):
 class Metrics(_Model):
     """What the pure metrics module derives from details and the event timeline."""
 
-    duration_s: float | None = None
-    billed_duration_s: float | None = None
-    ring_duration_s: float | None = None
+    duration_s: Number | None = None
+    billed_duration_s: Number | None = None
+    ring_duration_s: Number | None = None
     latency: Latency
     interruptions: Interruptions | None = None
     turns: Turns | None = None
@@ -204,9 +211,9 @@ class CallRecord(_Model):
     initiated_at: datetime | None = None
     answered_at: datetime | None = None
     ended_at: datetime | None = None
-    duration_s: float | None = None
-    billed_duration_s: float | None = None
-    ring_duration_s: float | None = None
+    duration_s: Number | None = None
+    billed_duration_s: Number | None = None
+    ring_duration_s: Number | None = None
     recording: Recording
     transcript: list[Utterance] | None = None
     latency: Latency

@@ -6,7 +6,7 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -21,6 +21,8 @@ class Field:
 
 def _field_of(annotation: Any) -> Field | type[BaseModel] | str:
     """A comparable field, a group of fields, or what else it is (a time, a list, a map)."""
+    if get_origin(annotation) is Annotated:  # records.Number: a float with bounds
+        return _field_of(get_args(annotation)[0])
     if get_origin(annotation) in (Union, types.UnionType):
         options = [arg for arg in get_args(annotation) if arg is not type(None)]
         return _field_of(options[0]) if len(options) == 1 else "a mixed value"

@@ -40,6 +40,12 @@ def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, 
     }
 
 
+def fresh(sent_s: int, now: float, tolerance_s: int = TOLERANCE_S) -> bool:
+    """Whether a sender's Unix time is within the tolerance of ours; in integers, since a header's
+    400-digit number is a valid int but too large to subtract from a float."""
+    return abs(int(now) - sent_s) <= tolerance_s
+
+
 def verify(secret: str, request_headers: Mapping[str, str], body: bytes, now: float) -> str:
     """Check the three headers and return the `webhook-id`; raises Unauthorized."""
     msg_id = request_headers.get("webhook-id")
@@ -51,10 +57,11 @@ def verify(secret: str, request_headers: Mapping[str, str], body: bytes, now: fl
         timestamp = int(stamp)
     except ValueError:
         raise Unauthorized("webhook-timestamp is not an integer") from None
-    if abs(now - timestamp) > TOLERANCE_S:
+    if not fresh(timestamp, now):
         raise Unauthorized("webhook-timestamp is outside the 5 minute tolerance")
     expected = sign(secret, msg_id, timestamp, body)
     for candidate in given.split():
-        if hmac.compare_digest(candidate, expected):
+        # Bytes: compare_digest refuses str that is not ASCII (a header is any latin-1 text).
+        if hmac.compare_digest(candidate.encode(), expected.encode()):
             return msg_id
     raise Unauthorized("webhook-signature does not match")

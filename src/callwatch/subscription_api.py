@@ -27,7 +27,7 @@ from callwatch.subscriptions import (
     SubscriptionPatch,
     SubscriptionView,
 )
-from callwatch.validation import parse_body, parse_query, path_param
+from callwatch.validation import parse_body, parse_query, path_param, read_body
 
 log = logging.getLogger("callwatch.web")
 BASE = "/api/subscriptions"
@@ -48,7 +48,7 @@ def _with_body(handler: Callable[[Request, bytes], Response]) -> Callable[..., A
     """An async endpoint that reads the body, then runs `handler` in the thread pool."""
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
+        body = await read_body(request)
         return await run_in_threadpool(handler, request, body)
 
     return endpoint

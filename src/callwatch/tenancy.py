@@ -1,9 +1,12 @@
 """Orgs, their API keys and their sources; data functions take a Session and never commit."""
 
+import ipaddress
 from datetime import datetime
+from functools import lru_cache
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, Field, HttpUrl, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,10 +22,51 @@ class OrgIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 
 
+def _address_or_network(value: str) -> str:
+    if _network(value) is None:
+        raise ValueError("expected an IP address or a CIDR network, e.g. 203.0.113.0/24")
+    return value.strip()
+
+
+AddressOrNetwork = Annotated[
+    str, StringConstraints(max_length=64), AfterValidator(_address_or_network)
+]
+
+
 class SourceSettings(BaseModel):
     api_base_url: HttpUrl | None = None
     detail_url: str | None = None
-    allowed_ips: list[str] = Field(default_factory=list)
+    allowed_ips: list[AddressOrNetwork] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="addresses or CIDR networks (IPv4 or IPv6) webhooks may come from; empty: any",
+    )
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=4096)  # intake checks every webhook of a source against the same list
+def _network(text: str) -> Network | None:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def ip_allowed(allowed: list[str], client_ip: str | None) -> bool:
+    """Whether the client's address is in one of the `allowed_ips` (addresses or networks)."""
+    try:
+        address = ipaddress.ip_address(client_ip or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for text in allowed:
+        network = _network(text)  # an entry saved before it was validated may be None
+        if network is not None and address in network:
+            return True
+    return False
 
 
 class SourceIn(BaseModel):

@@ -3,15 +3,13 @@
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
-from starlette.requests import ClientDisconnect
+from pydantic import BaseModel, Field, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from callwatch import intake_counts
-from callwatch.errors import PayloadTooLarge
 from callwatch.providers.base import RequestHeaders, WebhookRequest
 from callwatch.services import Services
-from callwatch.validation import path_param
+from callwatch.validation import invalid_record, path_param, read_limited
 
 
 class WebhookReply(BaseModel):
@@ -27,7 +25,7 @@ class WebhookEndpoint:
         services: Services = scope["app"].state.services
         settings = services.runtime.settings
         token = path_param(scope, "webhook_token")
-        body = await _read_body(scope, receive, settings.max_body_bytes)
+        body = await read_limited(scope, receive, settings.max_body_bytes)
         source = await services.intake.sources.lookup(token)
         scope[intake_counts.PROVIDER] = source.provider
         headers = RequestHeaders(
@@ -42,30 +40,15 @@ class WebhookEndpoint:
             url=_public_url(settings.public_url, scope),
             received_at=datetime.now(UTC),
         )
-        events = await services.intake.submit(source, request)
+        try:
+            events = await services.intake.submit(source, request)
+        except ValidationError as exc:  # the call record a provider makes of the body's values
+            raise invalid_record(exc) from None
         reply = WebhookReply(status="accepted" if events else "duplicate", events=events or None)
         scope[intake_counts.OUTCOME] = reply.status
         content = reply.model_dump_json(exclude_none=True).encode()
         await send({"type": "http.response.start", "status": 202, "headers": _headers(content)})
         await send({"type": "http.response.body", "body": content})
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 def _headers(content: bytes) -> list[tuple[bytes, bytes]]:

@@ -128,7 +128,7 @@ class AtomsProvider:
             raise Unauthorized("missing X-Signature header")
         secret = source.credentials["signing_secret"].encode()
         expected = hmac.new(secret, request.body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(given.strip().lower(), expected):
+        if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
             raise Unauthorized("X-Signature does not match the body")
         return None  # the delivery id is in the body: parse takes it from there
 

@@ -14,7 +14,7 @@ from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatu
 from callwatch.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.records import CallDetails
-from callwatch.validation import parse_body
+from callwatch.validation import invalid, parse_body
 
 _FIELD_NAMES = set(CallFields.model_fields)
 
@@ -73,6 +73,13 @@ class GenericProvider:
             )
         fields = CallFields(**data.model_dump(include=_FIELD_NAMES))
         detail = data.model_dump(mode="json", exclude={"call_id"}) if completed else None
+        if detail is not None:
+            # Without a detail_url this is the call's detail: what would fail assembly after the
+            # 202 (`"duration_s": "NaN"`, a transcript that is not a list) is refused now.
+            try:  # the values as parsed: a JSON dump has made -1e309 (-inf) a null
+                CallDetails.model_validate(data.model_dump(exclude={"call_id"}))
+            except ValidationError as exc:
+                raise invalid(exc, "data.") from None
         dedupe = delivery_id or _stable_key(
             data.call_id, envelope.type, data.status, envelope.timestamp
         )

@@ -80,7 +80,7 @@ class RetellProvider:
         if not api_key:
             raise Unauthorized("this source has no api_key credential to check signatures with")
         expected = sign(api_key, request.body, stamp)
-        if not hmac.compare_digest(given.lower(), expected):
+        if not hmac.compare_digest(given.lower().encode(), expected.encode()):
             raise Unauthorized("x-retell-signature does not match the body")
         return None  # Retell sends no delivery id
 

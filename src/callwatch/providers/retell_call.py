@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callwatch.events import CallStatus
 from callwatch.records import EndReason
+from callwatch.validation import MAX_EPOCH_MS
 
 LIVE_STATUSES = {"registered": CallStatus.initiated, "ongoing": CallStatus.in_progress}
 # Disconnection reasons that mean the call never connected, and what that call was.
@@ -124,8 +125,8 @@ class RetellCall(_Lenient):
     direction: str | None = None
     from_number: str | None = None
     to_number: str | None = None
-    start_timestamp: int | None = Field(None, ge=0)
-    end_timestamp: int | None = Field(None, ge=0)
+    start_timestamp: int | None = Field(None, ge=0, le=MAX_EPOCH_MS)
+    end_timestamp: int | None = Field(None, ge=0, le=MAX_EPOCH_MS)
     duration_ms: int | None = Field(None, ge=0)
     disconnection_reason: str | None = None
     transcript: str | None = None

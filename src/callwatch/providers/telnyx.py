@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, ValidationError
 
+from callwatch import signatures
 from callwatch.errors import (
     InvalidInput,
     ProviderRejected,
@@ -113,7 +114,7 @@ class TelnyxProvider:
             sent = int(stamp.strip())
         except ValueError:
             raise Unauthorized("telnyx-timestamp is not unix seconds") from None
-        if abs(now - sent) > TOLERANCE_S:
+        if not signatures.fresh(sent, now, TOLERANCE_S):
             raise Unauthorized(f"telnyx-timestamp is more than {TOLERANCE_S} s from now")
         try:
             raw = base64.b64decode(signature.strip(), validate=True)

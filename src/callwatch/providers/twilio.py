@@ -31,7 +31,7 @@ from callwatch.providers.twilio_call import (
 )
 from callwatch.providers.twilio_signature import form_params, signature_valid, signing_algorithm
 from callwatch.records import CallDetails, CallError, Recording
-from callwatch.validation import invalid
+from callwatch.validation import invalid, require_finite
 
 API_VERSION = "2010-04-01"
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -153,7 +153,7 @@ def _callback(request: WebhookRequest) -> Callback:
     if "bodySHA256" in request.query or "json" in request.content_type.lower():
         try:
             data = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser: not a callback
             raise MalformedBody("body is not valid JSON") from None
         if not isinstance(data, dict):
             raise MalformedBody("body: a JSON callback is an object of parameters")
@@ -163,9 +163,11 @@ def _callback(request: WebhookRequest) -> Callback:
     if any("\x00" in key or "\x00" in value for key, value in flat.items() if value):
         raise InvalidInput("body: parameters must not contain NUL", field="body")
     try:
-        return Callback.model_validate(flat)
+        callback = Callback.model_validate(flat)
     except ValidationError as exc:
         raise invalid(exc) from None
+    require_finite(callback)  # a form's "NaN" or "inf" is a float to pydantic
+    return callback
 
 
 def _text(value: Any) -> str | None:

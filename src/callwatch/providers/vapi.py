@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from callwatch.errors import InvalidInput, ProviderRejected
 from callwatch.events import CallEvent
@@ -23,7 +23,7 @@ from callwatch.providers.vapi_call import (
 )
 from callwatch.providers.vapi_details import call_details
 from callwatch.records import CallDetails, Recording
-from callwatch.validation import parse_body
+from callwatch.validation import MAX_EPOCH_MS, parse_body
 
 API_BASE = "https://api.vapi.ai"
 TIMELINE_TYPES = frozenset({"hang", "user-interrupted"})
@@ -36,9 +36,16 @@ class CallRef(Lenient):
 class Message(Lenient):
     type: str = Field(min_length=1, max_length=100)
     call: CallRef | None = None
-    timestamp: float | datetime | None = None
+    timestamp: float | datetime | None = None  # epoch ms (or seconds), or ISO 8601
     status: str | None = None
     endedReason: str | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _a_datetime(cls, value: float | datetime | None) -> float | datetime | None:
+        if isinstance(value, float) and not 0 <= value <= MAX_EPOCH_MS:
+            raise ValueError("expected epoch milliseconds up to year 9999")
+        return value
 
 
 class Envelope(BaseModel):

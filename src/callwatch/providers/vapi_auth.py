@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import re
 
 from callwatch.errors import Unauthorized
@@ -94,5 +95,7 @@ def _epoch_s(text: str) -> float | None:
     try:
         value = float(text.strip())
     except ValueError:
+        return None
+    if not math.isfinite(value):  # NaN would pass any tolerance check
         return None
     return value / 1000 if value > 1e11 else value  # milliseconds or seconds
