@@ -29,7 +29,21 @@ API = "http://sim.test"
 PUBLIC_URL = "http://testserver/webhooks/"
 # What the pure core's record is stamped with (the pipeline's clock when it stores a record).
 STORED_AT = datetime(2030, 1, 1, tzinfo=UTC)
-ALL_PLATFORMS = tuple(PLATFORMS)
+# Every simulated platform; fixa analyses the simulator's generic calls, and here Vapi's too
+# (whose end-of-call report says what the analysis measures again): "fixa:vapi".
+ALL_PLATFORMS = (*PLATFORMS, "fixa:vapi")
+
+
+def played(scenario: str) -> tuple[str, ...]:
+    """The platforms whose webhooks a scenario plays: the platform, then the one it analyses."""
+    platform, _, analysed = scenario.partition(":")
+    analysed = analysed or PLATFORMS[platform].analyses or ""
+    return (platform, analysed) if analysed else (platform,)
+
+
+def owner(scenario: str) -> str:
+    """The platform whose call the record is: the analysed one, if the scenario analyses."""
+    return played(scenario)[-1]
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,7 @@ class Delivery:
     body: bytes
     headers: dict[str, str]
     token: str  # the webhook URL's last part, for a source named `source`
+    signed_at: float  # the signer's clock (a receiver checks a signature's age)
 
     def request(self, received_at: datetime) -> WebhookRequest:
         return WebhookRequest(
@@ -62,23 +77,22 @@ def simulated_call(seed: int, *, answered: bool | None = None) -> SimCall:
             return call
 
 
-def deliveries(platform: str, call: SimCall, tokens: dict[str, str]) -> list[Delivery]:
-    """Every webhook of `call` from `platform` (and of the platform it analyses), signed once."""
-    played = [platform]
-    analysed = PLATFORMS[platform].analyses
-    if analysed is not None:
-        played.append(analysed)
+def deliveries(
+    scenario: str, call: SimCall, tokens: dict[str, str], *, signed_at: float | None = None
+) -> list[Delivery]:
+    """Every webhook of `call` in a scenario (a platform, and the one it analyses), signed once
+    (when it is sent, or at `signed_at`: a receiver checks a signature's age on its clock)."""
     found = []
-    for name in played:
+    for name in played(scenario):
         sim = PLATFORMS[name]
         for at, body in sim.webhooks(call, False):
-            now = at.timestamp()
+            now = at.timestamp() if signed_at is None else signed_at
             url = PUBLIC_URL + tokens[name]
             if sim.sign_url is not None:
                 content, headers = sim.sign_url(SECRET, body, now, url)
             else:
                 content, headers = sim.sign(SECRET, body, now)
-            found.append(Delivery(name, at, content, headers, tokens[name]))
+            found.append(Delivery(name, at, content, headers, tokens[name], now))
     return sorted(found, key=lambda item: item.sent_at)
 
 
@@ -106,11 +120,11 @@ def parsed(delivery: Delivery, received_at: datetime) -> list[CallEvent]:
     source = source_config(delivery.source)
     adapter = providers.get(source.provider)
     request = delivery.request(received_at)
-    delivery_id = adapter.authenticate(request, source, delivery.sent_at.timestamp())
+    delivery_id = adapter.authenticate(request, source, delivery.signed_at)
     return adapter.parse(request, delivery_id)
 
 
-def simulated_api(call: SimCall) -> httpx.Client:
+def simulated_api(call: SimCall, api_base: str = API) -> httpx.Client:
     """The simulator's API answers about `call`, in process; its recording is ready."""
     routes = []
     for name, sim in PLATFORMS.items():
@@ -124,8 +138,8 @@ def simulated_api(call: SimCall) -> httpx.Client:
         if call.detail.recording is None
         else Recording(
             status="available",
-            url=recording_url(API, call.call_id),
-            dual_url=recording_url(API, call.call_id) + "?channels=2",
+            url=recording_url(api_base, call.call_id),
+            dual_url=recording_url(api_base, call.call_id) + "?channels=2",
         )
     )
 
@@ -147,11 +161,13 @@ def times(
 
 
 def pure_record(
-    platform: str,
+    scenario: str,
     call: SimCall,
     schedule: Sequence[Delivery],
     order: Sequence[int],
     received: Sequence[datetime],
+    *,
+    api_base: str = API,
 ) -> dict[str, Any]:
     """The record of `call` when `schedule`'s deliveries are processed in `order` (indices,
     repeats are duplicates), each received at `received`'s moment."""
@@ -172,16 +188,16 @@ def pure_record(
             # The pipeline fetches once a terminal event is applied to a call it can name.
             context = FetchContext(named, state.completion, state.fields)
     assert context is not None, "no terminal event"
-    owner = PLATFORMS[platform].analyses or platform
-    with simulated_api(call) as client:
-        details = providers.get(owner).fetch(client, source_config(owner), context)
+    calls = owner(scenario)
+    with simulated_api(call, api_base) as client:
+        details = providers.get(calls).fetch(client, source_config(calls, api_base), context)
     state = fold(applied)
-    merged = assembly.merge(state, providers.settled(owner, details, state.fields))
+    merged = assembly.merge(state, providers.settled(calls, details, state.fields))
     built = assembly.build(
         call_id="call_1",
         org_id="org_1",
-        source=owner,
-        provider=owner,
+        source=calls,
+        provider=calls,
         provider_call_id=context.provider_call_id,
         state=state,
         details=merged,
