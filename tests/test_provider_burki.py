@@ -337,3 +337,15 @@ def test_a_flat_shape_call_gets_its_transcript_from_the_api(
         "2026-04-14T16:03:14.517000Z",
     )
     assert f"/api/v1/calls/sid/{SID}/transcripts" in [path for path, _ in api.requests]
+
+
+def test_a_flat_timestamp_is_the_events_time_and_an_overlong_one_is_a_4xx(
+    client: TestClient,
+) -> None:
+    body = {"event": "call_ended", "call_sid": SID, "timestamp": "2026-04-14T16:03:14.517Z"}
+    [event] = BurkiProvider().parse(request(json.dumps(body).encode()), None)
+    assert event.at == datetime(2026, 4, 14, 16, 3, 14, 517000, tzinfo=UTC)
+
+    source = burki_source(client, create_org(client))
+    rejected = post_unsigned(client, source, body | {"timestamp": "9" * 65})
+    assert (rejected.status_code, "timestamp" in rejected.text) == (422, True)

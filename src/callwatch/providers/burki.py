@@ -95,7 +95,7 @@ class Webhook(_Lenient):
     message: Envelope | None = None
     event: str | None = Field(None, min_length=1)
     call_sid: str | None = Field(None, min_length=1, max_length=200)
-    timestamp: str | None = None
+    timestamp: str | None = Field(None, max_length=64)  # part of the dedupe key
 
 
 class BurkiProvider:
