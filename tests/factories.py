@@ -13,7 +13,7 @@ from typing import IO, Any
 import httpx
 from starlette.testclient import TestClient
 
-from callwatch import assembly, calls, metrics
+from callwatch import assembly, calls, metrics, providers
 from callwatch.providers.base import WebhookRequest
 from callwatch.records import (
     Analysis,
@@ -154,7 +154,8 @@ def assembled_record(
     at: datetime,
 ) -> dict[str, Any]:
     """The record the pipeline stores for these events and fetched details, as JSON."""
-    merged = assembly.merge(state, details)
+    settled = providers.settled(provider, details, state.fields) if details else None
+    merged = assembly.merge(state, settled)
     built = assembly.build(
         call_id="call_1",
         org_id="org_1",

@@ -189,6 +189,7 @@ class BurkiApi(BackgroundServer):
         routes = [
             Route("/api/v1/calls/sid/{sid}", self._call),
             Route("/api/v1/calls/sid/{sid}/recordings", self._recordings),
+            Route("/api/v1/calls/sid/{sid}/transcripts", self._transcripts),
         ]
         super().__init__(Starlette(routes=routes))
 
@@ -203,6 +204,10 @@ class BurkiApi(BackgroundServer):
         if polls <= self._processing:
             items = [dict(items[0], status="processing", recording_url=None)]
         return JSONResponse(items)
+
+    async def _transcripts(self, request: Request) -> JSONResponse:
+        self.requests.append((request.url.path, request.headers.get("authorization")))
+        return JSONResponse(payload("transcripts"))
 
 
 def other_call() -> dict[str, Any]:
@@ -303,3 +308,44 @@ def test_a_report_that_never_finds_its_call_becomes_a_call_of_its_own(
         record["recording"]["status"],
         record["analysis"]["data"],
     ) == (True, "+14155550177", 63.0, "missing", {"chat_topic": "hours", "booked": False})
+
+
+def test_a_flat_shape_call_gets_its_transcript_from_the_api(
+    client: TestClient, worker: None
+) -> None:
+    key = create_org(client)
+    with BurkiApi({SID: payload("call")}) as api:
+        source = burki_source(client, key, api_base_url=api.url)
+        for event, at in (("call_started", "16:02:11.204"), ("call_ended", "16:03:14.517")):
+            flat = {"event": event, "call_sid": SID, "timestamp": f"2026-04-14T{at}Z"}
+            assert post_unsigned(client, source, flat).status_code == 202
+        record = wait_for_call(client, key, SID, in_state("assembled"))
+
+    assert record["transcript"] == [
+        {"role": role, "content": content, "start_s": start, "end_s": end}
+        for role, content, start, end in (
+            ("assistant", "Thanks for calling Harbor Dental, how can I help?", 0.6, 2.9),
+            ("user", "What are your hours on Saturday?", 3.5, 5.4),
+            ("assistant", "We are open nine to one on Saturdays.", 6.3, 8.6),
+            ("user", "Great, thanks.", 9.1, 9.9),
+        )
+    ]
+    assert (record["latency"]["turn"]["count"], record["interruptions"]["count"]) == (1, 0)
+    assert (record["status"], record["duration_s"], record["ended_at"]) == (
+        "completed",
+        63.0,
+        "2026-04-14T16:03:14.517000Z",
+    )
+    assert f"/api/v1/calls/sid/{SID}/transcripts" in [path for path, _ in api.requests]
+
+
+def test_a_flat_timestamp_is_the_events_time_and_an_overlong_one_is_a_4xx(
+    client: TestClient,
+) -> None:
+    body = {"event": "call_ended", "call_sid": SID, "timestamp": "2026-04-14T16:03:14.517Z"}
+    [event] = BurkiProvider().parse(request(json.dumps(body).encode()), None)
+    assert event.at == datetime(2026, 4, 14, 16, 3, 14, 517000, tzinfo=UTC)
+
+    source = burki_source(client, create_org(client))
+    rejected = post_unsigned(client, source, body | {"timestamp": "9" * 65})
+    assert (rejected.status_code, "timestamp" in rejected.text) == (422, True)

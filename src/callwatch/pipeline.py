@@ -308,7 +308,7 @@ def _complete(
     now: datetime,
     effects: Effects,
 ) -> float | None:
-    merged = assembly.merge(state, details)
+    merged = assembly.merge(state, providers.settled(call.provider, details, state.fields))
     recording = assembly.recording_of(merged, now)
     call.details = details.model_dump(mode="json", exclude_none=True)
     call.assembly_failures = 0
@@ -343,7 +343,7 @@ def _rebuild(session: Session, call: Call, state: CallState, now: datetime) -> N
     if call.record is None:
         return
     details = CallDetails.model_validate(call.details or {})
-    merged = assembly.merge(state, details)
+    merged = assembly.merge(state, providers.settled(call.provider, details, state.fields))
     recording = CallRecord.model_validate(call.record).recording
     late = assembly.recording_of(merged, now)
     if late.status == "available" and recording.status != "available":

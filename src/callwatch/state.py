@@ -30,17 +30,24 @@ class CallState(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
 
-def _order(item: tuple[str, CallEvent]) -> tuple[datetime, int, str]:
+def _order(item: tuple[str, CallEvent]) -> tuple[datetime, int, str, str]:
+    # The inbox id comes last: it follows arrival, so events are told apart by what they are
+    # (time, lifecycle step, dedupe key) before it decides anything.
     event_id, event = item
-    return event.at, rank(event.status) if event.status else -1, event_id
+    return event.at, rank(event.status) if event.status else -1, event.dedupe_key, event_id
 
 
 def fold(events: Sequence[tuple[str, CallEvent]]) -> CallState:
-    """`events` are (inbox id, event) pairs in any order; the result does not depend on it."""
+    """`events` are (inbox id, event) pairs in any order; the result does not depend on it.
+
+    Precedence is by kind, not by arrival: an analysis of another source (a joining event,
+    such as fixa's) is applied over everything the call's own events say, whenever it came,
+    and the call starts with its own first event (an analysis is timed by its arrival)."""
     ordered = sorted(events, key=_order)
     if not ordered:
         raise ValueError("a call has at least one event")
-    state = CallState(started_at=ordered[0][1].at)
+    own = [event for _, event in ordered if not event.joins]
+    state = CallState(started_at=(own or [ordered[0][1]])[0].at)
     merged: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
     for _, event in ordered:
@@ -51,12 +58,15 @@ def fold(events: Sequence[tuple[str, CallEvent]]) -> CallState:
         metadata.update(event.fields.metadata)
         if event.status in _FIRST_SEEN and getattr(state, _FIRST_SEEN[event.status]) is None:
             setattr(state, _FIRST_SEEN[event.status], event.at)
-        if event.enrich:
+        if event.enrich and not event.joins:
             state.enrichment = overlay(state.enrichment, event.enrich)
         if event.terminal and not state.terminal:
             state.terminal = True
             state.ended_at = event.at
             state.completion = event.detail
+    for _, event in ordered:
+        if event.enrich and event.joins:
+            state.enrichment = overlay(state.enrichment, event.enrich)
     state.fields = CallFields(**merged, metadata=metadata)
     return state
 

@@ -1,5 +1,8 @@
 """The registry of platform adapters, one module each."""
 
+from collections.abc import Callable
+
+from callwatch.events import CallFields
 from callwatch.providers.atoms import AtomsProvider
 from callwatch.providers.base import Provider
 from callwatch.providers.bolna import BolnaProvider
@@ -9,8 +12,10 @@ from callwatch.providers.generic import GenericProvider
 from callwatch.providers.origins import OriginsProvider
 from callwatch.providers.retell import RetellProvider
 from callwatch.providers.telnyx import TelnyxProvider
+from callwatch.providers.telnyx_details import with_direction
 from callwatch.providers.twilio import TwilioProvider
 from callwatch.providers.vapi import VapiProvider
+from callwatch.records import CallDetails
 
 _REGISTRY: dict[str, Provider] = {
     "atoms": AtomsProvider(),
@@ -32,3 +37,17 @@ def get(name: str) -> Provider:
 
 def names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+# Fetched details that are only complete with what the call's events say (who hung up a Telnyx
+# leg needs its direction, from call.initiated). Applied whenever a record is built, with all the
+# events in by then, not at the fetch: the record must not depend on which events were applied
+# when the details were fetched.
+_SETTLE: dict[str, Callable[[CallDetails, CallFields], CallDetails]] = {
+    "telnyx": lambda details, fields: with_direction(details, fields.direction),
+}
+
+
+def settled(name: str, details: CallDetails, fields: CallFields) -> CallDetails:
+    settle = _SETTLE.get(name)
+    return settle(details, fields) if settle else details

@@ -1,6 +1,7 @@
 """Burki: Vapi-like status and end-of-call webhooks (or flat ones), unsigned; calls by SID."""
 
 import hashlib
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -95,7 +96,7 @@ class Webhook(_Lenient):
     message: Envelope | None = None
     event: str | None = Field(None, min_length=1)
     call_sid: str | None = Field(None, min_length=1, max_length=200)
-    timestamp: str | None = None
+    timestamp: str | None = Field(None, max_length=64)  # part of the dedupe key
 
 
 class BurkiProvider:
@@ -127,12 +128,14 @@ class BurkiProvider:
         base = str(source.settings.get("api_base_url") or API_BASE).rstrip("/")
         url = f"{base}/api/v1/calls/sid/{quote(call.provider_call_id, safe='')}"
         headers = {"authorization": f"Bearer {api_key}"}
-        found, recordings = (
+        found, recordings, transcripts = (
             get_json(client, url, headers),
             get_json(client, url + "/recordings", headers),
+            # The flat webhooks carry no words: the API's final transcripts are the call's.
+            get_json(client, url + "/transcripts", headers),
         )
         try:
-            return call_details(found, recordings)
+            return call_details(found, recordings, transcripts)
         except (ValidationError, AttributeError, TypeError, ValueError) as exc:
             raise mismatch("Burki call", exc) from None
 
@@ -240,18 +243,28 @@ def _from_flat(event: str, sid: str, timestamp: str | None, request: WebhookRequ
         provider_call_id=sid,
         type=event,
         status=FLAT_STATUSES.get(event),
-        at=request.received_at,
+        at=_moment(timestamp) or request.received_at,
         terminal=event == "call_ended",
         dedupe_key=f"{sid}:{event}:" + (timestamp or _digest(request.body)),
     )
+
+
+def _moment(timestamp: str | None) -> datetime | None:
+    """The flat webhook's own time (ISO 8601); None when it has none a reader can trust."""
+    try:
+        moment = datetime.fromisoformat(timestamp) if timestamp else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:40]
 
 
-def call_details(found: dict[str, Any], recordings: Any) -> CallDetails:
-    """`GET /api/v1/calls/sid/{sid}` and its `/recordings`, mapped onto the canonical details."""
+def call_details(found: dict[str, Any], recordings: Any, transcripts: Any = None) -> CallDetails:
+    """`GET /api/v1/calls/sid/{sid}`, its `/recordings` and `/transcripts`, mapped onto the
+    canonical details."""
     direction = "outbound" if found.get("direction") == "outbound" else "inbound"
     ours, customer = found.get("to_phone_number"), found.get("customer_phone_number")
     fields = _fields(direction, ours, customer)
@@ -279,8 +292,25 @@ def call_details(found: dict[str, Any], recordings: Any) -> CallDetails:
         duration_s=found.get("duration"),
         recording=Recording(url=chosen["recording_url"]) if chosen else Recording(status="pending"),
         cost=_cost(found),
+        transcript=_transcript(transcripts),
         metadata=found.get("call_meta") or None,
     )
+
+
+def _transcript(items: Any) -> list[Utterance] | None:
+    """`/transcripts`: the final segments in the order Burki keeps them (by creation), each
+    timed in seconds from the start of the call."""
+    said = [
+        Utterance(
+            role=ROLES[item["speaker"]],
+            content=item.get("content") or "",
+            start_s=item.get("segment_start"),
+            end_s=item.get("segment_end"),
+        )
+        for item in items or []
+        if item.get("speaker") in ROLES and item.get("is_final", True) is not False
+    ]
+    return said or None
 
 
 def _cost(found: dict[str, Any]) -> Cost | None:

@@ -44,7 +44,6 @@ from callwatch.providers.telnyx_details import (
     fields_of,
     filled,
     hangup_details,
-    with_direction,
 )
 from callwatch.records import CallDetails
 from callwatch.validation import parse_body
@@ -157,9 +156,9 @@ class TelnyxProvider:
         details; once Telnyx has forgotten the call, what the events said."""
         if call.completion is None:
             raise ProviderRejected("no call.hangup received for this call session")
-        completion = with_direction(
-            CallDetails.model_validate(call.completion), call.fields.direction
-        )
+        # Who hung up needs the call's direction: `providers.settled` adds it when the record
+        # is built, with all the events, not with those applied by the time of this fetch.
+        completion = CallDetails.model_validate(call.completion)
         api_key = source.credentials.get("api_key")
         control_id = ((completion.metadata or {}).get(METADATA_KEY) or {}).get("call_control_id")
         if not api_key or not control_id:

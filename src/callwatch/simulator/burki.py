@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from callwatch.records import Recording
@@ -32,12 +32,24 @@ def customer_number(call: SimCall) -> str:
     return call.from_number if call.direction == "inbound" else call.to_number
 
 
+def flat(call: SimCall) -> bool:
+    """Half the calls are posted in the flat shape of Burki's webhook-log docs, half in the
+    Vapi-like shape of its code (providers.md: both are to be expected)."""
+    return int(_hex32("shape" + call.call_id), 16) % 2 == 0
+
+
 def timed_webhooks(call: SimCall, embed_detail: bool) -> list[tuple[datetime, dict[str, Any]]]:
     """A status update when the assistant picks up, the report at hangup (no call id in it,
-    as Burki's code sends it). Calls that never connect reach no assistant and send nothing."""
+    as Burki's code sends it); or, flat, `call_started` and `call_ended` naming the SID and
+    nothing else. Calls that never connect reach no assistant and send nothing."""
     if call.answered_at is None:
         return []
     sid = call_id(call)
+    if flat(call):
+        return [
+            (moment, {"event": event, "call_sid": sid, "timestamp": _iso(moment)})
+            for event, moment in (("call_started", call.answered_at), ("call_ended", call.ended_at))
+        ]
     update = {
         "type": "status-update",
         "status": "in-progress",
@@ -114,6 +126,27 @@ def recordings(call: SimCall, recording: Recording) -> list[dict[str, Any]]:
     ]
 
 
+def transcripts(call: SimCall, recording: Recording) -> list[dict[str, Any]]:
+    """`GET /api/v1/calls/sid/{sid}/transcripts`: the final segments, by creation time."""
+    number = int(_hex32(call.call_id), 16) % 10**6
+    answered = call.answered_at or call.started_at
+    return [
+        {
+            "id": number * 1000 + index,
+            "call_id": number,
+            "content": turn.content,
+            "is_final": True,
+            "speaker": turn.role,
+            "segment_start": turn.start_s,
+            "segment_end": turn.end_s,
+            "confidence": 0.94,
+            "created_at": _iso(answered + timedelta(seconds=turn.end_s or 0)),
+        }
+        for index, turn in enumerate(call.detail.transcript or [])
+        if turn.role in ROLES
+    ]
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -129,5 +162,6 @@ PLATFORM = Platform(
     api={
         "/api/v1/calls/sid/{call_id}": call_json,
         "/api/v1/calls/sid/{call_id}/recordings": recordings,
+        "/api/v1/calls/sid/{call_id}/transcripts": transcripts,
     },
 )
