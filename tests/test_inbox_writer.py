@@ -1,5 +1,6 @@
 """Intake's Postgres inbox writer, on the real database: store, dedupe, lose the connection."""
 
+import dataclasses
 import select
 from collections.abc import Iterator
 
@@ -35,14 +36,18 @@ def stored(writer: InboxWriter, rows: list[InboxRow]) -> set[str]:
     writer.connect()
     try:
         writer.send(rows)
-        while True:
-            select.select([writer.fileno()], [], [], 5)
-            inserted = writer.poll()
-            if inserted is not None:
-                return inserted
+        return polled(writer)
     except Exception:
         writer.close()
         raise
+
+
+def polled(writer: InboxWriter) -> set[str]:
+    while True:
+        select.select([writer.fileno()], [], [], 5)
+        inserted = writer.poll()
+        if inserted is not None:
+            return inserted
 
 
 @pytest.fixture
@@ -103,3 +108,36 @@ def test_an_unreachable_database_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable, match=r"^database unavailable: "):
         writer.connect()
     assert not writer.connected
+
+
+# What the inbox's columns cannot hold, set on a parsed row (intake's checks do not run here).
+UNSTORABLE = {
+    "too-long": {"dedupe_key": "k" * 201},
+    "nul": {"provider_call_id": "p-\x00"},
+    "surrogate": {"provider_call_id": "p-\ud800"},
+}
+
+
+@pytest.mark.parametrize("unstorable", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+def test_a_batch_rejected_for_its_data_keeps_the_connection_for_the_next(
+    client: TestClient, runtime: Runtime, writer: InboxWriter, unstorable: dict[str, str]
+) -> None:
+    good, parsed_bad = parsed(client, runtime, "p-1", "p-2")
+    bad = dataclasses.replace(parsed_bad, **unstorable)
+    backend = writer_backend(writer)
+
+    with pytest.raises(psycopg.DataError):
+        polled_batch(writer, [good, bad])
+    retried = polled_batch(writer, [good])
+
+    assert (retried, writer_backend(writer)) == ({good.id}, backend)
+
+
+def polled_batch(writer: InboxWriter, rows: list[InboxRow]) -> set[str]:
+    writer.send(rows)
+    return polled(writer)
+
+
+def writer_backend(writer: InboxWriter) -> int:
+    assert writer._connection is not None
+    return writer._connection.pgconn.backend_pid

@@ -53,10 +53,17 @@ def source_of(client: TestClient) -> tuple[str, str]:
     return source["webhook_url"].rsplit("/", 1)[1], source["signing_secret"]
 
 
-def intake_on(runtime: Runtime, queued: list[list[str]], *, connect: bool = False) -> Intake:
+def intake_on(
+    runtime: Runtime,
+    queued: list[list[str]],
+    *,
+    connect: bool = False,
+    deadline_s: float = 30.0,
+) -> Intake:
     """Intake as the web process builds it: a writer on Postgres, a worker thread on SQLite.
 
     `connect`: the writer connects (and prepares its INSERT) now, before a test locks the table.
+    `deadline_s`: long by default, for tests that hold a batch on purpose.
     """
     writer = None
     if runtime.engine.dialect.name == "postgresql":
@@ -64,7 +71,7 @@ def intake_on(runtime: Runtime, queued: list[list[str]], *, connect: bool = Fals
         if connect:
             writer.connect()
     sources = Sources(runtime.sessions, runtime.vault, 0)
-    return Intake(runtime.sessions, sources, queued.append, writer)
+    return Intake(runtime.sessions, sources, queued.append, writer, deadline_s=deadline_s)
 
 
 def run(intake: Intake, scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -155,7 +162,8 @@ def test_an_unreachable_database_fails_every_request_of_the_batch(with_writer: b
     dead = make_sessionmaker(make_engine(dead_url))
     writer = InboxWriter(dead_url, APPLICATION_NAME) if with_writer else None
     queued: list[list[str]] = []
-    intake = Intake(dead, Sources(dead, Vault("test-secret-key"), 0), queued.append, writer)
+    sources = Sources(dead, Vault("test-secret-key"), 0)
+    intake = Intake(dead, sources, queued.append, writer, deadline_s=5.0)
     secret = "whsec_" + "B" * 44
     source = SourceConfig("src_1", "org_1", "gen", "generic", {}, {"webhook_secret": secret})
 

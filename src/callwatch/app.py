@@ -65,11 +65,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         runtime = Runtime.start(settings)
         producer = Producer(settings.broker_url)
         enqueue = Background(producer.ingest)
-        sources = Sources(runtime.sessions, runtime.vault, settings.source_cache_s)
+        deadline_s = settings.intake_deadline_s
+        sources = Sources(
+            runtime.sessions, runtime.vault, settings.source_cache_s, deadline_s=deadline_s
+        )
         writer = None
         if runtime.engine.dialect.name == "postgresql":
             writer = InboxWriter(settings.database_url, APPLICATION_NAME)
-        intake = Intake(runtime.sessions, sources, enqueue, writer)
+        intake = Intake(runtime.sessions, sources, enqueue, writer, deadline_s=deadline_s)
         app.state.services = Services(
             runtime=runtime,
             admin_token=admin_token(settings),

@@ -34,7 +34,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.app import create_app
 
     uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        loop=args.loop,
+        log_level="warning",
+        access_log=False,
+        # In-flight requests get this long after SIGTERM; intake answers its batches 503 then.
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     return 0
 
@@ -261,6 +268,10 @@ def parser() -> argparse.ArgumentParser:
     serve = add("serve", cmd_serve, "run the web process (webhooks and API)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    # uvloop where installed, as shipped; the fault tests also run the receiver on asyncio's loop.
+    serve.add_argument(
+        "--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help=argparse.SUPPRESS
+    )
     worker = add("worker", cmd_worker, "run a Celery worker")
     worker.add_argument(
         "--concurrency", type=int, default=12, help="threads (tasks mostly wait on I/O)"

@@ -3,10 +3,14 @@
 A batch takes two round trips in libpq's pipeline mode: the INSERT with a Flush, which opens an
 implicit transaction and returns the inserted ids, then a Sync, which commits it. A web process
 killed before its Sync commits nothing (its webhooks got no reply, and their retries are new).
+
+Nothing here waits: what libpq cannot send at once waits for the socket to have room
+(`wants_write`), and no call blocks the event loop. A batch whose INSERT fails on its data
+(psycopg.DataError, IntegrityError) is synced before the error is raised, so the connection
+stays usable for the halves intake stores next; any other failure leaves it to be closed.
 """
 
 import contextlib
-import select
 from collections.abc import Iterator
 
 import psycopg
@@ -17,6 +21,7 @@ from callwatch.errors import StoreUnavailable
 from callwatch.inbox import PG_INSERT_SQL, InboxRow, batch_json
 
 _STATEMENT = b"inbox_insert"
+CONNECT_TIMEOUT_S = 2  # libpq's smallest; intake's batch deadline is shorter and answers first
 
 
 class InboxWriter:
@@ -32,6 +37,9 @@ class InboxWriter:
         self._name = name
         self._connection: psycopg.Connection[tuple[object, ...]] | None = None
         self._inserted: set[str] | None = None  # the INSERT's ids, once it has answered
+        self._rejected: psycopg.Error | None = None  # the INSERT's data error, raised after Sync
+        self._syncing = False
+        self._unsent = False  # libpq holds bytes the socket had no room for yet
 
     @property
     def connected(self) -> bool:
@@ -43,7 +51,11 @@ class InboxWriter:
             return
         try:
             connection = psycopg.connect(
-                self._url, autocommit=True, application_name=self._name, options=PG_OPTIONS
+                self._url,
+                autocommit=True,
+                application_name=self._name,
+                options=PG_OPTIONS,
+                connect_timeout=CONNECT_TIMEOUT_S,
             )
             connection.pgconn.prepare(_STATEMENT, PG_INSERT_SQL.encode())
         except psycopg.Error as exc:
@@ -53,13 +65,23 @@ class InboxWriter:
         self._connection = connection
 
     def send(self, rows: list[InboxRow]) -> None:
-        """Start storing `rows` (raises StoreUnavailable if it cannot even start)."""
-        self._inserted = None
+        """Start storing `rows` (raises StoreUnavailable if it cannot even start, DataError if
+        the rows cannot be encoded: nothing was sent then)."""
+        self._inserted, self._rejected, self._syncing = None, None, False
         pgconn = self._in_flight()
+        try:
+            document = batch_json(rows)
+        except ValueError as exc:  # e.g. a lone surrogate, which UTF-8 cannot encode
+            raise psycopg.DataError(f"the rows cannot be encoded: {exc}") from exc
         with _translated():
-            pgconn.send_query_prepared(_STATEMENT, [batch_json(rows)])
+            pgconn.send_query_prepared(_STATEMENT, [document])
             pgconn.send_flush_request()
-            _flush(pgconn)
+            self._unsent = pgconn.flush() == 1
+
+    @property
+    def wants_write(self) -> bool:
+        """Whether to wait for room on the socket too (then `poll` sends the rest)."""
+        return self._unsent
 
     def fileno(self) -> int:
         """The socket to wait on for the batch's progress."""
@@ -69,21 +91,35 @@ class InboxWriter:
         """The ids the batch inserted once its commit is in; None while it is under way."""
         pgconn = self._in_flight()
         with _translated():
+            if self._unsent:
+                self._unsent = pgconn.flush() == 1
             pgconn.consume_input()
             if pgconn.is_busy():
                 return None
             result = pgconn.get_result()
-            if self._inserted is None:
-                result = _checked(result, pq.ExecStatus.TUPLES_OK)
-                self._inserted = {
-                    bytes(result.get_value(n, 0) or b"").decode() for n in range(result.ntuples)
-                }
-                pgconn.get_result()  # the end of the INSERT's results
-                pgconn.pipeline_sync()
-                _flush(pgconn)
+            if not self._syncing:
+                self._insert_answered(pgconn, result)
                 return None
             _checked(result, pq.ExecStatus.PIPELINE_SYNC)
+        if self._rejected is not None:
+            raise self._rejected
+        assert self._inserted is not None
         return self._inserted
+
+    def _insert_answered(self, pgconn: pq.abc.PGconn, result: pq.abc.PGresult | None) -> None:
+        if result is not None and result.status == pq.ExecStatus.TUPLES_OK:
+            self._inserted = {
+                bytes(result.get_value(n, 0) or b"").decode() for n in range(result.ntuples)
+            }
+        else:
+            error = _error(result)
+            if not isinstance(error, psycopg.DataError | psycopg.IntegrityError):
+                raise error  # the connection is in doubt: its owner closes it
+            self._rejected = error  # the server rolls the batch back at the Sync
+        pgconn.get_result()  # the end of the INSERT's results
+        pgconn.pipeline_sync()
+        self._syncing = True
+        self._unsent = pgconn.flush() == 1
 
     def close(self) -> None:
         if self._connection is not None:
@@ -102,11 +138,6 @@ def _translated() -> Iterator[None]:
         yield
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(f"database unavailable: {exc}") from exc
-
-
-def _flush(pgconn: pq.abc.PGconn) -> None:
-    while pgconn.flush():  # 1: libpq's buffer is not all sent yet
-        select.select([], [pgconn.socket], [])
 
 
 def _checked(result: pq.abc.PGresult | None, expected: pq.ExecStatus) -> pq.abc.PGresult:

@@ -5,23 +5,34 @@ batch is being stored wait, and go together in the next one (at most `MAX_BATCH`
 batch goes through `InboxWriter`'s non-blocking connection, watched by the event loop, so the loop
 serves other requests meanwhile; on SQLite it is stored on a worker thread. A request's future
 resolves once its batch has committed, and only then does the endpoint answer 202.
+
+Faults (issue 21). Every batch has a deadline: one not stored in time, or whose connection fails,
+is failed with StoreUnavailable (503, Retry-After) and its connection closed; the next batch
+reconnects. The deadline does not trust the event loop to report the socket: after a Postgres
+crash uvloop called the reader once, then dropped it, and the batch waited for good. A batch whose
+INSERT fails on its data (a value too long for its column, a NUL) is split in halves until the
+offending request is alone; it gets 422, every other request of the batch is stored.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import psycopg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from callwatch import ids, providers, tenancy
 from callwatch.crypto import Vault
 from callwatch.db import transaction
-from callwatch.errors import NotFound, Unauthorized
+from callwatch.errors import InvalidInput, NotFound, StoreUnavailable, Unauthorized
 from callwatch.events import CallEvent
 from callwatch.inbox import InboxRow, store
 from callwatch.inbox_writer import InboxWriter
 from callwatch.providers.base import SourceConfig, WebhookRequest
+from callwatch.tables import InboxEvent
 
 log = logging.getLogger("callwatch.webhooks")
 
@@ -42,12 +53,19 @@ class Sources:
     """
 
     def __init__(
-        self, sessions: sessionmaker[Session], vault: Vault, ttl_s: float, limit: int = 10_000
+        self,
+        sessions: sessionmaker[Session],
+        vault: Vault,
+        ttl_s: float,
+        limit: int = 10_000,
+        *,
+        deadline_s: float | None = None,
     ) -> None:
         self._sessions = sessions
         self._vault = vault
         self._ttl_s = ttl_s
         self._limit = limit
+        self._deadline_s = deadline_s  # a read that takes longer is StoreUnavailable
         self._entries: dict[str, tuple[float, SourceConfig | None]] = {}
         self._loading: dict[str, asyncio.Future[SourceConfig | None]] = {}
 
@@ -62,7 +80,12 @@ class Sources:
             if loading is None:
                 loading = self._loading[token] = asyncio.ensure_future(self._load(token))
                 loading.add_done_callback(lambda _: self._loading.pop(token, None))
-            source = await asyncio.shield(loading)
+            try:
+                source = await asyncio.wait_for(asyncio.shield(loading), self._deadline_s)
+            except TimeoutError:
+                raise StoreUnavailable(
+                    "database unavailable: the source was not read in time"
+                ) from None
         if source is None:
             raise NotFound("unknown webhook token")
         return source
@@ -112,12 +135,39 @@ class _Pending:
     stored: asyncio.Future[list[str]]  # the request's new event ids, once committed
 
 
+@dataclass(eq=False)
+class _Batch:
+    pendings: list[_Pending]
+    rows: list[InboxRow] = field(init=False)
+    expiry: asyncio.TimerHandle | None = None
+    socket: int | None = None  # the writer's socket, while the event loop watches it
+
+    def __post_init__(self) -> None:
+        self.rows = [row for pending in self.pendings for row in pending.rows]
+
+
+# What a statement raises for the data it was given, not for the database's state: the batch is
+# split so that only the request that carries it fails (a DBAPI error of another kind, or a
+# connection that is gone, fails its batch with StoreUnavailable).
+_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, sa_exc.DataError, sa_exc.IntegrityError)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    if isinstance(exc, _DATA_ERRORS):
+        return True
+    # A value the driver could not even bind (SQLite: a lone surrogate in a str).
+    if isinstance(exc, sa_exc.StatementError):
+        return isinstance(exc.orig, UnicodeError)
+    return isinstance(exc, UnicodeError)
+
+
 class Intake:
     """Group commit of parsed requests, then one queue message per `LINGER_S` of stored ids.
 
     Stored ids wait up to `LINGER_S` to share a queue message: a worker's cost is mostly per
     message (delivery, ack, a transaction), so a trickle of events should not mean one each.
     `enqueue` must not block (`queue.Background`): the event loop would wait on Redis.
+    `deadline_s` bounds each batch, from its start (connecting included) to its commit.
     """
 
     def __init__(
@@ -126,17 +176,24 @@ class Intake:
         sources: Sources,
         enqueue: Callable[[list[str]], None],
         writer: InboxWriter | None = None,
+        *,
+        deadline_s: float,
     ) -> None:
         self.sources = sources
         self._sessions = sessions
         self._enqueue = enqueue
         self._writer = writer
+        self._deadline_s = deadline_s
         self._waiting: list[_Pending] = []
-        self._storing: list[_Pending] = []
+        self._halves: list[list[_Pending]] = []  # a batch's requests after a data error, split
+        self._batch: _Batch | None = None
         self._flush_soon = False
-        self._task: asyncio.Task[None] | None = None  # a batch stored or connected off the loop
+        self._thread: asyncio.Task[None] | None = None  # SQLite: a batch stored off the loop
+        self._connecting: asyncio.Future[None] | None = None
+        self._connect_task: asyncio.Task[None] | None = None  # a batch waiting on _connecting
         self._unsent: list[str] = []
         self._send_later: asyncio.TimerHandle | None = None
+        self.problem: str | None = None  # why the last batch could not be stored, until one is
 
     async def submit(self, source: SourceConfig, request: WebhookRequest) -> list[str]:
         """Verify, parse and store a request: its new event ids, empty if all were duplicates."""
@@ -144,87 +201,206 @@ class Intake:
         loop = asyncio.get_running_loop()
         pending = _Pending(source, rows, loop.create_future())
         self._waiting.append(pending)
-        if not self._storing and not self._flush_soon:
+        if self._batch is None and not self._flush_soon:
             # After the other requests of this turn of the loop, so that they share the batch.
             self._flush_soon = True
             loop.call_soon(self._flush)
         return await pending.stored
 
+    async def can_store(self) -> str:
+        """ "ok", or why intake cannot store now: the last batch failed and the database is still
+        unreachable (the readiness probe asks)."""
+        if self.problem is None:
+            return "ok"
+        try:
+            if self._writer is not None:
+                await asyncio.wait_for(asyncio.shield(self._connect()), self._deadline_s)
+            else:
+                await asyncio.wait_for(asyncio.to_thread(self._probe), self._deadline_s)
+        except (StoreUnavailable, TimeoutError):
+            return self.problem
+        self.problem = None
+        return "ok"
+
     def close(self) -> None:
-        """Send the ids still waiting for their queue message, and drop the connection."""
+        """Fail the requests still waiting (the server is stopping), send the ids still waiting
+        for their queue message, and drop the connection."""
+        stopping = StoreUnavailable("database unavailable: the server is stopping")
+        if self._batch is not None:
+            self._fail(self._batch, stopping)
+        for pending in [p for half in self._halves for p in half] + self._waiting:
+            if not pending.stored.done():
+                pending.stored.set_exception(stopping)
+        self._halves, self._waiting = [], []
         self._send()
         if self._writer is not None:
             self._writer.close()
 
     def _flush(self) -> None:
         self._flush_soon = False
-        if self._storing or not self._waiting:
+        if self._batch is not None:
             return
-        self._storing, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-        rows = [row for pending in self._storing for row in pending.rows]
-        loop = asyncio.get_running_loop()
-        if self._writer is None:
-            self._task = loop.create_task(self._store_on_thread(rows))
-        elif not self._writer.connected:
-            self._task = loop.create_task(self._connect_then_send(rows))
+        if self._halves:
+            pendings = self._halves.pop(0)
+        elif self._waiting:
+            pendings, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
         else:
-            self._send_batch(rows)
+            return
+        batch = self._batch = _Batch(pendings)
+        loop = asyncio.get_running_loop()
+        batch.expiry = loop.call_later(self._deadline_s, self._expired, batch)
+        if self._writer is None:
+            if self._thread is not None:  # an expired batch still holds the database
+                self._settle(batch, StoreUnavailable("database unavailable: still busy"))
+            else:
+                self._thread = loop.create_task(self._store_on_thread(batch))
+        elif not self._writer.connected:
+            self._connect_task = loop.create_task(self._connect_then_send(batch))
+        else:
+            self._send_batch(batch)
 
-    async def _store_on_thread(self, rows: list[InboxRow]) -> None:
+    async def _store_on_thread(self, batch: _Batch) -> None:
         try:
-            stored: set[str] | Exception = await asyncio.to_thread(self._store, rows)
+            stored: set[str] | Exception = await asyncio.to_thread(self._store, batch.rows)
         except Exception as exc:
             stored = exc
-        self._settle(stored)
+        self._thread = None
+        if batch is self._batch:
+            self._settle(batch, stored)
+        else:  # answered 503 at its deadline; what it stored still goes to the workers
+            if isinstance(stored, set):
+                self._queue(stored)
+            self._flush()
 
     def _store(self, rows: list[InboxRow]) -> set[str]:
         with transaction(self._sessions) as session:
             return store(session, rows)
 
-    async def _connect_then_send(self, rows: list[InboxRow]) -> None:
-        assert self._writer is not None
-        try:
-            await asyncio.to_thread(self._writer.connect)
-        except Exception as exc:
-            self._settle(exc)
-            return
-        self._send_batch(rows)
+    def _probe(self) -> None:
+        with transaction(self._sessions) as session:  # SQLite: BEGIN IMMEDIATE, the write lock
+            session.execute(text("SELECT 1"))
 
-    def _send_batch(self, rows: list[InboxRow]) -> None:
+    def _connect(self) -> asyncio.Future[None]:
+        """The one connection attempt under way (batches and the probe share it)."""
+        assert self._writer is not None
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(asyncio.to_thread(self._writer.connect))
+            self._connecting.add_done_callback(self._connected)
+        return self._connecting
+
+    def _connected(self, attempt: asyncio.Future[None]) -> None:
+        self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved: the batches and probes that waited have it
+
+    async def _connect_then_send(self, batch: _Batch) -> None:
+        try:
+            await asyncio.shield(self._connect())
+        except Exception as exc:
+            if batch is self._batch:
+                self._settle(batch, exc)
+            return
+        if batch is self._batch:
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: _Batch) -> None:
         writer = self._writer
         assert writer is not None
         try:
-            writer.send(rows)
+            writer.send(batch.rows)
         except Exception as exc:
-            self._failed(writer, exc)
+            self._fail(batch, exc)
             return
-        fileno = writer.fileno()
-        asyncio.get_running_loop().add_reader(fileno, self._progress, writer, fileno)
+        batch.socket = writer.fileno()
+        asyncio.get_running_loop().add_reader(batch.socket, self._progress, batch)
+        self._watch_writes(batch)
 
-    def _progress(self, writer: InboxWriter, fileno: int) -> None:
+    def _progress(self, batch: _Batch) -> None:
+        writer = self._writer
+        assert writer is not None
+        if batch is not self._batch:
+            return
         try:
             stored = writer.poll()
         except Exception as exc:
-            asyncio.get_running_loop().remove_reader(fileno)
-            self._failed(writer, exc)
+            self._fail(batch, exc)
             return
-        if stored is not None:
-            asyncio.get_running_loop().remove_reader(fileno)
-            self._settle(stored)
+        if stored is None:
+            self._watch_writes(batch)
+        else:
+            self._settle(batch, stored)
 
-    def _failed(self, writer: InboxWriter, exc: Exception) -> None:
-        writer.close()  # the server rolls the batch back; the next batch reconnects
-        self._settle(exc)
+    def _watch_writes(self, batch: _Batch) -> None:
+        """Watch the socket for room too while libpq has bytes it could not send yet."""
+        assert self._writer is not None
+        assert batch.socket is not None
+        loop = asyncio.get_running_loop()
+        if self._writer.wants_write:
+            loop.add_writer(batch.socket, self._progress, batch)
+        else:
+            loop.remove_writer(batch.socket)
 
-    def _settle(self, stored: set[str] | Exception) -> None:
+    def _expired(self, batch: _Batch) -> None:
+        if batch is self._batch:
+            self._fail(
+                batch,
+                StoreUnavailable(f"database unavailable: no commit within {self._deadline_s} s"),
+            )
+
+    def _fail(self, batch: _Batch, exc: Exception) -> None:
+        """Fail the batch; unless its data was at fault the connection goes (the server rolls
+        the batch back) and the next batch reconnects."""
+        self._unwatch(batch)
+        if self._writer is not None and not is_data_error(exc):
+            self._writer.close()
+            if not isinstance(exc, StoreUnavailable):
+                log.error("intake batch failed", exc_info=exc)
+                exc = StoreUnavailable(f"database unavailable: {type(exc).__name__}")
+        self._settle(batch, exc)
+
+    def _unwatch(self, batch: _Batch) -> None:
+        if batch.socket is not None:  # before the connection (and its socket) is closed
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(batch.socket)
+            loop.remove_writer(batch.socket)
+            batch.socket = None
+
+    def _settle(self, batch: _Batch, stored: set[str] | Exception) -> None:
         """Answer the batch's requests; new ids join the next queue message; store the next."""
-        batch, self._storing = self._storing, []
-        for pending in batch:
-            # A done future is a cancelled request (its client went away); its rows still count.
-            if isinstance(stored, Exception):
+        self._unwatch(batch)
+        if batch.expiry is not None:
+            batch.expiry.cancel()
+        if batch is self._batch:
+            self._batch = None
+        if isinstance(stored, Exception) and is_data_error(stored):
+            self._split(batch, stored)
+        elif isinstance(stored, Exception):
+            if isinstance(stored, StoreUnavailable):
+                self.problem = stored.detail
+            for pending in batch.pendings:
+                # A done future is a cancelled request (its client went away).
                 if not pending.stored.done():
                     pending.stored.set_exception(stored)
-                continue
+        else:
+            self.problem = None
+            self._answer(batch, stored)
+            self._queue(stored)
+        self._flush()
+
+    def _split(self, batch: _Batch, exc: Exception) -> None:
+        """A data error: store each half on its own, down to the one request at fault."""
+        if len(batch.pendings) > 1:
+            middle = len(batch.pendings) // 2
+            self._halves[:0] = [batch.pendings[:middle], batch.pendings[middle:]]
+            return
+        [pending] = batch.pendings
+        log.warning("webhook not stored", extra={"source": pending.source.name})
+        if not pending.stored.done():
+            pending.stored.set_exception(rejection(pending.rows, exc))
+
+    def _answer(self, batch: _Batch, stored: set[str]) -> None:
+        for pending in batch.pendings:
+            # A done future is a cancelled request (its client went away); its rows still count.
             if not pending.stored.done():
                 pending.stored.set_result([row.id for row in pending.rows if row.id in stored])
             for row in pending.rows:
@@ -237,13 +413,15 @@ class Intake:
                         "outcome": "accepted" if row.id in stored else "duplicate",
                     },
                 )
-        if not isinstance(stored, Exception) and stored:
-            self._unsent.extend(sorted(stored))
-            if len(self._unsent) >= MAX_UNSENT:
-                self._send()
-            elif self._send_later is None:
-                self._send_later = asyncio.get_running_loop().call_later(LINGER_S, self._send)
-        self._flush()
+
+    def _queue(self, stored: set[str]) -> None:
+        if not stored:
+            return
+        self._unsent.extend(sorted(stored))
+        if len(self._unsent) >= MAX_UNSENT:
+            self._send()
+        elif self._send_later is None:
+            self._send_later = asyncio.get_running_loop().call_later(LINGER_S, self._send)
 
     def _send(self) -> None:
         if self._send_later is not None:
@@ -251,3 +429,41 @@ class Intake:
         ids, self._unsent, self._send_later = self._unsent, [], None
         if ids:
             self._enqueue(ids)
+
+
+_COLUMNS = InboxEvent.__table__.columns
+
+
+def rejection(rows: list[InboxRow], exc: Exception) -> InvalidInput:
+    """422 for a request the inbox cannot hold, naming what is wrong where that can be told."""
+    for row in rows:
+        for name in ("dedupe_key", "provider_call_id", "content_type", "raw_body"):
+            value: str = getattr(row, name)
+            limit = getattr(_COLUMNS[name].type, "length", None)
+            if limit is not None and len(value) > limit:
+                detail = f"{name} is {len(value)} characters long; at most {limit} can be stored"
+                return InvalidInput(detail, field=name)
+            if (problem := _text_problem(value)) is not None:
+                return InvalidInput(f"{name} {problem}", field=name)
+        try:
+            event = row.event.model_dump_json()
+        except ValueError:
+            return InvalidInput(f"the event {_NOT_UTF8}", field="event")
+        if "\\u0000" in event:
+            return InvalidInput(f"the event {_NUL}", field="event")
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    return InvalidInput(f"the request's events cannot be stored: {reason}")
+
+
+_NUL = "contains a NUL character, which the database cannot store"
+_NOT_UTF8 = "contains text that is not valid Unicode (a lone surrogate)"
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return _NUL
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return _NOT_UTF8
+    return None

@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     recording_wait_s: float = Field(600.0, ge=0)
     max_body_bytes: int = Field(1_048_576, gt=0)
+    # Intake: a batch of webhooks not stored within this is failed (503, Retry-After) and its
+    # connection closed, so a database that stops answering cannot hold a request (issue 21).
+    intake_deadline_s: float = Field(0.25, gt=0)
+    # After SIGTERM, how long `callwatch serve` waits for in-flight requests before it stops.
+    shutdown_grace_s: int = Field(5, gt=0)
 
     data_dir: Path = Path(".callwatch")
     # Retry and timing knobs; all countdowns stay below the broker visibility timeout.

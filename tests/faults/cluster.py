@@ -85,8 +85,15 @@ class PostgresCluster:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
 
     def start(self) -> None:
+        """Start the server (if it is not running) and wait until it accepts connections."""
+        if self.running:
+            return
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "start")
         self.wait_ready()
+
+    @property
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.data), "status", check=False) == 0
 
     def stop_immediate(self) -> None:
         """Stop as a crash does: every backend killed, no checkpoint; start() recovers."""
@@ -140,13 +147,14 @@ class PostgresCluster:
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def _run(self, binary: str, *args: str, check: bool = True) -> None:
+    def _run(self, binary: str, *args: str, check: bool = True) -> int:
         command = [str(self.bin_dir / binary), *args]
         if self._run_as:
             command = ["runuser", "-u", self._run_as, "--", *command]
         result = subprocess.run(command, capture_output=True, check=False, timeout=60)
         if check and result.returncode != 0:
             raise RuntimeError(f"{binary} failed: {result.stderr.decode(errors='replace')}")
+        return result.returncode
 
 
 @contextlib.contextmanager
