@@ -154,6 +154,7 @@ def test_crashes_mid_run_lose_and_duplicate_nothing(
         "settled_after_s": round(settle_s, 1),
         "sender": summary(sender.played),
         "ledger": ledger.figures(),
+        "fault_took_s": {f"{f.at_s:g}s {f.name}": round(f.ended - f.began, 2) for f in faults},
         "first_202_after_fault_s": recovery,
         "problems": ledger.problems(),
         "dead_processes": dead,
