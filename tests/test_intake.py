@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -14,10 +16,12 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from callwatch import intake as intake_module
 from callwatch import signatures
 from callwatch.crypto import Vault
 from callwatch.db import make_engine, make_sessionmaker
 from callwatch.errors import CallwatchError, NotFound, StoreUnavailable
+from callwatch.inbox import InboxRow
 from callwatch.inbox_writer import InboxWriter
 from callwatch.intake import APPLICATION_NAME, LINGER_S, Intake, Sources
 from callwatch.providers.base import RequestHeaders, SourceConfig, WebhookRequest
@@ -355,3 +359,109 @@ def test_request_headers_are_case_insensitive_and_the_first_of_a_repeat_wins() -
         None,
         {"webhook-id": "a", "x-custom": "b"},
     )
+
+
+@contextmanager
+def inbox_held(runtime: Runtime) -> Iterator[None]:
+    """Make every inbox write wait until the block ends: a lock on Postgres, SQLite's write lock."""
+    url = runtime.settings.database_url
+    if url.startswith("postgresql"):
+        with psycopg.connect(url) as blocker:
+            blocker.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")
+            yield
+            blocker.rollback()
+        return
+    with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as blocker:
+        blocker.isolation_level = None
+        blocker.execute("BEGIN IMMEDIATE")
+        yield
+        blocker.execute("ROLLBACK")
+
+
+def test_a_batch_not_stored_within_its_deadline_gets_503_and_the_next_batch_is_stored(
+    client: TestClient, runtime: Runtime
+) -> None:
+    token, secret = source_of(client)
+    intake = intake_on(runtime, [], connect=True, deadline_s=0.2)
+
+    async def scenario() -> tuple[Any, Any, list[str]]:
+        source = await intake.sources.lookup(token)
+        with inbox_held(runtime):
+            held = intake.submit(source, request(webhook("p-1"), secret, "m1"))
+            # Without a deadline the batch would wait for the lock; the test gives it 10 s.
+            [expired] = await asyncio.gather(asyncio.wait_for(held, 10), return_exceptions=True)
+            readiness = await intake.can_store()
+        stored = await intake.submit(source, request(webhook("p-2"), secret, "m2"))
+        return type(expired).__name__, (readiness == "ok", await intake.can_store()), stored
+
+    expired, readiness, stored = run(intake, scenario)
+
+    assert (expired, readiness, stored) == (
+        "StoreUnavailable",
+        (False, "ok"),
+        [event_id for call_id, event_id in inbox(runtime) if call_id == "p-2"],
+    )
+
+
+# What the inbox's columns cannot hold, set on the parsed rows of the request whose webhook-id is
+# "bad" (as if intake's own checks had missed it): on SQLite only what its driver cannot bind.
+UNSTORABLE = {
+    "too-long": (
+        {"dedupe_key": "k" * 201},
+        "dedupe_key is 201 characters long; at most 200 can be stored",
+        "dedupe_key",
+        True,
+    ),
+    "nul": (
+        {"provider_call_id": "p-\x00"},
+        "provider_call_id contains a NUL character, which the database cannot store",
+        "provider_call_id",
+        True,
+    ),
+    "surrogate": (
+        {"provider_call_id": "p-\ud800"},
+        "provider_call_id contains text that is not valid Unicode (a lone surrogate)",
+        "provider_call_id",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("unstorable", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+def test_a_request_the_inbox_cannot_hold_fails_alone_and_its_batch_is_stored(
+    client: TestClient,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    unstorable: tuple[dict[str, str], str, str, bool],
+) -> None:
+    changes, detail, field, postgres_only = unstorable
+    if postgres_only and runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores it")
+    parse = intake_module.rows_of
+
+    def rows_of(source: SourceConfig, delivery: WebhookRequest) -> list[InboxRow]:
+        rows = parse(source, delivery)
+        if delivery.headers.get("webhook-id") == "bad":
+            return [dataclasses.replace(row, **changes) for row in rows]
+        return rows
+
+    monkeypatch.setattr(intake_module, "rows_of", rows_of)
+    token, secret = source_of(client)
+    queued: list[list[str]] = []
+    intake = intake_on(runtime, queued)
+
+    async def scenario() -> list[Any]:
+        source = await intake.sources.lookup(token)
+        results = await asyncio.gather(  # one batch
+            intake.submit(source, request(webhook("p-1"), secret, "m1")),
+            intake.submit(source, request(webhook("p-2"), secret, "bad")),
+            intake.submit(source, request(webhook("p-3"), secret, "m3")),
+            return_exceptions=True,
+        )
+        return [outcome(result) for result in results]
+
+    results = run(intake, scenario)
+
+    [(_, one), (_, three)] = inbox(runtime)
+    assert results == [[one], ("InvalidInput", detail, field), [three]]
+    assert sorted(event_id for message in queued for event_id in message) == sorted([one, three])

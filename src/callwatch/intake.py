@@ -31,6 +31,7 @@ from callwatch.errors import InvalidInput, NotFound, StoreUnavailable, Unauthori
 from callwatch.events import CallEvent
 from callwatch.inbox import InboxRow, store
 from callwatch.inbox_writer import InboxWriter
+from callwatch.probe import Probe
 from callwatch.providers.base import SourceConfig, WebhookRequest
 from callwatch.tables import InboxEvent
 
@@ -188,12 +189,14 @@ class Intake:
         self._halves: list[list[_Pending]] = []  # a batch's requests after a data error, split
         self._batch: _Batch | None = None
         self._flush_soon = False
-        self._thread: asyncio.Task[None] | None = None  # SQLite: a batch stored off the loop
+        self._thread: asyncio.Future[set[str]] | None = None  # SQLite: a batch off the loop
+        self._thread_task: asyncio.Task[None] | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._connect_task: asyncio.Task[None] | None = None  # a batch waiting on _connecting
         self._unsent: list[str] = []
         self._send_later: asyncio.TimerHandle | None = None
         self.problem: str | None = None  # why the last batch could not be stored, until one is
+        self._write_probe = Probe(self._probe, deadline_s)  # SQLite: can a write begin?
 
     async def submit(self, source: SourceConfig, request: WebhookRequest) -> list[str]:
         """Verify, parse and store a request: its new event ids, empty if all were duplicates."""
@@ -212,15 +215,17 @@ class Intake:
         unreachable (the readiness probe asks)."""
         if self.problem is None:
             return "ok"
-        try:
-            if self._writer is not None:
+        if self._writer is None:
+            reachable = await self._write_probe() == "ok"
+        else:
+            try:
                 await asyncio.wait_for(asyncio.shield(self._connect()), self._deadline_s)
-            else:
-                await asyncio.wait_for(asyncio.to_thread(self._probe), self._deadline_s)
-        except (StoreUnavailable, TimeoutError):
-            return self.problem
-        self.problem = None
-        return "ok"
+                reachable = True
+            except (StoreUnavailable, TimeoutError):
+                reachable = False
+        if reachable:
+            self.problem = None
+        return self.problem or "ok"
 
     def close(self) -> None:
         """Fail the requests still waiting (the server is stopping), send the ids still waiting
@@ -250,27 +255,32 @@ class Intake:
         loop = asyncio.get_running_loop()
         batch.expiry = loop.call_later(self._deadline_s, self._expired, batch)
         if self._writer is None:
-            if self._thread is not None:  # an expired batch still holds the database
-                self._settle(batch, StoreUnavailable("database unavailable: still busy"))
-            else:
-                self._thread = loop.create_task(self._store_on_thread(batch))
+            self._thread_task = loop.create_task(self._store_on_thread(batch))
         elif not self._writer.connected:
             self._connect_task = loop.create_task(self._connect_then_send(batch))
         else:
             self._send_batch(batch)
 
     async def _store_on_thread(self, batch: _Batch) -> None:
+        # One thread at a time: a batch past its deadline may still be storing (a thread cannot
+        # be stopped); the next waits for it, within its own deadline.
+        while self._thread is not None:
+            await asyncio.wait([self._thread])
+        if batch is not self._batch:
+            return
+        thread = self._thread = asyncio.ensure_future(asyncio.to_thread(self._store, batch.rows))
+        thread.add_done_callback(self._thread_done)  # before any waiter wakes
         try:
-            stored: set[str] | Exception = await asyncio.to_thread(self._store, batch.rows)
+            stored: set[str] | Exception = await thread
         except Exception as exc:
             stored = exc
-        self._thread = None
         if batch is self._batch:
             self._settle(batch, stored)
-        else:  # answered 503 at its deadline; what it stored still goes to the workers
-            if isinstance(stored, set):
-                self._queue(stored)
-            self._flush()
+        elif isinstance(stored, set):  # answered 503 at its deadline; its rows go on anyway
+            self._queue(stored)
+
+    def _thread_done(self, thread: asyncio.Future[set[str]]) -> None:
+        self._thread = None
 
     def _store(self, rows: list[InboxRow]) -> set[str]:
         with transaction(self._sessions) as session:

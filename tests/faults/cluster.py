@@ -8,6 +8,7 @@ starts its own on free loopback ports, in a temporary folder, and removes them a
         pg.stop_immediate(); pg.start()   # a crash: no shutdown checkpoint, crash recovery
         pg.kill_backend("callwatch-intake")  # kill -9: the postmaster resets every connection
         pg.terminate_backends("callwatch-intake")  # pg_terminate_backend: one clean FATAL
+        with pg.paused(): ...             # SIGSTOP: a database that hangs (or one backend)
 
     with redis_server() as rs:            # skips the test if redis-server is missing
         rs.url(3); rs.shutdown_nosave(); rs.start(); rs.kill()
@@ -147,6 +148,26 @@ class PostgresCluster:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    @contextlib.contextmanager
+    def paused(self, application_name: str | None = None) -> Iterator[list[int]]:
+        """SIGSTOP one backend of `application_name` (or the whole server: postmaster and every
+        backend) until the block ends: a database that stops answering without closing."""
+        if application_name is None:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+            pids = [postmaster, *_children(postmaster)]
+        else:
+            pids = self.backend_pids(application_name)[:1]
+            if not pids:
+                raise LookupError(f"no backend of {application_name!r} to pause")
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield pids
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def _run(self, binary: str, *args: str, check: bool = True) -> int:
         command = [str(self.bin_dir / binary), *args]
         if self._run_as:
@@ -155,6 +176,16 @@ class PostgresCluster:
         if check and result.returncode != 0:
             raise RuntimeError(f"{binary} failed: {result.stderr.decode(errors='replace')}")
         return result.returncode
+
+
+def _children(parent: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent:
+                children.append(int(stat.parent.name))
+    return children
 
 
 @contextlib.contextmanager

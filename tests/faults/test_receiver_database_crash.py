@@ -41,7 +41,7 @@ INTAKE = "callwatch-intake"  # the intake writer's application_name
 CLIENT_TIMEOUT_S = 2.0
 ANSWER_WITHIN_S = 1.0
 RECOVER_WITHIN_S = 5.0
-SENDERS = int(os.environ.get("FAULT_SENDERS", "12"))
+SENDERS = int(os.environ.get("FAULT_SENDERS", "8"))
 GRACE_S = 3
 
 
@@ -230,11 +230,25 @@ def terminate_the_backend(stack: Stack) -> None:
     assert stack.pg.terminate_backends(INTAKE) == 1
 
 
+def hang_the_backend(stack: Stack) -> None:
+    with stack.pg.paused(INTAKE):
+        time.sleep(1.5)
+
+
+def hang_the_database(stack: Stack) -> None:
+    with stack.pg.paused():
+        time.sleep(1.5)
+
+
 FAULTS: dict[str, Callable[[Stack], None]] = {
     "immediate stop, then start": stop_and_start,
     "kill -9 of a backend": kill_a_backend,
     "pg_terminate_backend": terminate_the_backend,
+    "the intake's backend stopped (SIGSTOP)": hang_the_backend,
+    "the whole database stopped (SIGSTOP)": hang_the_database,
 }
+# Intake stores through a new connection while one backend hangs: ready, rightly.
+ABLE_TO_STORE = {"the intake's backend stopped (SIGSTOP)"}
 
 
 def inbox_ids(url: str) -> set[str]:
@@ -242,11 +256,11 @@ def inbox_ids(url: str) -> set[str]:
         return {row[0] for row in connection.execute("SELECT id FROM inbox").fetchall()}
 
 
-def outcome(traffic: Traffic, down: float, up: float) -> dict[str, object]:
+def outcome(traffic: Traffic, down: float, up: float, unready: bool) -> dict[str, object]:
     """What the senders and the readiness probe saw around one fault, as one comparable value."""
     replies = traffic.replies
     late = [r for r in replies if r.sent > up + RECOVER_WITHIN_S]
-    during = [status for at, status in traffic.readiness if down + 0.3 <= at <= up - 0.1]
+    during = [s for at, s in traffic.readiness if unready and down + 0.3 <= at <= up - 0.1]
     return {
         "timeouts": sum(r.elapsed is None for r in replies),
         "slower than 1 s": sum((r.elapsed or 0) > ANSWER_WITHIN_S for r in replies),
@@ -276,7 +290,7 @@ def test_webhooks_get_503_during_each_database_fault_and_202_soon_after(
     server: Server, stack: Stack
 ) -> None:
     outcomes: dict[str, object] = {}
-    recovery = {}
+    recovery: dict[str, object] = {}
     for name, inject in FAULTS.items():
         with Traffic(server) as traffic:
             warm_up(traffic, stack)
@@ -289,31 +303,34 @@ def test_webhooks_get_503_during_each_database_fault_and_202_soon_after(
             up = time.monotonic()
             while not traffic.accepted_since(up, 1.0) and time.monotonic() < up + 7:
                 time.sleep(0.1)
-        outcomes[name] = outcome(traffic, down, up)
+        outcomes[name] = outcome(traffic, down, up, name not in ABLE_TO_STORE)
         not_accepted = [r.sent for r in traffic.replies if r.status != 202 and r.sent >= up]
-        recovery[name] = round(max(not_accepted, default=up) - up, 2)
+        slowest_503 = max((r.elapsed or 0 for r in traffic.replies if r.status == 503), default=0)
+        recovery[name] = {
+            "503s": sum(r.status == 503 for r in traffic.replies),
+            "slowest 503 (s)": round(slowest_503, 3),
+            "last non-202 after the database was back (s)": round(
+                max(not_accepted, default=up) - up, 2
+            ),
+        }
         accepted = {e for r in traffic.replies if r.status == 202 for e in r.events}
         assert accepted - inbox_ids(stack.url) == set(), name  # every 202 is stored
-    print("seconds from the database back to the last non-202:", recovery)
-    print(json.dumps(outcomes, indent=1))
-    assert outcomes == dict.fromkeys(FAULTS, EXPECTED)
+    print(json.dumps(recovery, indent=1))
+    assert outcomes == dict.fromkeys(FAULTS, EXPECTED), json.dumps(outcomes, indent=1)
 
 
 @pytest.mark.timeout(60)
-def test_sigterm_during_an_outage_stops_the_server_within_its_grace_period(
+def test_sigterm_while_the_database_hangs_stops_the_server_within_its_grace_period(
     server: Server, stack: Stack
 ) -> None:
-    try:
-        with Traffic(server) as traffic:
-            warm_up(traffic, stack)
-            kill_a_backend_and_stop(stack)
+    with Traffic(server) as traffic:
+        warm_up(traffic, stack)
+        with stack.pg.paused():
             time.sleep(0.5)
             server.process.send_signal(signal.SIGTERM)
             started = time.monotonic()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.process.wait(timeout=GRACE_S + 2)
             stopped_after = time.monotonic() - started
-    finally:
-        stack.pg.start()
     # uvicorn re-raises the SIGTERM it caught once it has shut down.
-    assert (server.process.returncode, stopped_after < GRACE_S + 1) == (-signal.SIGTERM, True)
+    assert (server.process.returncode, stopped_after < GRACE_S) == (-signal.SIGTERM, True)
