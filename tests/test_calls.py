@@ -211,7 +211,7 @@ def test_a_bug_completing_one_claimed_run_fails_only_that_run(
     assert list(steps.countdowns) == [call_id_of(runtime, buggy.call_id)]
     assert runs_of(runtime) == {
         first.call_id: ("assembled", 0, None),
-        buggy.call_id: ("fetching", 1, "internal error: RuntimeError('bug')"),
+        buggy.call_id: ("fetching", 1, "internal error (RuntimeError): see the worker's log"),
         last.call_id: ("assembled", 0, None),
     }
 

@@ -32,6 +32,7 @@ from callwatch.tables import (
     Delivery,
     DeliveryAttempt,
     InboxEvent,
+    PendingJoin,
     Subscription,
 )
 from tests.conftest import make_settings, signed
@@ -168,7 +169,8 @@ def seed_database(runtime: Runtime, owner: Tenant, now: datetime) -> None:
         with runtime.sessions.begin() as session:
             session.execute(update(Call).where(Call.id == call_id).values(assembly_state=state))
     with runtime.sessions.begin() as session:
-        # Two pending, one applied, one quarantined (neither pending nor applied).
+        # Two pending, one applied (and waiting for the call it joins, by two of its ids), one
+        # quarantined (neither pending nor applied).
         for n, (processed, quarantined) in enumerate(
             [(None, None), (None, None), (now, None), (None, now)]
         ):
@@ -188,6 +190,9 @@ def seed_database(runtime: Runtime, owner: Tenant, now: datetime) -> None:
                     quarantined_at=quarantined,
                 )
             )
+        session.flush()
+        for key in ("fixa-call", "call_other"):
+            session.add(PendingJoin(inbox_id="evt_2", join_key=key, org_id=owner.org_id))
         session.add(
             Subscription(
                 id="sub_1",
@@ -347,6 +352,7 @@ def test_every_metric_on_a_seeded_database_and_redis(
         'callwatch_webhooks_total{provider="unknown",outcome="rejected"}': "1",
         "callwatch_inbox_pending": "3",
         "callwatch_inbox_quarantined": "1",
+        "callwatch_inbox_waiting_for_call": "1",
         'callwatch_calls_unfinished{assembly_state="pending"}': "1",
         'callwatch_calls_unfinished{assembly_state="fetching"}': "0",
         'callwatch_calls_unfinished{assembly_state="awaiting_recording"}': "2",

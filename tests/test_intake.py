@@ -25,9 +25,10 @@ from callwatch.db import make_engine, make_sessionmaker
 from callwatch.errors import CallwatchError, NotFound, StoreUnavailable
 from callwatch.inbox import InboxRow
 from callwatch.inbox_writer import InboxWriter
-from callwatch.intake import APPLICATION_NAME, LINGER_S, Intake, Sources
+from callwatch.intake import APPLICATION_NAME, LINGER_S, Intake
 from callwatch.providers.base import RequestHeaders, SourceConfig, WebhookRequest
 from callwatch.runtime import Runtime
+from callwatch.source_cache import Sources
 from callwatch.tables import InboxEvent
 from tests.conftest import create_org, create_source
 

@@ -21,13 +21,14 @@ from callwatch import (
     webhooks,
 )
 from callwatch.inbox_writer import InboxWriter
-from callwatch.intake import APPLICATION_NAME, Intake, Sources
+from callwatch.intake import APPLICATION_NAME, Intake
 from callwatch.logs import configure_logging
 from callwatch.problems import HANDLERS, handle
 from callwatch.queue import Background, Producer
 from callwatch.runtime import Runtime, admin_token
 from callwatch.services import Services
 from callwatch.settings import Settings
+from callwatch.source_cache import Sources
 
 WEBHOOK = Route(
     "/webhooks/{webhook_token}",

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from callwatch import ids, signatures, subscriptions, targets
 from callwatch.db import insert_ignore, memo, transaction
+from callwatch.errors import internal_error
 from callwatch.http import retry_after
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
@@ -285,7 +286,7 @@ def _send(
         return Result(None, f"{type(exc).__name__}: {exc}", duration_ms=took()), None
     except Exception as exc:  # a bug, not the receiver: retried like a failure, so bounded
         log.exception("delivery attempt crashed", extra={"delivery_id": job.delivery_id})
-        return Result(None, f"internal error: {exc!r}", duration_ms=took()), None
+        return Result(None, internal_error(exc), duration_ms=took()), None
 
 
 def _drain(response: httpx.Response, deadline: float) -> None:

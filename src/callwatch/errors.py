@@ -102,3 +102,9 @@ class TargetRefused(Permanent):
 
 class ReplayError(CallwatchError):
     """Why calls cannot be replayed, in one line that says what to do."""
+
+
+def internal_error(exc: Exception) -> str:
+    """What a bug says where users read it (`last_error`): its class only, since its message may
+    quote what a platform or an org sent; the traceback goes to the log."""
+    return f"internal error ({type(exc).__name__}): see the worker's log"

@@ -19,19 +19,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from callwatch import ids, providers, storable, tenancy
-from callwatch.crypto import Vault
 from callwatch.db import transaction
-from callwatch.errors import NotFound, StoreUnavailable, Unauthorized
+from callwatch.errors import StoreUnavailable, Unauthorized
 from callwatch.events import CallEvent
 from callwatch.inbox import InboxRow, store
 from callwatch.inbox_writer import InboxWriter
 from callwatch.probe import Probe
 from callwatch.providers.base import SourceConfig, WebhookRequest
+from callwatch.source_cache import Sources
 from callwatch.storable import is_data_error, rejection
+from callwatch.validation import invalid_record
 
 log = logging.getLogger("callwatch.webhooks")
 
@@ -47,64 +49,6 @@ MAX_BATCH = 16
 MAX_BATCH_BYTES = 1 << 20
 
 
-class Sources:
-    """Webhook token → source, kept for `ttl_s`; a miss is read on a worker thread, once.
-
-    Unknown tokens are kept too (as None), so at most `limit` entries: a scan of random tokens
-    must not grow the cache without bound.
-    """
-
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        vault: Vault,
-        ttl_s: float,
-        limit: int = 10_000,
-        *,
-        deadline_s: float | None = None,
-    ) -> None:
-        self._sessions = sessions
-        self._vault = vault
-        self._ttl_s = ttl_s
-        self._limit = limit
-        self._deadline_s = deadline_s  # a read that takes longer is StoreUnavailable
-        self._entries: dict[str, tuple[float, SourceConfig | None]] = {}
-        self._loading: dict[str, asyncio.Future[SourceConfig | None]] = {}
-
-    async def lookup(self, token: str) -> SourceConfig:
-        """The token's source (raises NotFound, or StoreUnavailable)."""
-        loop = asyncio.get_running_loop()
-        hit = self._entries.get(token)
-        if hit is not None and hit[0] > loop.time():
-            source = hit[1]
-        else:
-            loading = self._loading.get(token)
-            if loading is None:
-                loading = self._loading[token] = asyncio.ensure_future(self._load(token))
-                loading.add_done_callback(lambda _: self._loading.pop(token, None))
-            try:
-                source = await asyncio.wait_for(asyncio.shield(loading), self._deadline_s)
-            except TimeoutError:
-                raise StoreUnavailable(
-                    "database unavailable: the source was not read in time"
-                ) from None
-        if source is None:
-            raise NotFound("unknown webhook token")
-        return source
-
-    async def _load(self, token: str) -> SourceConfig | None:
-        source = await asyncio.to_thread(self._read, token)
-        if self._ttl_s > 0:
-            if len(self._entries) >= self._limit:
-                self._entries.clear()
-            self._entries[token] = (asyncio.get_running_loop().time() + self._ttl_s, source)
-        return source
-
-    def _read(self, token: str) -> SourceConfig | None:
-        with transaction(self._sessions) as session:
-            return tenancy.source_by_token(session, self._vault, token)
-
-
 def rows_of(source: SourceConfig, request: WebhookRequest) -> list[InboxRow]:
     """Verify a request and parse its events into inbox rows (raises a RequestError)."""
     allowed = source.settings.get("allowed_ips") or []
@@ -112,7 +56,11 @@ def rows_of(source: SourceConfig, request: WebhookRequest) -> list[InboxRow]:
         raise Unauthorized(f"client address {request.client_ip} is not in the allowed_ips")
     adapter = providers.get(source.provider)
     delivery_id = adapter.authenticate(request, source, request.received_at.timestamp())
-    rows = [_row(source, event, request) for event in adapter.parse(request, delivery_id)]
+    try:
+        events = adapter.parse(request, delivery_id)
+    except ValidationError as exc:  # the call record a provider makes of the body's values
+        raise invalid_record(exc) from None
+    rows = [_row(source, event, request) for event in events]
     for row in rows:
         storable.check(row)
     return rows

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from callwatch import assembly, calls, downstream, http, metrics, providers, quarantine, tenancy
 from callwatch.db import memo, transaction
 from callwatch.effects import Effects
-from callwatch.errors import Permanent, Retryable, StoreUnavailable
+from callwatch.errors import Permanent, Retryable, StoreUnavailable, internal_error
 from callwatch.providers.base import FetchContext, SourceConfig
 from callwatch.records import CallDetails, CallRecord, Recording
 from callwatch.runtime import Runtime
@@ -210,7 +210,7 @@ def _crashed(rt: Runtime, call_id: str, exc: Exception, effects: Effects) -> flo
     """A bug, not the platform: counted like a failed attempt so it cannot loop for ever."""
     log.exception("assembly step crashed", extra={"call_id": call_id})
     with transaction(rt.sessions) as session:
-        return _failed(session, rt, call_id, f"internal error: {exc!r}", None, effects)
+        return _failed(session, rt, call_id, internal_error(exc), None, effects)
 
 
 def _locked(session: Session, call_ids: Sequence[str]) -> dict[str, Call]:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from callwatch import quarantine
@@ -23,6 +23,7 @@ from callwatch.tables import (
     Delivery,
     DeliveryAttempt,
     InboxEvent,
+    PendingJoin,
     Subscription,
 )
 
@@ -52,6 +53,7 @@ def database(session: Session, now: datetime) -> list[Family]:
         .where(InboxEvent.processed_at.is_(None), InboxEvent.quarantined_at.is_(None))
     )
     quarantined = quarantine.count(session)
+    waiting = session.scalar(select(func.count(distinct(PendingJoin.inbox_id))))
     calls = session.execute(
         select(Call.assembly_state, func.count())
         .where(Call.assembly_state.in_(UNFINISHED))
@@ -103,6 +105,13 @@ def database(session: Session, now: datetime) -> list[Family]:
             "Webhook events that could not be applied, kept with the reason "
             "(GET /api/quarantine; `callwatch replay --quarantined` retries them).",
             [Sample(quarantined)],
+        ),
+        Family(
+            "callwatch_inbox_waiting_for_call",
+            "gauge",
+            "Webhook events that name another source's call (fixa's analyses) not known yet: "
+            "kept, and applied when that call arrives.",
+            [Sample(waiting or 0)],
         ),
         Family(
             "callwatch_calls_unfinished",

@@ -3,13 +3,13 @@
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
 from callwatch import intake_counts
 from callwatch.providers.base import RequestHeaders, WebhookRequest
 from callwatch.services import Services
-from callwatch.validation import invalid_record, path_param, read_limited
+from callwatch.validation import path_param, read_limited
 
 
 class WebhookReply(BaseModel):
@@ -40,10 +40,7 @@ class WebhookEndpoint:
             url=_public_url(settings.public_url, scope),
             received_at=datetime.now(UTC),
         )
-        try:
-            events = await services.intake.submit(source, request)
-        except ValidationError as exc:  # the call record a provider makes of the body's values
-            raise invalid_record(exc) from None
+        events = await services.intake.submit(source, request)
         reply = WebhookReply(status="accepted" if events else "duplicate", events=events or None)
         scope[intake_counts.OUTCOME] = reply.status
         content = reply.model_dump_json(exclude_none=True).encode()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ SECRET_KEY = "faults-secret-key"
 WORKER_THREADS = 8
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0
+SUPERVISE_EVERY_S = 0.5
 
 # Short timings so that recovery (a lost queue message, a killed worker's lease, a recording
 # still pending) happens within the run; the production defaults are minutes.
@@ -32,6 +34,7 @@ KNOBS = {
     "CALLWATCH_SWEEP_INTERVAL_S": "1",
     "CALLWATCH_SWEEP_GRACE_S": "3",
     "CALLWATCH_LEASE_S": "15",
+    "CALLWATCH_FETCH_DEADLINE_S": "10",  # below the lease
     "CALLWATCH_HTTP_TIMEOUT_S": "5",
     "CALLWATCH_RECORDING_WAIT_S": "20",
     "CALLWATCH_RECORDING_CHECK_MIN_S": "0.5",
@@ -85,9 +88,11 @@ class Service:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     kills: int = 0
+    killing: bool = False
 
     def start(self) -> None:
         self.starts += 1
+        self.killing = False
         log = (self.logs / f"{self.name}.log").open("ab")
         try:
             self.process = subprocess.Popen(
@@ -113,6 +118,7 @@ class Service:
         """SIGKILL the whole process group: no cleanup, no goodbye to Redis or Postgres."""
         assert self.process is not None
         self.kills += 1
+        self.killing = True  # the fault restarts it, not the supervisor
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
@@ -153,6 +159,10 @@ class Stack:
     logs: Path
     wanted: tuple[str, ...] = ("web", "worker-1", "worker-2", "beat")
     services: dict[str, Service] = field(default_factory=dict)
+    # Processes that exited by themselves (a Celery worker can, when Redis goes away while it
+    # starts), each with its last log line: restarted, as a supervisor's restart policy does.
+    exits: list[str] = field(default_factory=list)
+    _supervising: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base_url(self) -> str:
@@ -183,6 +193,16 @@ class Stack:
             self.services[name].start()
         self.wait_web()
         self.wait_workers()
+        self._supervising.set()
+        threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _supervise(self) -> None:
+        while self._supervising.is_set():
+            for name, service in list(self.services.items()):
+                if self._supervising.is_set() and not service.alive() and not service.killing:
+                    self.exits.append(f"{name}: {service.log_tail(1)}")
+                    service.start()
+            time.sleep(SUPERVISE_EVERY_S)
 
     def wait_web(self, timeout_s: float = START_TIMEOUT_S) -> None:
         web = self.services["web"]
@@ -216,6 +236,7 @@ class Stack:
             self.wait_web()
 
     def stop(self) -> dict[str, int | None]:
+        self._supervising.clear()
         return {name: service.stop() for name, service in self.services.items()}
 
     def dead(self) -> list[str]:

@@ -4,8 +4,9 @@ deployed processes (web, two workers, beat) while they and their databases are c
 Injected mid-run, in this order, each while webhooks are arriving: a worker SIGKILLed (started
 again by the "supervisor", i.e. this test), Redis SHUTDOWN NOSAVE (started again, empty),
 FLUSHALL, Postgres stopped `-m immediate` and started again, a Postgres backend (intake's)
-killed with kill -9, the web process SIGKILLed (started again). Nothing else is restarted or
-touched: the service must recover on its own.
+killed with kill -9, the web process SIGKILLed (started again). A process that exits by itself
+is started again too, as a supervisor's restart policy does (docker-compose.yml's), and the run
+reports it. Nothing else is touched: the service must recover on its own.
 
 The ledger (ledger.py) must balance: every webhook answered 202 in the end, 202 replies =
 inbox rows = applied events, calls sent = records (assembled, or failed with a reason), none
@@ -158,6 +159,7 @@ def test_crashes_mid_run_lose_and_duplicate_nothing(
         "first_202_after_fault_s": recovery,
         "problems": ledger.problems(),
         "dead_processes": dead,
+        "exited_by_themselves": deployed.exits,
         "exit_codes_on_sigterm": stopped,
     }
     report = Path(os.environ.get(REPORT_VARIABLE) or tmp_path / "last_run.json")
