@@ -136,7 +136,7 @@ OPERATIONS = [
     Operation(
         "get",
         "/readyz",
-        "Readiness: database and Redis reachable",
+        "Readiness: the database, intake and Redis can serve",
         "health",
         auth=None,
         response=health.Readiness,
