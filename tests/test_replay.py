@@ -23,7 +23,7 @@ from tests.conftest import create_org, create_source, path_of, signed
 from tests.factories import in_state, wait_for_call
 from tests.test_pipeline import hand_call
 
-# What a replay changes in a record that is otherwise rebuilt the same (docs/operations.md, `replay`).
+# What a replay changes in a record otherwise rebuilt the same (docs/operations.md, `replay`).
 CHANGES = ("updated_at", "assembly.assembled_at", "recording.available_at")
 
 
