@@ -1,4 +1,4 @@
-"""Losing Redis, killing a worker, losing the database: nothing accepted is lost (DESIGN §2)."""
+"""Losing Redis, killing a worker, losing the database: nothing accepted is lost (design.md §2)."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Webhook intake: every row of the DESIGN §5 table, and never a 5xx for bad input."""
+"""Webhook intake: every row of the design.md §5 table, and never a 5xx for bad input."""
 
 import json
 import time

@@ -1,4 +1,4 @@
-"""Org management (admin token) and source management (org API key), DESIGN §4."""
+"""Org management (admin token) and source management (org API key), design.md §4."""
 
 from datetime import datetime
 from typing import Any

@@ -1,4 +1,4 @@
-"""Pure assembly: merge event state with platform details into the DESIGN §7 record."""
+"""Pure assembly: merge event state with platform details into the design.md §7 record."""
 
 from datetime import datetime
 

@@ -1,4 +1,4 @@
-"""The call filters of the query API (DESIGN §8), parsed from a query string into SQL conditions."""
+"""The call filters of the query API (design.md §8): a query string parsed into SQL conditions."""
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar

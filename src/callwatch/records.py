@@ -1,4 +1,4 @@
-"""Canonical call details (what adapters produce) and the assembled record (DESIGN §7)."""
+"""Canonical call details (what adapters produce) and the assembled record (design.md §7)."""
 
 from datetime import datetime
 from typing import Annotated, Any, Literal

@@ -1,4 +1,4 @@
-"""Replaying calls: their assembly starts again from all of their stored events (DESIGN §2).
+"""Replaying calls: their assembly starts again from all of their stored events (design.md §2).
 
 Also the choice of quarantined events to send to the workers again (`--quarantined`)."""
 

@@ -21,7 +21,7 @@ def timed_webhooks(call: SimCall, embed_detail: bool) -> list[tuple[datetime, di
 
 
 def events_for(call: SimCall, *, embed_detail: bool) -> list[dict[str, Any]]:
-    """The call's generic-provider webhook bodies in sending order (DESIGN §5)."""
+    """The call's generic-provider webhook bodies in sending order (design.md §5)."""
     steps = status_steps(call)
     events = [_event("call.status_changed", call, status, at) for status, at in steps[:-1]]
     final_status, ended_at = steps[-1]
