@@ -3,6 +3,7 @@ detail APIs, `api_base_url`, recordings) reaches public addresses only, vetted w
 again at every connect, with no redirects followed and, inside `deadline()`, a total time bound."""
 
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +33,7 @@ METADATA = frozenset(
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 MAX_URL_LENGTH = 2048
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
 DEADLINE_SLACK_S = 0.05
 
 
@@ -108,7 +110,7 @@ def parse_url(url: str) -> tuple[str, int]:
         raise ValueError("must start with http:// or https://")
     if not parts.hostname:
         raise ValueError("has no host")
-    if any(char.isspace() or ord(char) < 0x20 for char in url):
+    if _SPACE_OR_CONTROL.search(url):
         raise ValueError("must not contain spaces or control characters")
     try:
         httpx.URL(url)
