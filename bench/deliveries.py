@@ -136,10 +136,11 @@ class Tenant:
 
 def records(tenant: Tenant, count: int, seed: int) -> list[Any]:
     """Realistic assembled records, built up front so producing one costs only its storing."""
-    from callwatch import assembly, metrics
-    from callwatch.records import Assembly
+    from callwatch.calls import assembly
+    from callwatch.calls.fold import CallState
+    from callwatch.model import call_metrics
+    from callwatch.model.records import Assembly
     from callwatch.simulator import make_call
-    from callwatch.state import CallState
 
     rng = random.Random(seed)
     now = datetime.now(UTC)
@@ -166,7 +167,7 @@ def records(tenant: Tenant, count: int, seed: int) -> list[Any]:
                 state=state,
                 details=merged,
                 recording=assembly.recording_of(merged, now),
-                metrics=metrics.compute(merged, ringing_at=sim.ringing_at),
+                metrics=call_metrics.compute(merged, ringing_at=sim.ringing_at),
                 assembly=Assembly(state="assembled", attempts=1, assembled_at=now),
                 updated_at=now,
             )
@@ -176,9 +177,10 @@ def records(tenant: Tenant, count: int, seed: int) -> list[Any]:
 
 def assemble_one(rt: Any, tenant: Tenant, record: Any, dispatch: Callable[[Any], None]) -> None:
     """What the worker does when an assembly completes: store, fan out, commit, dispatch."""
-    from callwatch import calls, downstream
+    from callwatch.calls import store as calls
     from callwatch.db import transaction
-    from callwatch.records import Assembly
+    from callwatch.model.records import Assembly
+    from callwatch.pipeline import fanout
     from callwatch.tables import Call
 
     with transaction(rt.sessions) as session:
@@ -209,7 +211,7 @@ def assemble_one(rt: Any, tenant: Tenant, record: Any, dispatch: Callable[[Any],
         calls.copy_columns(call, record)
         session.add(call)
         session.flush()
-        effects = downstream.assembled(session, call, record, now)
+        effects = fanout.assembled(session, call, record, now)
     dispatch(effects)
 
 
@@ -438,7 +440,7 @@ def producer_runtime(database_url: str, redis_url: str) -> Any:
 
 def sample_body(record: Any) -> bytes:
     """A `call.assembled` payload as subscribers get it, for the baseline's requests."""
-    from callwatch import deliveries
+    from callwatch.downstream import deliveries
 
     data = {"call_id": record.id, "record": record.model_dump(mode="json")}
     event = deliveries.payload("call.assembled", data, datetime.now(UTC))

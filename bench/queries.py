@@ -282,8 +282,8 @@ def facts_of(database_url: str, api_key: str | None) -> Facts:
 
 
 def issue_key(database_url: str, org_id: str) -> str:
-    from callwatch import tenancy
     from callwatch.db import make_engine, make_sessionmaker, transaction
+    from callwatch.orgs import tenancy
 
     engine = make_engine(database_url)
     try:

@@ -63,14 +63,18 @@ import harness
 import psycopg
 from psycopg.types.json import Jsonb
 
-from callwatch import assembly, calls, ids, metrics, providers, tenancy
+from callwatch import ids, providers
+from callwatch.calls import assembly
+from callwatch.calls import store as calls
 from callwatch.crypto import Vault
-from callwatch.events import TERMINAL_STATUSES, CallEvent, CallStatus
+from callwatch.model import call_metrics
+from callwatch.model.events import TERMINAL_STATUSES, CallEvent, CallStatus
+from callwatch.model.records import CallDetails, LatencySamples, Recording, Utterance
+from callwatch.orgs import tenancy
+from callwatch.outbound.ssrf import Guard
 from callwatch.providers.base import WebhookRequest
-from callwatch.records import CallDetails, LatencySamples, Recording, Utterance
 from callwatch.simulator import cost_of, make_call, recording_url
 from callwatch.tables import Call
-from callwatch.targets import Guard
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 GENERIC = providers.get("generic")
@@ -480,7 +484,7 @@ def build_slow(
     `state_kind`: "assembled", "failed" (assembly gave up), "awaiting_recording" (details
     fetched, recording not yet there) or "in_flight" (the first `steps` events only).
     """
-    from callwatch.state import fold
+    from callwatch.calls.fold import fold
 
     times = Times.of(template, identity)
     events = webhooks(template, identity, times, steps if state_kind == "in_flight" else None)
@@ -534,7 +538,7 @@ def build_slow(
             state=state,
             details=merged,
             recording=recording,
-            metrics=metrics.compute(merged, ringing_at=state.ringing_at),
+            metrics=call_metrics.compute(merged, ringing_at=state.ringing_at),
             assembly=calls.assembly_view(call),
             updated_at=assembled,
         )

@@ -111,10 +111,10 @@ async def lifespan(app: Any, body: Callable[[], Awaitable[None]]) -> None:
 
 def source_in(database_url: str, secret_key: str) -> tuple[str, str]:
     """An org and a generic source; returns (webhook token, signing secret)."""
-    from callwatch import tenancy
     from callwatch.crypto import Vault
     from callwatch.db import make_engine, make_sessionmaker, transaction
-    from callwatch.targets import Guard
+    from callwatch.orgs import tenancy
+    from callwatch.outbound.ssrf import Guard
 
     engine = make_engine(database_url, name="bench")
     try:

@@ -13,9 +13,11 @@ from typing import IO, Any
 import httpx
 from starlette.testclient import TestClient
 
-from callwatch import assembly, calls, metrics, providers
-from callwatch.providers.base import WebhookRequest
-from callwatch.records import (
+from callwatch import providers
+from callwatch.calls import assembly, store
+from callwatch.calls.fold import CallState
+from callwatch.model import call_metrics
+from callwatch.model.records import (
     Analysis,
     Assembly,
     CallDetails,
@@ -27,9 +29,9 @@ from callwatch.records import (
     TimelineEntry,
     Utterance,
 )
+from callwatch.providers.base import WebhookRequest
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
-from callwatch.state import CallState
 from callwatch.tables import Call
 from tests.conftest import ADMIN
 
@@ -127,7 +129,7 @@ def add_call(runtime: Runtime, owner: Tenant, call_id: str, **fields: Any) -> Ca
             created_at=T0,
             updated_at=T0,
         )
-        calls.copy_columns(call, built)
+        store.copy_columns(call, built)
         session.add(call)
     return built
 
@@ -165,7 +167,7 @@ def assembled_record(
         state=state,
         details=merged,
         recording=assembly.recording_of(merged, at),
-        metrics=metrics.compute(merged, ringing_at=state.ringing_at),
+        metrics=call_metrics.compute(merged, ringing_at=state.ringing_at),
         assembly=Assembly(state="assembled", attempts=1, assembled_at=at),
         updated_at=at,
     )

@@ -16,13 +16,15 @@ from typing import Any
 
 import httpx
 
-from callwatch import assembly, metrics, providers
-from callwatch.events import CallEvent
+from callwatch import providers
+from callwatch.calls import assembly
+from callwatch.calls.fold import fold
+from callwatch.model import call_metrics
+from callwatch.model.events import CallEvent
+from callwatch.model.records import Assembly, Recording
 from callwatch.providers.base import FetchContext, RequestHeaders, SourceConfig, WebhookRequest
-from callwatch.records import Assembly, Recording
 from callwatch.simulator.calls import SimCall, make_call, recording_url
 from callwatch.simulator.platforms import PLATFORMS
-from callwatch.state import fold
 
 SECRET = "sim-secret"
 API = "http://sim.test"
@@ -202,7 +204,7 @@ def pure_record(
         state=state,
         details=merged,
         recording=assembly.recording_of(merged, STORED_AT),
-        metrics=metrics.compute(merged, ringing_at=state.ringing_at),
+        metrics=call_metrics.compute(merged, ringing_at=state.ringing_at),
         assembly=Assembly(state="assembled", attempts=1, assembled_at=STORED_AT),
         updated_at=STORED_AT,
     )

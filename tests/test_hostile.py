@@ -19,10 +19,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
-from callwatch import cli, tenancy
 from callwatch.app import create_app
+from callwatch.cli.main import main
 from callwatch.logs import configure_logging, token_ref
-from callwatch.providers.twilio_signature import compute_signature
+from callwatch.orgs import tenancy
+from callwatch.providers.twilio.signature import compute_signature
 from callwatch.settings import Settings
 from tests.conftest import ADMIN, create_org, create_source, path_of, signed
 
@@ -459,7 +460,7 @@ def test_the_cli_refuses_a_bad_allowed_ip_in_one_line(
     monkeypatch.setenv("CALLWATCH_DATABASE_URL", settings.database_url)
     argv = ["source", "add", "--org", "acme", "--name", "n", "--allowed-ip", "10.0.0.0/8"]
 
-    status = cli.main([*argv, "--allowed-ip", "10.0.0.300"])
+    status = main([*argv, "--allowed-ip", "10.0.0.300"])
 
     assert (status, capsys.readouterr().err) == (
         2,

@@ -4,10 +4,13 @@ from typing import Any
 
 from celery import Task
 
-from callwatch import alerts, deliveries, pipeline, streams, sweeper
+from callwatch.alerts import firing
 from callwatch.db import transaction
-from callwatch.effects import Effects
+from callwatch.downstream import deliveries, streams
+from callwatch.downstream.effects import Effects
 from callwatch.errors import StoreUnavailable
+from callwatch.pipeline import steps as pipeline
+from callwatch.pipeline import sweeper
 from callwatch.queue import ASSEMBLE, DELIVER, EVALUATE_WINDOWS, INGEST, SWEEP
 from workers.app import app, runtime
 
@@ -71,7 +74,7 @@ def deliver(self: Task[Any, Any], delivery_id: str) -> None:
 def evaluate_windows() -> None:
     rt = runtime()
     with transaction(rt.sessions) as session:
-        effects = alerts.evaluate_windows(session, rt.clock())
+        effects = firing.evaluate_windows(session, rt.clock())
     dispatch(effects)
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from callwatch.cli import main
+from callwatch.cli.main import main
 
 sys.exit(main())

@@ -9,37 +9,35 @@ from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from callwatch import (
-    admin,
-    alert_api,
-    api,
-    docs,
-    exposition,
-    health,
-    intake_counts,
-    subscription_api,
-    webhooks,
-)
-from callwatch.inbox_writer import InboxWriter
-from callwatch.intake import APPLICATION_NAME, Intake
+from callwatch.alerts import endpoints as alert_api
+from callwatch.downstream import endpoints as subscription_api
+from callwatch.intake import counts
+from callwatch.intake import endpoints as webhooks
+from callwatch.intake.inbox_writer import InboxWriter
+from callwatch.intake.receiver import APPLICATION_NAME, Intake
+from callwatch.intake.source_cache import Sources
 from callwatch.logs import configure_logging
-from callwatch.problems import HANDLERS, handle
+from callwatch.observability import endpoints as exposition
+from callwatch.observability import endpoints as health
+from callwatch.orgs import endpoints
+from callwatch.query import endpoints as api
 from callwatch.queue import Background, Producer
 from callwatch.runtime import Runtime, admin_token
-from callwatch.services import Services
 from callwatch.settings import Settings
-from callwatch.source_cache import Sources
+from callwatch.web import endpoints as docs
+from callwatch.web.problems import HANDLERS, handle
+from callwatch.web.services import Services
 
 WEBHOOK = Route(
     "/webhooks/{webhook_token}",
-    intake_counts.Counted(webhooks.WebhookEndpoint()),
+    counts.Counted(webhooks.WebhookEndpoint()),
     methods=["POST"],
 )
 
 ROUTES = [
     WEBHOOK,
-    Route("/api/admin/orgs", admin.create_org, methods=["POST"]),
-    Route("/api/sources", admin.sources, methods=["GET", "POST"]),
+    Route("/api/admin/orgs", endpoints.create_org, methods=["POST"]),
+    Route("/api/sources", endpoints.sources, methods=["GET", "POST"]),
     Route("/api/calls", api.list_calls, methods=["GET"]),
     Route("/api/calls/export", api.export_calls, methods=["GET"]),
     Route("/api/calls/search", api.search_calls, methods=["POST"]),

@@ -13,9 +13,9 @@ from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from callwatch import targets
 from callwatch.crypto import Vault
 from callwatch.db import make_engine, make_sessionmaker
+from callwatch.outbound import ssrf
 from callwatch.settings import Settings
 
 
@@ -73,8 +73,8 @@ class Runtime:
             engine=engine,
             sessions=make_sessionmaker(engine),
             vault=Vault(secret_key(settings)),
-            http=targets.fetch_client(settings),
-            outbound=targets.client(settings),
+            http=ssrf.fetch_client(settings),
+            outbound=ssrf.client(settings),
             redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
         )
 

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 from hypothesis import strategies as st
 
 from callwatch import signatures
-from callwatch.providers.telnyx import signing_key
+from callwatch.providers.telnyx.provider import signing_key
 from callwatch.simulator import PLATFORMS, make_call
 from tests.faults.sender import Target, sign
 

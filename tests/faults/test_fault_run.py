@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from callwatch.intake import APPLICATION_NAME
+from callwatch.intake.receiver import APPLICATION_NAME
 from callwatch.simulator import PLATFORMS, DetailServer
 from tests.faults import stack
 from tests.faults.cluster import PostgresCluster, RedisServer, postgres_cluster, redis_server

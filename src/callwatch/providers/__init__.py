@@ -2,20 +2,20 @@
 
 from collections.abc import Callable
 
-from callwatch.events import CallFields
+from callwatch.model.events import CallFields
+from callwatch.model.records import CallDetails
 from callwatch.providers.atoms import AtomsProvider
 from callwatch.providers.base import Provider
-from callwatch.providers.bolna import BolnaProvider
+from callwatch.providers.bolna.provider import BolnaProvider
 from callwatch.providers.burki import BurkiProvider
 from callwatch.providers.fixa import FixaProvider
 from callwatch.providers.generic import GenericProvider
-from callwatch.providers.origins import OriginsProvider
-from callwatch.providers.retell import RetellProvider
-from callwatch.providers.telnyx import TelnyxProvider
-from callwatch.providers.telnyx_details import with_direction
-from callwatch.providers.twilio import TwilioProvider
-from callwatch.providers.vapi import VapiProvider
-from callwatch.records import CallDetails
+from callwatch.providers.origins.provider import OriginsProvider
+from callwatch.providers.retell.provider import RetellProvider
+from callwatch.providers.telnyx.details import with_direction
+from callwatch.providers.telnyx.provider import TelnyxProvider
+from callwatch.providers.twilio.provider import TwilioProvider
+from callwatch.providers.vapi.provider import VapiProvider
 
 _REGISTRY: dict[str, Provider] = {
     "atoms": AtomsProvider(),

@@ -9,12 +9,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from callwatch.endings import UNANSWERED
 from callwatch.errors import InvalidInput, ProviderRejected, Unauthorized
-from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatus
-from callwatch.http import get_json, mismatch
-from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
-from callwatch.records import (
+from callwatch.model.endings import UNANSWERED
+from callwatch.model.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatus
+from callwatch.model.records import (
     Analysis,
     CallDetails,
     Cost,
@@ -25,6 +23,8 @@ from callwatch.records import (
     Stats,
     Utterance,
 )
+from callwatch.outbound.http import get_json, mismatch
+from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.validation import parse_body
 
 API_BASE = "https://api.smallest.ai/atoms/v1"

@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from callwatch.events import CallEvent, CallFields
-from callwatch.records import CallDetails
+from callwatch.model.events import CallEvent, CallFields
+from callwatch.model.records import CallDetails
 
 
 @dataclass(frozen=True)

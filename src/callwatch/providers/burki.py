@@ -8,12 +8,11 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from callwatch.correlation import UNMATCHED_PREFIX
 from callwatch.errors import InvalidInput, ProviderRejected
-from callwatch.events import CallEvent, CallFields, CallStatus, NumberMatch
-from callwatch.http import get_json, mismatch
+from callwatch.model.events import UNMATCHED_PREFIX, CallEvent, CallFields, CallStatus, NumberMatch
+from callwatch.model.records import Analysis, CallDetails, Cost, EndReason, Recording, Utterance
+from callwatch.outbound.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
-from callwatch.records import Analysis, CallDetails, Cost, EndReason, Recording, Utterance
 from callwatch.validation import parse_body
 
 API_BASE = "https://api.burki.dev"

@@ -8,9 +8,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from callwatch.errors import InvalidInput, ProviderRejected
-from callwatch.events import CallEvent
-from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
-from callwatch.records import (
+from callwatch.model.events import CallEvent
+from callwatch.model.records import (
     CallDetails,
     CallError,
     Evaluation,
@@ -19,6 +18,7 @@ from callwatch.records import (
     Latency,
     Stats,
 )
+from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
 from callwatch.validation import parse_body
 
 

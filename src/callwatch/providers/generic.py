@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from callwatch import signatures
 from callwatch.errors import InvalidInput, ProviderRejected
-from callwatch.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatus
-from callwatch.http import get_json, mismatch
+from callwatch.model.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatus
+from callwatch.model.records import CallDetails
+from callwatch.outbound.http import get_json, mismatch
 from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
-from callwatch.records import CallDetails
 from callwatch.validation import invalid, parse_body
 
 _FIELD_NAMES = set(CallFields.model_fields)

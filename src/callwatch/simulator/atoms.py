@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from callwatch.events import CallStatus
-from callwatch.records import Recording
+from callwatch.model.events import CallStatus
+from callwatch.model.records import Recording
 from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from callwatch.records import Recording
+from callwatch.model.records import Recording
 from callwatch.simulator.calls import SimCall
 
 # (call, embed_detail) -> (when the platform sends it, body) for each webhook, in sending order

@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callwatch.records import Recording
+from callwatch.model.records import Recording
 from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from callwatch.endings import UNANSWERED
-from callwatch.events import CallStatus
-from callwatch.records import (
+from callwatch.model.endings import UNANSWERED
+from callwatch.model.events import CallStatus
+from callwatch.model.records import (
     Analysis,
     CallDetails,
     CallError,

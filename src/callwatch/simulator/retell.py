@@ -9,8 +9,8 @@ import statistics
 from datetime import datetime, timedelta
 from typing import Any
 
-from callwatch.metrics import percentile
-from callwatch.records import Recording, Utterance
+from callwatch.model.call_metrics import percentile
+from callwatch.model.records import Recording, Utterance
 from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 

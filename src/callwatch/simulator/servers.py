@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from callwatch.records import Recording
+from callwatch.model.records import Recording
 from callwatch.simulator.base import Endpoint, Platform
 from callwatch.simulator.calls import SimCall, recording_url
 from callwatch.simulator.platforms import PLATFORMS

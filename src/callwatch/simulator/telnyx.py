@@ -9,9 +9,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callwatch.events import CallStatus
-from callwatch.providers.telnyx import signing_key
-from callwatch.records import Recording
+from callwatch.model.events import CallStatus
+from callwatch.model.records import Recording
+from callwatch.providers.telnyx.provider import signing_key
 from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 

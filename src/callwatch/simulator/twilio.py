@@ -11,8 +11,8 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from callwatch.events import CallStatus
-from callwatch.records import Recording
+from callwatch.model.events import CallStatus
+from callwatch.model.records import Recording
 from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 

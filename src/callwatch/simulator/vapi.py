@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from callwatch.records import Recording, Utterance
+from callwatch.model.records import Recording, Utterance
 from callwatch.simulator.base import Platform
 from callwatch.simulator.calls import SimCall
 

@@ -1,0 +1,1 @@
+"""Alert rules: the expression language, its fields, windows, the rule store, firing, endpoints."""

@@ -1,0 +1,3 @@
+"""The `callwatch` command: its subcommands, `up` and the demo, embedded Redis, the
+terminal client.
+"""

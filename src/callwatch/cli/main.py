@@ -1,0 +1,421 @@
+"""The `callwatch` command line."""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from callwatch.cli import lookups, provisioning
+from callwatch.cli.commands import Handler, Subcommands
+from callwatch.errors import CallwatchError, ReplayError, RequestError
+from callwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from callwatch.cli.terminal import Http
+    from callwatch.pipeline.replay import Selection, Target
+    from callwatch.queue import Producer
+    from callwatch.runtime import Runtime
+
+
+REPLAY_BATCH = 100  # calls per transaction and per LPUSH
+
+
+def _fail(message: str) -> int:
+    print(f"callwatch: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from callwatch.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        loop=args.loop,
+        log_level="warning",
+        access_log=False,
+        # In-flight requests get this long after SIGTERM; intake answers its batches 503 then.
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+    return 0
+
+
+def _celery(argv: list[str]) -> int:
+    from workers.app import app
+
+    app.start(argv)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    return _celery(
+        [
+            "worker",
+            "--loglevel",
+            "WARNING",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(args.concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            args.hostname,
+        ]
+    )
+
+
+def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
+    schedule = settings.data_dir / "beat-schedule"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return _celery(["beat", "--loglevel", "WARNING", "--schedule", str(schedule)])
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from callwatch.migrate import upgrade
+
+    if settings.database_url.startswith("sqlite:///./"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from callwatch.simulator import PLATFORMS, Progress, run_simulation
+
+    secret_name = PLATFORMS[args.provider].secret_name
+    if secret_name and not args.secret:
+        return _fail(
+            f"{args.provider} webhooks are signed: pass --secret with the source's signing "
+            f"secret ({secret_name})"
+        )
+
+    def show(progress: Progress) -> None:
+        print(
+            f"\rcalls {progress.calls_done}/{args.calls}  sent {progress.sent}  "
+            f"accepted {progress.accepted}  duplicates {progress.duplicates}  "
+            f"rejected {sum(progress.rejected.values())}  errors {progress.errors}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    result = run_simulation(
+        args.url,
+        args.secret or "",
+        calls=args.calls,
+        rate=args.rate,
+        seed=args.seed,
+        on_progress=show,
+        provider=args.provider,
+        calls_url=args.calls_url,
+        calls_secret=args.calls_secret or "",
+    )
+    show(result)
+    print(file=sys.stderr)
+    if result.rejected or result.errors:
+        check = "--url and --secret" if secret_name else "--url"
+        return _fail(
+            f"{sum(result.rejected.values())} rejected, {result.errors} connection "
+            f"errors ({dict(result.rejected)}); check {check}"
+        )
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from callwatch.cli import tail
+
+    url = args.redis_url or settings.redis_url
+    if not url:
+        return _fail(
+            "no Redis URL: pass --redis-url or set CALLWATCH_REDIS_URL "
+            "(the Redis that callwatch's workers use)"
+        )
+    return tail.run(
+        url, args.stream, from_start=args.from_start, as_json=args.json, count=args.count
+    )
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from callwatch.db import transaction
+    from callwatch.errors import StoreUnavailable
+    from callwatch.pipeline import replay
+    from callwatch.runtime import opened
+    from callwatch.validation import parse_query
+
+    chosen = {name: getattr(args, name) for name in replay.Selection.model_fields}
+    selection = parse_query(replay.Selection, chosen)
+    _check_database(settings)
+    if selection.quarantined:
+        return _replay_quarantined(args, settings, selection)
+    try:
+        with opened(settings) as rt:
+            with transaction(rt.sessions) as session:
+                plan = replay.plan(session, selection)
+            targets, left = plan.replay, dict(plan.left_alone)
+            if targets and not args.dry_run:
+                done = set(_replay(rt, args.redis_url or settings.redis_url, targets))
+                late = [target.call_id for target in targets if target.call_id not in done]
+                left |= dict.fromkeys(late, "its assembly started meanwhile")
+                targets = [target for target in targets if target.call_id in done]
+    except StoreUnavailable as exc:
+        raise ReplayError(f"{exc}; check CALLWATCH_DATABASE_URL") from exc
+    for call_id, reason in left.items():
+        print(replay.left_line(call_id, reason), file=sys.stderr)
+    for target in targets:
+        print(replay.line(target))
+    print(replay.summary(len(targets), len(left), dry_run=args.dry_run))
+    return 1 if left else 0
+
+
+def _check_database(settings: Settings) -> None:
+    """An SQLite file that is not there is a wrong directory or URL, not a database to create."""
+    from pathlib import Path
+
+    from sqlalchemy import make_url
+
+    url = make_url(settings.database_url)
+    if (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and not Path(url.database).exists()
+    ):
+        raise RequestError(
+            f"no database at {url.database}: run this where `callwatch up` runs, "
+            "or set CALLWATCH_DATABASE_URL"
+        )
+
+
+def _replay_quarantined(
+    args: argparse.Namespace, settings: Settings, selection: "Selection"
+) -> int:
+    """Send the chosen quarantined events to the workers again, as intake sends new ones."""
+    from redis import RedisError
+
+    from callwatch.db import transaction
+    from callwatch.errors import StoreUnavailable
+    from callwatch.pipeline import quarantine, replay
+    from callwatch.runtime import opened
+
+    try:
+        with opened(settings) as rt, transaction(rt.sessions) as session:
+            chosen = replay.quarantined(session, selection)
+    except StoreUnavailable as exc:
+        raise ReplayError(f"{exc}; check CALLWATCH_DATABASE_URL") from exc
+    for event in chosen:
+        print(quarantine.line(event))
+    if chosen and not args.dry_run:
+        producer = _producer(args.redis_url or settings.redis_url)
+        try:
+            ids = [event.event_id for event in chosen]
+            for start in range(0, len(ids), REPLAY_BATCH):
+                producer.ingest(ids[start : start + REPLAY_BATCH])
+        except RedisError as exc:
+            raise ReplayError(f"lost Redis ({exc}): run the same replay again") from exc
+        finally:
+            producer.close()
+    print(replay.quarantined_summary(len(chosen), dry_run=args.dry_run))
+    return 0
+
+
+def _producer(redis_url: str | None) -> "Producer":
+    """A producer on the workers' Redis, reached once already."""
+    from redis import RedisError
+
+    from callwatch.cli.tail import shown_url
+    from callwatch.queue import Producer
+
+    if not redis_url:
+        raise RequestError(
+            "no Redis URL: pass --redis-url or set CALLWATCH_REDIS_URL (the Redis that "
+            "callwatch's workers use; `callwatch up` prints it)"
+        )
+    producer = Producer(redis_url)
+    try:
+        producer.ping()
+    except RedisError as exc:
+        producer.close()
+        raise ReplayError(
+            f"cannot reach Redis at {shown_url(redis_url)} ({exc}); nothing was replayed"
+        ) from exc
+    return producer
+
+
+def _replay(rt: "Runtime", redis_url: str | None, targets: "list[Target]") -> list[str]:
+    """Replay in batches, a transaction each, queued once committed; the calls replayed."""
+    from redis import RedisError
+
+    from callwatch.db import transaction
+    from callwatch.pipeline import replay
+    from callwatch.runtime import utcnow
+
+    producer = _producer(redis_url)
+    done: list[str] = []
+    try:
+        for start in range(0, len(targets), REPLAY_BATCH):
+            batch = [target.call_id for target in targets[start : start + REPLAY_BATCH]]
+            with transaction(rt.sessions) as session:
+                ready = replay.replay(session, batch, utcnow())
+            # Committed first: if this message is lost, the sweeper sends it (they are due now).
+            producer.assemble(ready)
+            done += ready
+            print(replay.progress(start + len(batch), len(targets)), end="", file=sys.stderr)
+    except RedisError as exc:
+        raise ReplayError(
+            f"lost Redis ({exc}) after {len(done)} calls: the sweeper queues the last batch; "
+            "run the same replay again for the rest"
+        ) from exc
+    finally:
+        producer.close()
+    print(file=sys.stderr)
+    return done
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from callwatch.cli.up import run_up
+
+    demo = args.provider if args.demo else None
+    return run_up(settings, demo=demo, host=args.host, port=args.port)
+
+
+def parser() -> argparse.ArgumentParser:
+    from callwatch.simulator.platforms import PLATFORMS
+
+    platforms = sorted(PLATFORMS)
+    root = argparse.ArgumentParser(prog="callwatch", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    def add(
+        name: str, handler: Handler, helptext: str, parent: Subcommands = sub
+    ) -> argparse.ArgumentParser:
+        command = parent.add_parser(name, help=helptext, description=helptext)
+        command.set_defaults(handler=handler)
+        return command
+
+    up = add("up", cmd_up, "run web, worker, beat, embedded Redis and SQLite in one command")
+    up.add_argument("--demo", action="store_true", help="play simulated calls into a demo source")
+    up.add_argument(
+        "--provider",
+        choices=platforms,
+        default="generic",
+        help="the platform whose webhooks and API the demo simulates",
+    )
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    serve = add("serve", cmd_serve, "run the web process (webhooks and API)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    # uvloop where installed, as shipped; the fault tests also run the receiver on asyncio's loop.
+    serve.add_argument(
+        "--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help=argparse.SUPPRESS
+    )
+    worker = add("worker", cmd_worker, "run a Celery worker")
+    worker.add_argument(
+        "--concurrency", type=int, default=12, help="threads (tasks mostly wait on I/O)"
+    )
+    worker.add_argument("--hostname", default=f"callwatch-{os.getpid()}@%h")
+    add("beat", cmd_beat, "run the scheduler that drives the sweeper")
+    add("migrate", cmd_migrate, "upgrade the database schema")
+
+    org = add("org", lambda a, s: 0, "manage orgs")
+    source = add("source", lambda a, s: 0, "manage sources")
+    provisioning.add_commands(
+        add,
+        org.add_subparsers(dest="org_command", required=True),
+        source.add_subparsers(dest="source_command", required=True),
+    )
+
+    simulate = add(
+        "simulate", cmd_simulate, "send simulated calls to a source, as its platform sends them"
+    )
+    simulate.add_argument("--url", required=True, help="the source's webhook URL")
+    simulate.add_argument(
+        "--secret",
+        help="the source's signing secret (whsec_… for generic); "
+        "not needed for platforms that do not sign",
+    )
+    simulate.add_argument(
+        "--calls-url",
+        help="for fixa: the webhook URL of a generic source that receives the analysed calls",
+    )
+    simulate.add_argument("--calls-secret", help="that generic source's whsec_… secret")
+    simulate.add_argument(
+        "--provider",
+        choices=platforms,
+        default="generic",
+        help="whose webhooks to play, signed as that platform signs them",
+    )
+    simulate.add_argument("--calls", type=int, default=10)
+    simulate.add_argument("--rate", type=float, default=2.0, help="calls started per second")
+    simulate.add_argument("--seed", type=int)
+
+    tail = add("tail", cmd_tail, "follow an ops stream (assembled calls or alerts) live")
+    tail.add_argument("stream", choices=["calls", "alerts"])
+    tail.add_argument(
+        "--from-start", action="store_true", help="print the entries already there first"
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per entry")
+    tail.add_argument("--count", type=int, metavar="N", help="stop after N entries")
+    tail.add_argument("--redis-url", help="default: $CALLWATCH_REDIS_URL")
+
+    replay = add("replay", cmd_replay, "assemble calls again from their stored events")
+    replay.add_argument("call_ids", nargs="*", metavar="CALL_ID", help="callwatch or provider id")
+    replay.add_argument("--failed", action="store_true", help="every call whose assembly failed")
+    replay.add_argument(
+        "--quarantined",
+        action="store_true",
+        help="every quarantined event (`callwatch quarantine list`): sent to the workers again",
+    )
+    replay.add_argument("--org", help="only this org's calls (name or id)")
+    replay.add_argument("--source", help="only this source's calls (id, or name with --org)")
+    replay.add_argument(
+        "--since",
+        metavar="ISO8601",
+        help="with --failed: started at or after (UTC if no zone); "
+        "with --quarantined: received at or after",
+    )
+    replay.add_argument(
+        "--until",
+        metavar="ISO8601",
+        help="with --failed: started at or before, a date: that day; with --quarantined: received",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="list them, change nothing")
+    replay.add_argument("--redis-url", help="default: $CALLWATCH_REDIS_URL")
+
+    calls = add("calls", lambda a, s: 0, "query calls over the HTTP API")
+    lookups.add_commands(add, calls.add_subparsers(dest="calls_command", required=True))
+    quarantined = add("quarantine", lambda a, s: 0, "events that could not be applied")
+    lookups.add_quarantine_commands(
+        add, quarantined.add_subparsers(dest="quarantine_command", required=True)
+    )
+    return root
+
+
+def main(argv: Sequence[str] | None = None, *, http: "Http | None" = None) -> int:
+    """`http` stands in for the `calls` commands' HTTP client (tests pass a TestClient)."""
+    args = parser().parse_args(argv, namespace=argparse.Namespace(http=http))
+    try:
+        settings = Settings()
+        return int(args.handler(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except CallwatchError as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # one line for people; the traceback is not for them
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            return _fail(
+                f"cannot reach the database ({exc.orig}); check CALLWATCH_DATABASE_URL "
+                "and run `callwatch migrate`"
+            )
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

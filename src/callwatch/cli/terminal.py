@@ -1,0 +1,282 @@
+"""The query API for people in a terminal: a small HTTP client and plain-text tables."""
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from callwatch.model.records import CallRecord, Cost, Stats
+from callwatch.pipeline.quarantine import QuarantinePage
+from callwatch.query.queries import CallPage
+from callwatch.query.stats import Aggregate, StatsResult
+
+TIMEOUT_S = 30.0
+Params = tuple[tuple[str, str], ...]
+
+
+class ApiError(Exception):
+    """Why a request failed, in one line."""
+
+
+class Response(Protocol):
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    def json(self, **kwargs: Any) -> Any: ...
+
+
+class Http(Protocol):
+    """The part of `httpx.Client` used here; Starlette's TestClient has it too."""
+
+    def get(
+        self, url: str, *, params: Params | None = ..., headers: Mapping[str, str] | None = ...
+    ) -> Response: ...
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    key: str
+    http: Http | None = None
+
+    def calls(self, params: Params) -> dict[str, Any]:
+        return self._get("/api/calls", params)
+
+    def call(self, call_id: str) -> dict[str, Any]:
+        return self._get(f"/api/calls/{quote(call_id, safe='')}", ())
+
+    def stats(self, params: Params) -> dict[str, Any]:
+        return self._get("/api/stats", params)
+
+    def quarantine(self, params: Params) -> dict[str, Any]:
+        return self._get("/api/quarantine", params)
+
+    def _get(self, path: str, params: Params) -> dict[str, Any]:
+        base = self.url.rstrip("/")
+        try:
+            response = self._send(base + path, params)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise ApiError(f"cannot reach {base}: is `callwatch up` running?") from None
+        except httpx.TransportError as exc:
+            raise ApiError(f"GET {base + path}: {type(exc).__name__}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            raise ApiError(problem_line(response.status_code, body, response.reason_phrase))
+        if not isinstance(body, dict):
+            raise ApiError(f"{base} did not answer with JSON: is it callwatch?")
+        return body
+
+    def _send(self, url: str, params: Params) -> Response:
+        headers = {"authorization": f"Bearer {self.key}", "accept": "application/json"}
+        if self.http is not None:
+            return self.http.get(url, params=params, headers=headers)
+        with httpx.Client(timeout=TIMEOUT_S) as http:
+            return http.get(url, params=params, headers=headers)
+
+
+def problem_line(status: int, body: Any, reason: str) -> str:
+    """`422 limit: Input should be …` from a problem+json body."""
+    if not isinstance(body, dict):
+        return f"{status} {reason}"
+    field, detail = body.get("field"), str(body.get("detail") or "")
+    if field and detail.startswith(f"{field}: "):
+        detail = detail[len(field) + 2 :]
+    label = field or body.get("title") or reason
+    return f"{status} {label}: {detail}" if detail else f"{status} {label}"
+
+
+LIST_HEADER = (
+    "STARTED (UTC)",
+    "ID",
+    "AGENT",
+    "STATUS",
+    "END REASON",
+    "DURATION",
+    "COST",
+    "RECORDING",
+)
+
+
+def call_table(body: dict[str, Any]) -> list[str]:
+    page = CallPage.model_validate(body)
+    rows = [_call_row(CallRecord.model_validate(item)) for item in page.items]
+    footer = f"{len(rows)} of {page.total} calls" + (f" (skipped {page.skip})" if page.skip else "")
+    return [*table(LIST_HEADER, rows, right={5, 6}), footer] if rows else [footer]
+
+
+def _call_row(record: CallRecord) -> list[str]:
+    return [
+        _time(record.created_at or record.initiated_at, "%Y-%m-%d %H:%M"),
+        record.id,
+        record.agent_id or "-",
+        record.status or "-",
+        record.end_reason or "-",
+        _duration(record.duration_s),
+        _cost(record.cost),
+        record.recording.status,
+    ]
+
+
+QUARANTINE_HEADER = ("QUARANTINED (UTC)", "EVENT", "SOURCE", "PROVIDER CALL ID", "CALL", "REASON")
+
+
+def quarantine_table(body: dict[str, Any]) -> list[str]:
+    page = QuarantinePage.model_validate(body)
+    rows = [
+        [
+            _time(item.quarantined_at),
+            item.id,
+            item.source,
+            item.provider_call_id or "-",
+            item.call_id or "-",
+            item.reason,
+        ]
+        for item in page.items
+    ]
+    footer = f"{len(rows)} of {page.total} quarantined events" + (
+        f" (skipped {page.skip})" if page.skip else ""
+    )
+    return [*table(QUARANTINE_HEADER, rows), footer] if rows else [footer]
+
+
+def call_view(body: dict[str, Any]) -> list[str]:
+    record = CallRecord.model_validate(body)
+    turn, done = record.latency.turn or Stats(), record.assembly
+    fields = {
+        "call": f"{record.id}  ({record.provider} {record.provider_call_id}, "
+        f"source {record.source})",
+        "agent": _words(record.agent_id, record.agent_name and f"({record.agent_name})"),
+        "campaign": record.campaign_id or "-",
+        "direction": _words(record.direction, record.channel),
+        "numbers": f"{record.from_number or '?'} -> {record.to_number or '?'}",
+        "status": _words(record.status, record.end_reason and f"({record.end_reason})"),
+        "started": _utc(record.created_at or record.initiated_at),
+        "answered": _utc(record.answered_at),
+        "ended": _utc(record.ended_at),
+        "duration": _duration(record.duration_s),
+        "latency": f"turn p50 {_ms(turn.p50)}, p95 {_ms(turn.p95)}; "
+        f"first word {_ms(record.latency.time_to_first_word_ms)}",
+        "cost": _cost_parts(record.cost),
+        "recording": _words(record.recording.status, record.recording.url),
+        "summary": (record.analysis and record.analysis.summary) or "-",
+        "assembly": ", ".join(
+            [done.state, f"{done.attempts} attempt{'' if done.attempts == 1 else 's'}"]
+            + ([f"at {_utc(done.assembled_at)}"] if done.assembled_at else [])
+            + ([f"last error: {done.last_error}"] if done.last_error else [])
+        ),
+    }
+    timeline = [[_time(entry.at), entry.status or "-", entry.event] for entry in record.timeline]
+    return [
+        *(f"{name:<10} {value}" for name, value in fields.items()),
+        "timeline (UTC)",
+        *(f"  {line}" for line in _columns(timeline)),
+    ]
+
+
+def stats_table(body: dict[str, Any]) -> list[str]:
+    result = StatsResult.model_validate(body)
+    currencies = [totals.currency for totals in result.overall.cost]
+    header = [
+        (result.group_by or "group").upper(),
+        "CALLS",
+        "ANSWER RATE",
+        "COMPLETED",
+        "FAILED",
+        "DURATION MEAN",
+        "DURATION P95",
+        "TURN P50 MEAN",
+        *(f"COST {currency or '(none)'}" for currency in currencies),
+    ]
+    rows = [
+        _stats_row("all", result.overall, currencies),
+        *(_stats_row(group.key or "(none)", group, currencies) for group in result.groups),
+    ]
+    return table(header, rows, right=range(1, len(header)))
+
+
+def _stats_row(label: str, aggregate: Aggregate, currencies: list[str | None]) -> list[str]:
+    totals = {entry.currency: entry.total for entry in aggregate.cost}
+    rate = aggregate.answer_rate
+    return [
+        label,
+        str(aggregate.calls),
+        "-" if rate is None else f"{rate:.1%}",
+        str(aggregate.by_status.get("completed", 0)),
+        str(aggregate.by_status.get("failed", 0)),
+        _duration(aggregate.duration_s.mean),
+        _duration(aggregate.duration_s.p95),
+        _ms(aggregate.turn_latency_p50_ms.mean),
+        *(_amount(totals[c]) if c in totals else "-" for c in currencies),
+    ]
+
+
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = ()
+) -> list[str]:
+    return _columns([header, *rows], right)
+
+
+def _columns(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))] if rows else []
+    return [
+        "  ".join(
+            cell.rjust(width) if index in right else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def _words(*parts: str | None) -> str:
+    return " ".join(part for part in parts if part) or "-"
+
+
+def _time(value: datetime | None, layout: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if value is None:
+        return "-"
+    return (value.astimezone(UTC) if value.tzinfo else value).strftime(layout)
+
+
+def _utc(value: datetime | None) -> str:
+    return "-" if value is None else f"{_time(value)} UTC"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, rest = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def _amount(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def _cost(cost: Cost | None) -> str:
+    if cost is None or cost.total is None:
+        return "-"
+    return _words(_amount(cost.total), cost.currency)
+
+
+def _cost_parts(cost: Cost | None) -> str:
+    if cost is None:
+        return "-"
+    parts = ("llm", "stt", "tts", "telephony", "platform")
+    known = ", ".join(
+        f"{part} {_amount(value)}" for part in parts if (value := getattr(cost, part)) is not None
+    )
+    return _words(_cost(cost), known and f"({known})")

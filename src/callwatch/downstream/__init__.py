@@ -1,0 +1,1 @@
+"""What leaves: subscriptions and their signed deliveries, the delivery log, ops streams."""

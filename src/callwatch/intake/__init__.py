@@ -1,0 +1,3 @@
+"""Webhooks in: the endpoint, verify/parse/group commit, the inbox and its libpq writer,
+intake counts.
+"""

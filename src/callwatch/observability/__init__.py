@@ -1,0 +1,1 @@
+"""`/metrics`, `/healthz` and `/readyz`: what the service says about itself."""

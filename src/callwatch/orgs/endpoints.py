@@ -1,0 +1,96 @@
+"""Org management (admin token) and source management (org API key), design.md §4."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from callwatch.db import transaction
+from callwatch.orgs import tenancy
+from callwatch.outbound import ssrf
+from callwatch.runtime import utcnow
+from callwatch.tables import Source
+from callwatch.validation import parse_body, read_body
+from callwatch.web.auth import require_admin, require_org
+from callwatch.web.services import Services
+
+
+async def create_org(request: Request) -> JSONResponse:
+    require_admin(request)
+    data = parse_body(tenancy.OrgIn, await read_body(request))
+    services: Services = request.app.state.services
+
+    def create() -> dict[str, Any]:
+        with transaction(services.runtime.sessions) as session:
+            org, key = tenancy.create_org(session, data, utcnow())
+            return OrgCreated(id=org.id, name=org.name, api_key=key).model_dump(mode="json")
+
+    return JSONResponse(await run_in_threadpool(create), status_code=201)
+
+
+class OrgCreated(BaseModel):
+    id: str
+    name: str
+    api_key: str = Field(description="shown once; stored hashed")
+
+
+class SourceView(BaseModel):
+    id: str
+    name: str
+    provider: str
+    webhook_url: str = Field(description="point the platform's webhooks here")
+    settings: dict[str, Any]
+    created_at: datetime
+
+
+class SourceCreated(SourceView):
+    signing_secret: str | None = Field(None, description="shown once, for signed providers")
+
+
+class SourceList(BaseModel):
+    items: list[SourceView]
+
+
+def source_view(source: Source, public_url: str) -> dict[str, Any]:
+    return SourceView(
+        id=source.id,
+        name=source.name,
+        provider=source.provider,
+        webhook_url=tenancy.webhook_url(public_url, source),
+        settings=source.settings,
+        created_at=source.created_at,
+    ).model_dump(mode="json")
+
+
+def create_source(request: Request, body: bytes) -> JSONResponse:
+    services: Services = request.app.state.services
+    org_id = require_org(request)
+    data = parse_body(tenancy.SourceIn, body)
+    guard = ssrf.Guard(services.runtime.settings.allow_private_targets)
+    with transaction(services.runtime.sessions) as session:
+        source, secret = tenancy.create_source(
+            session, services.runtime.vault, org_id, data, utcnow(), guard=guard
+        )
+        view = source_view(source, services.runtime.settings.public_url)
+    if secret is not None:
+        view["signing_secret"] = secret
+    return JSONResponse(view, status_code=201)
+
+
+async def sources(request: Request) -> JSONResponse:
+    if request.method == "POST":
+        body = await read_body(request)
+        return await run_in_threadpool(create_source, request, body)
+    return await run_in_threadpool(list_sources, request)
+
+
+def list_sources(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    org_id = require_org(request)
+    public_url = services.runtime.settings.public_url
+    with transaction(services.runtime.sessions) as session:
+        items = [source_view(s, public_url) for s in tenancy.list_sources(session, org_id)]
+    return JSONResponse({"items": items})

@@ -1,0 +1,205 @@
+"""Orgs, their API keys and their sources; data functions take a Session and never commit."""
+
+import ipaddress
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, Field, HttpUrl, StringConstraints
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from callwatch import ids, providers
+from callwatch.crypto import Vault, hash_key
+from callwatch.errors import Conflict, InvalidInput, NotFound
+from callwatch.outbound import ssrf
+from callwatch.providers.base import SourceConfig
+from callwatch.tables import ApiKey, Org, Source
+
+
+class OrgIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+def _address_or_network(value: str) -> str:
+    if _network(value) is None:
+        raise ValueError("expected an IP address or a CIDR network, e.g. 203.0.113.0/24")
+    return value.strip()
+
+
+AddressOrNetwork = Annotated[
+    str, StringConstraints(max_length=64), AfterValidator(_address_or_network)
+]
+
+
+class SourceSettings(BaseModel):
+    api_base_url: HttpUrl | None = None
+    detail_url: str | None = None
+    allowed_ips: list[AddressOrNetwork] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="addresses or CIDR networks (IPv4 or IPv6) webhooks may come from; empty: any",
+    )
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=4096)  # intake checks every webhook of a source against the same list
+def _network(text: str) -> Network | None:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def ip_allowed(allowed: list[str], client_ip: str | None) -> bool:
+    """Whether the client's address is in one of the `allowed_ips` (addresses or networks)."""
+    try:
+        address = ipaddress.ip_address(client_ip or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for text in allowed:
+        network = _network(text)  # an entry saved before it was validated may be None
+        if network is not None and address in network:
+            return True
+    return False
+
+
+class SourceIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    provider: str
+    settings: SourceSettings = Field(default_factory=SourceSettings)
+    credentials: dict[str, str] = Field(default_factory=dict)
+
+
+def create_org(session: Session, data: OrgIn, now: datetime) -> tuple[Org, str]:
+    """Create an org and its first API key; the key is returned once and stored hashed."""
+    if session.scalar(select(Org.id).where(Org.name == data.name)) is not None:
+        raise Conflict(f"an org named {data.name!r} already exists", field="name")
+    org = Org(id=ids.new_id("org"), name=data.name, created_at=now)
+    session.add(org)
+    session.flush()
+    return org, issue_api_key(session, org.id, now)
+
+
+def issue_api_key(session: Session, org_id: str, now: datetime) -> str:
+    key = ids.new_token("cw_")
+    session.add(
+        ApiKey(
+            id=ids.new_id("key"),
+            org_id=org_id,
+            key_hash=hash_key(key),
+            prefix=key[:7],
+            created_at=now,
+        )
+    )
+    return key
+
+
+def org_for_key(session: Session, api_key: str) -> str | None:
+    return session.scalar(select(ApiKey.org_id).where(ApiKey.key_hash == hash_key(api_key)))
+
+
+def get_org(session: Session, name_or_id: str) -> Org:
+    org = session.scalar(select(Org).where((Org.id == name_or_id) | (Org.name == name_or_id)))
+    if org is None:
+        raise NotFound(f"no org {name_or_id!r}")
+    return org
+
+
+CALL_ID = "{call_id}"
+
+
+def vet_settings(settings: SourceSettings, guard: ssrf.Guard) -> None:
+    """The URLs callwatch will fetch for the source reach public addresses only (the guard
+    checks them again at every connect): InvalidInput naming the setting otherwise."""
+    if settings.api_base_url is not None:
+        url = str(settings.api_base_url)
+        ssrf.vet_url(url, guard, field="settings.api_base_url", use="can be fetched")
+    if settings.detail_url is not None:
+        template = settings.detail_url
+        field = "settings.detail_url"
+        example = template.replace(CALL_ID, "call_id")
+        ssrf.check_url(example, field)
+        if CALL_ID in urlsplit(template).netloc:
+            # The call id comes from the platform's webhook: it must not pick the host.
+            raise InvalidInput(
+                f"{field}: {CALL_ID} may stand in the path or query only", field=field
+            )
+        ssrf.vet_url(example, guard, field=field, use="can be fetched")
+
+
+def create_source(
+    session: Session,
+    vault: Vault,
+    org_id: str,
+    data: SourceIn,
+    now: datetime,
+    *,
+    guard: ssrf.Guard,
+) -> tuple[Source, str | None]:
+    """Create a source; returns it and the signing secret generated for it, if any (shown once).
+
+    Its URLs are vetted first: called before other statements, the DNS lookups hold no lock."""
+    vet_settings(data.settings, guard)
+    try:
+        adapter = providers.get(data.provider)
+    except KeyError:
+        raise InvalidInput(
+            f"unknown provider {data.provider!r}; known: {', '.join(providers.names())}",
+            field="provider",
+        ) from None
+    credentials = dict(data.credentials)
+    generated = adapter.prepare_credentials(credentials)
+    source = Source(
+        id=ids.new_id("src"),
+        org_id=org_id,
+        name=data.name,
+        provider=data.provider,
+        webhook_token=ids.new_token(nbytes=24),
+        settings=data.settings.model_dump(mode="json"),
+        credentials=vault.seal(credentials),
+        created_at=now,
+    )
+    session.add(source)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"a source named {data.name!r} already exists", field="name") from None
+    return source, generated
+
+
+def list_sources(session: Session, org_id: str) -> list[Source]:
+    return list(session.scalars(select(Source).where(Source.org_id == org_id).order_by(Source.id)))
+
+
+def source_by_token(session: Session, vault: Vault, token: str) -> SourceConfig | None:
+    source = session.scalar(select(Source).where(Source.webhook_token == token))
+    return None if source is None else config_of(source, vault)
+
+
+def source_by_id(session: Session, vault: Vault, source_id: str) -> SourceConfig:
+    source = session.get(Source, source_id)
+    if source is None:
+        raise NotFound(f"no source {source_id!r}")
+    return config_of(source, vault)
+
+
+def config_of(source: Source, vault: Vault) -> SourceConfig:
+    return SourceConfig(
+        id=source.id,
+        org_id=source.org_id,
+        name=source.name,
+        provider=source.provider,
+        settings=source.settings,
+        credentials=vault.open(source.credentials),
+    )
+
+
+def webhook_url(public_url: str, source: Source) -> str:
+    return f"{public_url.rstrip('/')}/webhooks/{source.webhook_token}"

@@ -1,0 +1,1 @@
+"""Bolna: webhook adapter and execution details."""

@@ -1,0 +1,1 @@
+"""Origins (Dialflo): webhook adapter and call details."""

@@ -1,0 +1,1 @@
+"""Retell: webhook adapter, the call object, details."""

@@ -1,0 +1,1 @@
+"""Telnyx: webhook adapter and details."""

@@ -1,0 +1,1 @@
+"""Twilio: webhook adapter, the call resource, request signatures."""

@@ -1,0 +1,1 @@
+"""Vapi: webhook adapter, auth, the call object, details."""

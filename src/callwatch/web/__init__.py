@@ -1,0 +1,3 @@
+"""The HTTP edge's plumbing: the web process's services, auth, problem+json, the OpenAPI
+document.
+"""

@@ -1,0 +1,316 @@
+"""The OpenAPI 3.1 document, generated from the pydantic models each route parses and returns."""
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from callwatch.alerts import endpoints as alert_api
+from callwatch.downstream import endpoints as subscription_api
+from callwatch.intake import endpoints as webhooks
+from callwatch.model.records import CallRecord
+from callwatch.observability import endpoints as health
+from callwatch.orgs import endpoints, tenancy
+from callwatch.pipeline import quarantine
+from callwatch.providers.generic import GenericEnvelope
+from callwatch.query import call_stats, export, queries, stats
+from callwatch.query.filters import ALIASES
+from callwatch.web.operations import ListOf, Operation
+from callwatch.web.problems import Problem
+
+REF = "#/components/schemas/{model}"
+OPERATIONS = [
+    Operation(
+        "post",
+        "/webhooks/{webhook_token}",
+        "Receive a platform's webhook",
+        "intake",
+        auth=None,
+        body=GenericEnvelope,
+        ok=202,
+        response=webhooks.WebhookReply,
+        errors=(401, 404, 413),
+        description="The body is whatever the source's platform sends; shown here is the "
+        "`generic` provider's event (Standard Webhooks signed). 202 only after the event is "
+        "stored durably.",
+    ),
+    Operation(
+        "post",
+        "/api/admin/orgs",
+        "Create an org and its first API key",
+        "admin",
+        auth="admin",
+        body=tenancy.OrgIn,
+        ok=201,
+        response=endpoints.OrgCreated,
+        errors=(409,),
+    ),
+    Operation(
+        "get", "/api/sources", "List the org's sources", "sources", response=endpoints.SourceList
+    ),
+    Operation(
+        "post",
+        "/api/sources",
+        "Add a source (a webhook URL for one platform account)",
+        "sources",
+        body=tenancy.SourceIn,
+        ok=201,
+        response=endpoints.SourceCreated,
+    ),
+    Operation(
+        "get",
+        "/api/calls",
+        "List calls, newest first",
+        "calls",
+        query=queries.ListQuery,
+        response=queries.CallPage,
+        description="Items are summaries (no transcript) unless `include=transcript`. Page with "
+        "`skip`+`limit` or `page`+`limit`; `total` counts every call the filters match.",
+    ),
+    Operation(
+        "get",
+        "/api/calls/export",
+        "Export every matching call",
+        "calls",
+        query=export.ExportQuery,
+        response={"application/x-ndjson": "one full record per line", "text/csv": "a summary row"},
+    ),
+    Operation(
+        "post",
+        "/api/calls/search",
+        "Fetch up to 100 calls by id",
+        "calls",
+        body=queries.SearchBody,
+        response=queries.SearchResult,
+    ),
+    Operation(
+        "get",
+        "/api/calls/{call_id}",
+        "Get one call's record",
+        "calls",
+        response=CallRecord,
+        description="`call_id` is callwatch's id or the platform's call id.",
+    ),
+    Operation(
+        "get",
+        "/api/calls/{call_id}/events",
+        "The call's stored raw events, oldest first",
+        "calls",
+        response=ListOf(queries.StoredEvent),
+    ),
+    Operation(
+        "get",
+        "/api/agents/{agent_id}/call_stats",
+        "An agent's calls with per-stage data (reference 000's shape)",
+        "calls",
+        query=queries.ListQuery,
+        response=ListOf(call_stats.AgentCall),
+    ),
+    Operation(
+        "get",
+        "/api/stats",
+        "Aggregates over the matching calls",
+        "stats",
+        query=stats.StatsQuery,
+        response=stats.StatsResult,
+    ),
+    Operation(
+        "get",
+        "/api/quarantine",
+        "Events that could not be applied, the latest first",
+        "calls",
+        query=quarantine.QuarantineQuery,
+        response=quarantine.QuarantinePage,
+        description="An accepted event that a worker could not apply is kept here with the "
+        "reason, never dropped; `callwatch replay --quarantined` applies it again once the "
+        "cause is fixed, and it leaves this list when it applies.",
+    ),
+    Operation("get", "/healthz", "Liveness", "health", auth=None, response=health.Health),
+    Operation(
+        "get",
+        "/readyz",
+        "Readiness: the database, intake and Redis can serve",
+        "health",
+        auth=None,
+        response=health.Readiness,
+        errors=(503,),
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "Prometheus metrics",
+        "health",
+        auth=None,
+        response={"text/plain": "the Prometheus text exposition format"},
+    ),
+    *alert_api.OPERATIONS,
+    *subscription_api.OPERATIONS,
+]
+
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "admin": [{"adminToken": []}],
+    "org": [{"apiKey": []}],
+}
+
+
+def document(version: str) -> dict[str, Any]:
+    """The whole OpenAPI document for the routes in OPERATIONS."""
+    uses: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
+    for operation in OPERATIONS:
+        for model, mode in _models_of(operation):
+            if (model, mode) not in uses:
+                uses.append((model, mode))
+    refs, definitions = models_json_schema(uses, ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = _operation(operation, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "callwatch",
+            "version": version,
+            "description": "Voice-call webhooks in, assembled call records out.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "an org API key"},
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "admin token"},
+            },
+        },
+    }
+
+
+def _models_of(operation: Operation) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    found: list[tuple[type[BaseModel], JsonSchemaMode]] = []
+    if operation.query is not None:
+        found.append((operation.query, "validation"))
+    if operation.body is not None:
+        found.append((operation.body, "validation"))
+    response = operation.response
+    if isinstance(response, ListOf):
+        found.append((response.model, "serialization"))
+    elif isinstance(response, type):
+        found.append((response, "serialization"))
+    return found
+
+
+def _operation(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "summary": operation.summary,
+        "tags": [operation.tag],
+        "operationId": _operation_id(operation),
+        "parameters": _path_parameters(operation.path) + _query_parameters(operation),
+        "responses": {str(operation.ok): _success(operation, refs)},
+    }
+    if operation.description:
+        spec["description"] = operation.description
+    if operation.auth is not None:
+        spec["security"] = _SECURITY[operation.auth]
+    if operation.body is not None:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(operation.body, "validation")]}},
+        }
+    for status in _errors_of(operation):
+        spec["responses"][str(status)] = {
+            "description": _ERRORS[status],
+            "content": {"application/problem+json": {"schema": refs[(Problem, "serialization")]}},
+        }
+    return spec
+
+
+def _errors_of(operation: Operation) -> list[int]:
+    errors = set(operation.errors)
+    if operation.auth is not None:
+        errors |= {401, 503}
+    if operation.body is not None:
+        errors |= {400, 422, 503}
+    if operation.query is not None:
+        errors.add(422)
+    if "{" in operation.path:
+        errors.add(404)
+    return sorted(errors)
+
+
+def _operation_id(operation: Operation) -> str:
+    words = re.sub(r"[^a-z0-9]+", "_", f"{operation.method} {operation.path}".lower())
+    return words.strip("_")
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+
+
+def _query_parameters(operation: Operation) -> list[dict[str, Any]]:
+    if operation.query is None:
+        return []
+    schema = operation.query.model_json_schema(ref_template=REF)
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        if operation.path.startswith("/api/agents/") and name == "agent_id":
+            continue  # the path says which agent
+        description = prop.pop("description", None)
+        prop = _present(prop)
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+        }
+        if description:
+            parameter["description"] = description
+        if prop.get("type") == "array":
+            parameter |= {"style": "form", "explode": True}
+        parameters.append(parameter)
+        if name in ALIASES.values() and not operation.path.startswith("/api/agents/"):
+            alias = next(key for key, value in ALIASES.items() if value == name)
+            parameters.append(parameter | {"name": alias, "description": f"alias of {name}"})
+    return parameters
+
+
+def _present(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is sent or not; it cannot be null."""
+    schema = {key: value for key, value in schema.items() if key not in ("title", "default")}
+    options: list[dict[str, Any]] = [
+        option for option in schema.pop("anyOf", []) if option != {"type": "null"}
+    ]
+    if len(options) == 1:
+        return schema | options[0]
+    return schema | ({"anyOf": options} if options else {})
+
+
+def _success(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    response = operation.response
+    if response is None:
+        return {"description": "done"}
+    if isinstance(response, dict):
+        return {
+            "description": "a streamed file",
+            "content": {
+                media: {"schema": {"type": "string", "description": text}}
+                for media, text in response.items()
+            },
+        }
+    if isinstance(response, ListOf):
+        schema = {"type": "array", "items": refs[(response.model, "serialization")]}
+    else:
+        schema = refs[(response, "serialization")]
+    return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    400: "the body is not parseable",
+    401: "missing or invalid credentials or signature",
+    404: "not found (or another org's)",
+    409: "already exists",
+    413: "body over the limit",
+    422: "a parameter or field is invalid; `field` names it",
+    503: "the database is unreachable; retry",
+}

@@ -1,0 +1,38 @@
+"""What the web process holds for its lifetime: runtime, intake, producer."""
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+
+from callwatch.intake.receiver import Intake
+from callwatch.probe import Probe
+from callwatch.queue import Producer
+from callwatch.runtime import Runtime
+
+
+@dataclass
+class Services:
+    runtime: Runtime
+    admin_token: str
+    intake: Intake
+    producer: Producer
+    probes: "Probes" = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.probes = Probes(self)
+
+
+class Probes:
+    """The readiness probe's checks, each bounded by PROBE_TIMEOUT_S and run one at a time."""
+
+    def __init__(self, services: Services) -> None:
+        self.database = Probe(lambda: _select_1(services.runtime), PROBE_TIMEOUT_S)
+        self.redis = Probe(services.producer.ping, PROBE_TIMEOUT_S)
+
+
+PROBE_TIMEOUT_S = 0.5
+
+
+def _select_1(runtime: Runtime) -> None:
+    with runtime.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
