@@ -33,7 +33,7 @@ from tests.simulated_calls import (
     source_config,
 )
 
-PAYLOADS = Path(__file__).parent / "payloads"
+PAYLOADS = Path(__file__).parent.parent / "payloads"
 REPORTED_AT = datetime.fromtimestamp(1775121402.3, UTC)  # the Vapi report's own timestamp
 
 

@@ -24,7 +24,7 @@ from callwatch.simulator import BackgroundServer
 from tests.conftest import create_org, path_of
 from tests.factories import assembled_record, webhook_request
 
-PAYLOADS = Path(__file__).parent / "payloads" / "atoms"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "atoms"
 RECEIVED = datetime(2026, 5, 8, 7, 51, 58, 500000, tzinfo=UTC)
 WEBHOOKS = ("pre_conversation", "post_conversation", "analytics_completed")
 # When each webhook arrives: the call is answered, ends, and is analysed 40 s later.

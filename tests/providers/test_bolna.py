@@ -32,7 +32,7 @@ from callwatch.simulator import BackgroundServer
 from tests.conftest import create_org
 from tests.factories import assembled_record, post_unsigned, webhook_request
 
-PAYLOADS = Path(__file__).parent / "payloads" / "bolna"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "bolna"
 RECEIVED = datetime(2026, 7, 14, 10, 5, 40, tzinfo=UTC)
 EXECUTION_ID = "4c06b4d1-4096-4561-919a-4f94539c8d4a"
 STATUSES = ("queued", "initiated", "ringing", "in_progress", "call_disconnected", "completed")

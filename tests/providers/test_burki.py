@@ -29,7 +29,7 @@ from tests.factories import (
     webhook_request,
 )
 
-PAYLOADS = Path(__file__).parent / "payloads" / "burki"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "burki"
 RECEIVED = datetime(2026, 4, 14, 16, 2, 11, 900000, tzinfo=UTC)
 SID = "CA3f9a0c2e5b7d41e68c0a9b1d2e3f4a5b"
 WEBHOOKS = ("status_update", "end_of_call_report")

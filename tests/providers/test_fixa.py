@@ -21,7 +21,7 @@ from callwatch.tables import PendingJoin
 from tests.conftest import create_org, create_source, path_of, signed
 from tests.factories import assembled_record, webhook_request
 
-PAYLOADS = Path(__file__).parent / "payloads" / "fixa"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "fixa"
 ANALYSED_AT = datetime(2026, 3, 2, 18, 22, 41, tzinfo=UTC)
 CALL_ID = "gen-call-0001"
 

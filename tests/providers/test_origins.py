@@ -25,7 +25,7 @@ from callwatch.simulator import PLATFORMS, BackgroundServer, DetailServer, SimCa
 from tests.conftest import create_org, path_of
 from tests.factories import assembled_record, webhook_request
 
-PAYLOADS = Path(__file__).parent / "payloads" / "origins"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "origins"
 CALL_ID = "5b0f3c8e-2a71-4d9c-9e43-7f1a6c2d8b05"
 ENDED = datetime(2025, 6, 25, 5, 27, 26, tzinfo=UTC)  # 10:57:26+05:30
 RECEIVED = ENDED + timedelta(seconds=1)

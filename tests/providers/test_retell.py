@@ -28,7 +28,7 @@ from callwatch.simulator import retell as simulated
 from tests.conftest import create_org, path_of
 from tests.factories import assembled_record, in_state, wait_for_call, webhook_request
 
-PAYLOADS = Path(__file__).parent / "payloads" / "retell"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "retell"
 CALL_ID = "call_4f1c2a9e8b7d6c5e3a2f1b0c9d8"
 STARTED = datetime(2026, 3, 12, 15, 4, 5, 250000, tzinfo=UTC)
 WEBHOOKS = ("call_started", "call_ended", "call_analyzed")

@@ -34,7 +34,7 @@ from callwatch.simulator import telnyx as simulated
 from tests.conftest import create_org, path_of
 from tests.factories import assembled_record, webhook_request
 
-PAYLOADS = Path(__file__).parent / "payloads" / "telnyx"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "telnyx"
 RECEIVED = datetime(2026, 9, 2, 9, 18, 20, tzinfo=UTC)
 SESSION = "5c1a5b1e-8f4e-11f0-9a61-02420aef93a0"
 CONTROL_ID = "v3:u5OAKGEPT3Dx8SnrLo2-sIUEXmS4tEsMDFtNTLyIJkDiUrDyk4bJlw"

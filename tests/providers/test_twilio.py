@@ -37,7 +37,7 @@ from callwatch.simulator import twilio as simulated
 from tests.conftest import create_org, path_of
 from tests.factories import assembled_record, wait_for_call
 
-PAYLOADS = Path(__file__).parent / "payloads" / "twilio"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "twilio"
 PUBLIC = "https://calls.example.com"  # CALLWATCH_PUBLIC_URL: the proxy in front of callwatch
 TOKEN = "5f2b8c1e9d4a7f3b6e0c2d8a1b9f4e7c"
 AC = "AC9f3c2b1a0e8d7c6b5a4f3e2d1c0b9a8f"

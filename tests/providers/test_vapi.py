@@ -30,7 +30,7 @@ from callwatch.simulator import BackgroundServer
 from tests.conftest import create_org, path_of
 from tests.factories import assembled_record, in_state, wait_for_call, webhook_request
 
-PAYLOADS = Path(__file__).parent / "payloads" / "vapi"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "vapi"
 CALL_ID = "b3f1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 RECEIVED = datetime(2026, 4, 2, 9, 16, 45, tzinfo=UTC)
 WEBHOOKS = (
