@@ -1,4 +1,4 @@
-"""The Starlette application: routes, error mapping and the per-process lifecycle."""
+"""The Starlette application: mounts each package's endpoints, maps errors, runs the lifecycle."""
 
 import gc
 from collections.abc import AsyncIterator
@@ -6,54 +6,38 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import Match, Route
+from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
-from callwatch.alerts import endpoints as alert_api
-from callwatch.downstream import endpoints as subscription_api
-from callwatch.intake import counts
-from callwatch.intake import endpoints as webhooks
+from callwatch.alerts import endpoints as alerts
+from callwatch.downstream import endpoints as downstream
+from callwatch.intake import endpoints as intake
 from callwatch.intake.inbox_writer import InboxWriter
 from callwatch.intake.receiver import APPLICATION_NAME, Intake
 from callwatch.intake.source_cache import Sources
 from callwatch.logs import configure_logging
-from callwatch.observability import endpoints as exposition
-from callwatch.observability import endpoints as health
-from callwatch.orgs import endpoints
-from callwatch.query import endpoints as api
+from callwatch.observability import endpoints as observability
+from callwatch.orgs import endpoints as orgs
+from callwatch.query import endpoints as query
 from callwatch.queue import Background, Producer
 from callwatch.runtime import Runtime, admin_token
 from callwatch.settings import Settings
-from callwatch.web import endpoints as docs
+from callwatch.web import endpoints as web
+from callwatch.web.operations import routes
 from callwatch.web.problems import HANDLERS, handle
 from callwatch.web.services import Services
 
-WEBHOOK = Route(
-    "/webhooks/{webhook_token}",
-    counts.Counted(webhooks.WebhookEndpoint()),
-    methods=["POST"],
+WEBHOOK, *API = routes(
+    [
+        intake.WEBHOOK,
+        *orgs.ENDPOINTS,
+        *query.ENDPOINTS,
+        *observability.ENDPOINTS,
+        *alerts.ENDPOINTS,
+        *downstream.ENDPOINTS,
+    ]
 )
-
-ROUTES = [
-    WEBHOOK,
-    Route("/api/admin/orgs", endpoints.create_org, methods=["POST"]),
-    Route("/api/sources", endpoints.sources, methods=["GET", "POST"]),
-    Route("/api/calls", api.list_calls, methods=["GET"]),
-    Route("/api/calls/export", api.export_calls, methods=["GET"]),
-    Route("/api/calls/search", api.search_calls, methods=["POST"]),
-    Route("/api/calls/{call_id}", api.get_call, methods=["GET"]),
-    Route("/api/calls/{call_id}/events", api.call_events, methods=["GET"]),
-    Route("/api/agents/{agent_id}/call_stats", api.agent_call_stats, methods=["GET"]),
-    Route("/api/stats", api.call_aggregates, methods=["GET"]),
-    Route("/api/quarantine", api.quarantined_events, methods=["GET"]),
-    Route("/openapi.json", docs.openapi_json, methods=["GET"]),
-    Route("/docs", docs.page, methods=["GET"]),
-    Route("/healthz", health.healthz, methods=["GET"]),
-    Route("/readyz", health.readyz, methods=["GET"]),
-    Route("/metrics", exposition.metrics, methods=["GET"]),
-    *alert_api.ROUTES,
-    *subscription_api.ROUTES,
-]
+ROUTES = [WEBHOOK, *API, *web.ROUTES]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -20,6 +20,7 @@ from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 from callwatch.simulator import BackgroundServer
 from callwatch.web import openapi
+from callwatch.web.operations import operations
 from tests.factories import Tenant, add_call, tenant
 
 
@@ -57,7 +58,7 @@ def served(settings: Settings, runtime: Runtime) -> Iterator[tuple[str, Tenant]]
         yield server.url, owner
 
 
-schema = schemathesis.openapi.from_dict(openapi.document("test"))
+schema = schemathesis.openapi.from_dict(openapi.document("test", operations(ROUTES)))
 
 
 @schema.parametrize()

@@ -4,7 +4,6 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from callwatch.alerts import rules
 from callwatch.alerts.rules import (
@@ -102,15 +101,12 @@ def get_alert(request: Request) -> Response:
         return _json(rules.get_alert(session, org_id, path_param(request, "alert_id")))
 
 
-ROUTES = [
-    Route(RULES, rule_collection, methods=["GET", "POST"]),
-    Route(RULE, rule_item, methods=["GET", "PATCH", "DELETE"]),
-    Route(ALERTS, list_alerts, methods=["GET"]),
-    Route(ALERT, get_alert, methods=["GET"]),
-]
-OPERATIONS = [
-    Operation("get", RULES, "List the org's alert rules", "alerts", response=RuleList),
+ENDPOINTS = [
     Operation(
+        rule_collection, "get", RULES, "List the org's alert rules", "alerts", response=RuleList
+    ),
+    Operation(
+        rule_collection,
         "post",
         RULES,
         "Add an alert rule",
@@ -122,8 +118,9 @@ OPERATIONS = [
         "`window` rule has a `window` measured every `CALLWATCH_WINDOW_EVAL_INTERVAL_S`. A "
         "broken expression is a 422 whose detail names the column and what was expected.",
     ),
-    Operation("get", RULE, "Get an alert rule", "alerts", response=RuleView),
+    Operation(rule_item, "get", RULE, "Get an alert rule", "alerts", response=RuleView),
     Operation(
+        rule_item,
         "patch",
         RULE,
         "Change an alert rule",
@@ -132,8 +129,9 @@ OPERATIONS = [
         response=RuleView,
         description="Only the fields given change; `null` clears `agent_id` or `source`.",
     ),
-    Operation("delete", RULE, "Delete an alert rule and its alerts", "alerts", ok=204),
+    Operation(rule_item, "delete", RULE, "Delete an alert rule and its alerts", "alerts", ok=204),
     Operation(
+        list_alerts,
         "get",
         ALERTS,
         "List alerts, newest first",
@@ -143,5 +141,5 @@ OPERATIONS = [
         description="`fired`: a call rule matched a call; `open`/`resolved`: a window rule's "
         "condition held / has cleared.",
     ),
-    Operation("get", ALERT, "Get an alert", "alerts", response=AlertView),
+    Operation(get_alert, "get", ALERT, "Get an alert", "alerts", response=AlertView),
 ]

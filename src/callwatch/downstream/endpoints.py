@@ -9,7 +9,6 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from callwatch.db import transaction
 from callwatch.downstream import delivery_log, subscriptions
@@ -173,25 +172,14 @@ def resend_range(request: Request, body: bytes) -> Response:
     return _json(Resent(queued=len(chosen)), 202)
 
 
-ROUTES: list[Route] = [
-    Route(BASE, _with_body(create), methods=["POST"]),
-    Route(BASE, list_all, methods=["GET"]),
-    Route(ONE, get_one, methods=["GET"]),
-    Route(ONE, _with_body(patch), methods=["PATCH"]),
-    Route(ONE, delete, methods=["DELETE"]),
-    Route(ONE + "/rotate-secret", rotate_secret, methods=["POST"]),
-    Route(ONE + "/deliveries", list_deliveries, methods=["GET"]),
-    Route(ONE + "/deliveries/{delivery_id}/resend", resend_one, methods=["POST"]),
-    Route(ONE + "/resend", _with_body(resend_range), methods=["POST"]),
-]
-
 _RESEND = (
     "Sets it pending and due now with a fresh round of attempts; the webhook-id stays the same "
     "and the attempt log continues. 409 if the subscription is disabled."
 )
 
-OPERATIONS: list[Operation] = [
+ENDPOINTS = [
     Operation(
+        _with_body(create),
         "post",
         BASE,
         "Create a subscription",
@@ -202,9 +190,10 @@ OPERATIONS: list[Operation] = [
         description="The reply carries the whsec_ signing secret, once. A URL on a private, "
         "loopback, link-local or metadata address is refused (422 naming `url`).",
     ),
-    Operation("get", BASE, "List subscriptions", TAG, response=SubscriptionList),
-    Operation("get", ONE, "Get a subscription", TAG, response=SubscriptionView),
+    Operation(list_all, "get", BASE, "List subscriptions", TAG, response=SubscriptionList),
+    Operation(get_one, "get", ONE, "Get a subscription", TAG, response=SubscriptionView),
     Operation(
+        _with_body(patch),
         "patch",
         ONE,
         "Change a subscription",
@@ -215,9 +204,16 @@ OPERATIONS: list[Operation] = [
         "`enabled: true` re-enables one callwatch disabled.",
     ),
     Operation(
-        "delete", ONE, "Delete a subscription and its deliveries", TAG, ok=204, response=None
+        delete,
+        "delete",
+        ONE,
+        "Delete a subscription and its deliveries",
+        TAG,
+        ok=204,
+        response=None,
     ),
     Operation(
+        rotate_secret,
         "post",
         ONE + "/rotate-secret",
         "Rotate the signing secret",
@@ -227,6 +223,7 @@ OPERATIONS: list[Operation] = [
         "(two `v1,` signatures) until `previous_secret_expires_at`.",
     ),
     Operation(
+        list_deliveries,
         "get",
         ONE + "/deliveries",
         "The delivery log",
@@ -237,6 +234,7 @@ OPERATIONS: list[Operation] = [
         "repeat or take commas.",
     ),
     Operation(
+        resend_one,
         "post",
         ONE + "/deliveries/{delivery_id}/resend",
         "Re-send one delivery",
@@ -247,6 +245,7 @@ OPERATIONS: list[Operation] = [
         description=_RESEND + " `queued` is 0 while an attempt is under way.",
     ),
     Operation(
+        _with_body(resend_range),
         "post",
         ONE + "/resend",
         "Re-send the deliveries created in a time range",

@@ -8,7 +8,9 @@ from starlette.types import Receive, Scope, Send
 
 from callwatch.intake import counts
 from callwatch.providers.base import RequestHeaders, WebhookRequest
+from callwatch.providers.generic import GenericEnvelope
 from callwatch.validation import path_param, read_limited
+from callwatch.web.operations import Operation
 from callwatch.web.services import Services
 
 
@@ -56,3 +58,20 @@ def _public_url(base: str, scope: Scope) -> str:
     query: str = scope["query_string"].decode("latin-1")
     path: str = scope["path"]
     return base.rstrip("/") + path + (f"?{query}" if query else "")
+
+
+WEBHOOK = Operation(
+    counts.Counted(WebhookEndpoint()),
+    "post",
+    "/webhooks/{webhook_token}",
+    "Receive a platform's webhook",
+    "intake",
+    auth=None,
+    body=GenericEnvelope,
+    ok=202,
+    response=WebhookReply,
+    errors=(401, 404, 413),
+    description="The body is whatever the source's platform sends; shown here is the "
+    "`generic` provider's event (Standard Webhooks signed). 202 only after the event is "
+    "stored durably.",
+)

@@ -19,6 +19,7 @@ from callwatch.db import transaction
 from callwatch.intake import counts as intake_counts
 from callwatch.observability import scrape
 from callwatch.observability.promtext import CONTENT_TYPE, Family, Sample, render
+from callwatch.web.operations import Operation
 from callwatch.web.problems import problem
 from callwatch.web.services import Services
 
@@ -98,3 +99,27 @@ async def readyz(request: Request) -> Response:
     if all(value == "ok" for value in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
     return problem(503, "Not ready", "a dependency is unreachable", checks=checks)
+
+
+ENDPOINTS = [
+    Operation(healthz, "get", "/healthz", "Liveness", "health", auth=None, response=Health),
+    Operation(
+        readyz,
+        "get",
+        "/readyz",
+        "Readiness: the database, intake and Redis can serve",
+        "health",
+        auth=None,
+        response=Readiness,
+        errors=(503,),
+    ),
+    Operation(
+        metrics,
+        "get",
+        "/metrics",
+        "Prometheus metrics",
+        "health",
+        auth=None,
+        response={"text/plain": "the Prometheus text exposition format"},
+    ),
+]

@@ -15,6 +15,7 @@ from callwatch.runtime import utcnow
 from callwatch.tables import Source
 from callwatch.validation import parse_body, read_body
 from callwatch.web.auth import require_admin, require_org
+from callwatch.web.operations import Operation
 from callwatch.web.services import Services
 
 
@@ -80,11 +81,9 @@ def create_source(request: Request, body: bytes) -> JSONResponse:
     return JSONResponse(view, status_code=201)
 
 
-async def sources(request: Request) -> JSONResponse:
-    if request.method == "POST":
-        body = await read_body(request)
-        return await run_in_threadpool(create_source, request, body)
-    return await run_in_threadpool(list_sources, request)
+async def add_source(request: Request) -> JSONResponse:
+    body = await read_body(request)
+    return await run_in_threadpool(create_source, request, body)
 
 
 def list_sources(request: Request) -> JSONResponse:
@@ -94,3 +93,37 @@ def list_sources(request: Request) -> JSONResponse:
     with transaction(services.runtime.sessions) as session:
         items = [source_view(s, public_url) for s in tenancy.list_sources(session, org_id)]
     return JSONResponse({"items": items})
+
+
+ENDPOINTS = [
+    Operation(
+        create_org,
+        "post",
+        "/api/admin/orgs",
+        "Create an org and its first API key",
+        "admin",
+        auth="admin",
+        body=tenancy.OrgIn,
+        ok=201,
+        response=OrgCreated,
+        errors=(409,),
+    ),
+    Operation(
+        list_sources,
+        "get",
+        "/api/sources",
+        "List the org's sources",
+        "sources",
+        response=SourceList,
+    ),
+    Operation(
+        add_source,
+        "post",
+        "/api/sources",
+        "Add a source (a webhook URL for one platform account)",
+        "sources",
+        body=tenancy.SourceIn,
+        ok=201,
+        response=SourceCreated,
+    ),
+]

@@ -15,6 +15,7 @@ from callwatch.query import call_stats, export, queries, stats
 from callwatch.query.filters import parse
 from callwatch.validation import parse_body, path_param, read_body
 from callwatch.web.auth import require_org
+from callwatch.web.operations import ListOf, Operation
 from callwatch.web.services import Services
 
 
@@ -96,3 +97,86 @@ def quarantined_events(request: Request) -> JSONResponse:
     query = parse(quarantine.QuarantineQuery, request.query_params)
     with transaction(_services(request).runtime.sessions) as session:
         return _json(quarantine.page(session, org_id, query))
+
+
+ENDPOINTS = [
+    Operation(
+        list_calls,
+        "get",
+        "/api/calls",
+        "List calls, newest first",
+        "calls",
+        query=queries.ListQuery,
+        response=queries.CallPage,
+        description="Items are summaries (no transcript) unless `include=transcript`. Page with "
+        "`skip`+`limit` or `page`+`limit`; `total` counts every call the filters match.",
+    ),
+    Operation(
+        export_calls,
+        "get",
+        "/api/calls/export",
+        "Export every matching call",
+        "calls",
+        query=export.ExportQuery,
+        response={
+            "application/x-ndjson": "one full record per line",
+            "text/csv": "a summary row",
+        },
+    ),
+    Operation(
+        search_calls,
+        "post",
+        "/api/calls/search",
+        "Fetch up to 100 calls by id",
+        "calls",
+        body=queries.SearchBody,
+        response=queries.SearchResult,
+    ),
+    Operation(
+        get_call,
+        "get",
+        "/api/calls/{call_id}",
+        "Get one call's record",
+        "calls",
+        response=CallRecord,
+        description="`call_id` is callwatch's id or the platform's call id.",
+    ),
+    Operation(
+        call_events,
+        "get",
+        "/api/calls/{call_id}/events",
+        "The call's stored raw events, oldest first",
+        "calls",
+        response=ListOf(queries.StoredEvent),
+    ),
+    Operation(
+        agent_call_stats,
+        "get",
+        "/api/agents/{agent_id}/call_stats",
+        "An agent's calls with per-stage data (reference 000's shape)",
+        "calls",
+        query=queries.ListQuery,
+        response=ListOf(call_stats.AgentCall),
+    ),
+    Operation(
+        call_aggregates,
+        "get",
+        "/api/stats",
+        "Aggregates over the matching calls",
+        "stats",
+        query=stats.StatsQuery,
+        response=stats.StatsResult,
+    ),
+    Operation(
+        quarantined_events,
+        "get",
+        "/api/quarantine",
+        "Events that could not be applied, the latest first",
+        "calls",
+        query=quarantine.QuarantineQuery,
+        response=quarantine.QuarantinePage,
+        description="An accepted event that a worker could not apply is kept here with the "
+        "reason, never dropped; `callwatch replay --quarantined` applies it again once the "
+        "cause is fixed, and it leaves this list when it applies.",
+    ),
+]

@@ -2,27 +2,39 @@
 
 import html
 import json
-from functools import cache
 from importlib.metadata import version
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
 
 from callwatch.web import openapi
+from callwatch.web.operations import operations
 
 
-@cache
-def spec() -> dict[str, Any]:
-    return openapi.document(version("callwatch"))
+def spec(app: Starlette) -> dict[str, Any]:
+    """The document of the routes `app` serves, made at its first request."""
+    if not hasattr(app.state, "openapi"):
+        app.state.openapi = openapi.document(version("callwatch"), operations(app.routes))
+    document: dict[str, Any] = app.state.openapi
+    return document
 
 
 def openapi_json(request: Request) -> JSONResponse:
-    return JSONResponse(spec())
+    return JSONResponse(spec(request.app))
 
 
 def page(request: Request) -> HTMLResponse:
-    return HTMLResponse(_render(spec()))
+    return HTMLResponse(_render(spec(request.app)))
+
+
+# The document and its page are not operations of the API they describe.
+ROUTES = [
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/docs", page, methods=["GET"]),
+]
 
 
 def _render(document: dict[str, Any]) -> str:

@@ -1,152 +1,17 @@
 """The OpenAPI 3.1 document, generated from the pydantic models each route parses and returns."""
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from callwatch.alerts import endpoints as alert_api
-from callwatch.downstream import endpoints as subscription_api
-from callwatch.intake import endpoints as webhooks
-from callwatch.model.records import CallRecord
-from callwatch.observability import endpoints as health
-from callwatch.orgs import endpoints, tenancy
-from callwatch.pipeline import quarantine
-from callwatch.providers.generic import GenericEnvelope
-from callwatch.query import call_stats, export, queries, stats
 from callwatch.query.filters import ALIASES
 from callwatch.web.operations import ListOf, Operation
 from callwatch.web.problems import Problem
 
 REF = "#/components/schemas/{model}"
-OPERATIONS = [
-    Operation(
-        "post",
-        "/webhooks/{webhook_token}",
-        "Receive a platform's webhook",
-        "intake",
-        auth=None,
-        body=GenericEnvelope,
-        ok=202,
-        response=webhooks.WebhookReply,
-        errors=(401, 404, 413),
-        description="The body is whatever the source's platform sends; shown here is the "
-        "`generic` provider's event (Standard Webhooks signed). 202 only after the event is "
-        "stored durably.",
-    ),
-    Operation(
-        "post",
-        "/api/admin/orgs",
-        "Create an org and its first API key",
-        "admin",
-        auth="admin",
-        body=tenancy.OrgIn,
-        ok=201,
-        response=endpoints.OrgCreated,
-        errors=(409,),
-    ),
-    Operation(
-        "get", "/api/sources", "List the org's sources", "sources", response=endpoints.SourceList
-    ),
-    Operation(
-        "post",
-        "/api/sources",
-        "Add a source (a webhook URL for one platform account)",
-        "sources",
-        body=tenancy.SourceIn,
-        ok=201,
-        response=endpoints.SourceCreated,
-    ),
-    Operation(
-        "get",
-        "/api/calls",
-        "List calls, newest first",
-        "calls",
-        query=queries.ListQuery,
-        response=queries.CallPage,
-        description="Items are summaries (no transcript) unless `include=transcript`. Page with "
-        "`skip`+`limit` or `page`+`limit`; `total` counts every call the filters match.",
-    ),
-    Operation(
-        "get",
-        "/api/calls/export",
-        "Export every matching call",
-        "calls",
-        query=export.ExportQuery,
-        response={"application/x-ndjson": "one full record per line", "text/csv": "a summary row"},
-    ),
-    Operation(
-        "post",
-        "/api/calls/search",
-        "Fetch up to 100 calls by id",
-        "calls",
-        body=queries.SearchBody,
-        response=queries.SearchResult,
-    ),
-    Operation(
-        "get",
-        "/api/calls/{call_id}",
-        "Get one call's record",
-        "calls",
-        response=CallRecord,
-        description="`call_id` is callwatch's id or the platform's call id.",
-    ),
-    Operation(
-        "get",
-        "/api/calls/{call_id}/events",
-        "The call's stored raw events, oldest first",
-        "calls",
-        response=ListOf(queries.StoredEvent),
-    ),
-    Operation(
-        "get",
-        "/api/agents/{agent_id}/call_stats",
-        "An agent's calls with per-stage data (reference 000's shape)",
-        "calls",
-        query=queries.ListQuery,
-        response=ListOf(call_stats.AgentCall),
-    ),
-    Operation(
-        "get",
-        "/api/stats",
-        "Aggregates over the matching calls",
-        "stats",
-        query=stats.StatsQuery,
-        response=stats.StatsResult,
-    ),
-    Operation(
-        "get",
-        "/api/quarantine",
-        "Events that could not be applied, the latest first",
-        "calls",
-        query=quarantine.QuarantineQuery,
-        response=quarantine.QuarantinePage,
-        description="An accepted event that a worker could not apply is kept here with the "
-        "reason, never dropped; `callwatch replay --quarantined` applies it again once the "
-        "cause is fixed, and it leaves this list when it applies.",
-    ),
-    Operation("get", "/healthz", "Liveness", "health", auth=None, response=health.Health),
-    Operation(
-        "get",
-        "/readyz",
-        "Readiness: the database, intake and Redis can serve",
-        "health",
-        auth=None,
-        response=health.Readiness,
-        errors=(503,),
-    ),
-    Operation(
-        "get",
-        "/metrics",
-        "Prometheus metrics",
-        "health",
-        auth=None,
-        response={"text/plain": "the Prometheus text exposition format"},
-    ),
-    *alert_api.OPERATIONS,
-    *subscription_api.OPERATIONS,
-]
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": [{"adminToken": []}],
@@ -154,16 +19,16 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
 }
 
 
-def document(version: str) -> dict[str, Any]:
-    """The whole OpenAPI document for the routes in OPERATIONS."""
+def document(version: str, operations: Sequence[Operation]) -> dict[str, Any]:
+    """The whole OpenAPI document for these operations."""
     uses: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
-    for operation in OPERATIONS:
+    for operation in operations:
         for model, mode in _models_of(operation):
             if (model, mode) not in uses:
                 uses.append((model, mode))
     refs, definitions = models_json_schema(uses, ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
-    for operation in OPERATIONS:
+    for operation in operations:
         paths.setdefault(operation.path, {})[operation.method] = _operation(operation, refs)
     return {
         "openapi": "3.1.0",

@@ -64,7 +64,9 @@ async def store_unavailable(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, exc.detail or "Error")
+    response = problem(exc.status_code, exc.detail or "Error")
+    response.headers.update(exc.headers or {})  # a 405's Allow
+    return response
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:
