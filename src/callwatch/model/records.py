@@ -212,3 +212,7 @@ class CallRecord(CallFacts, _RecordIdentity):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     assembly: Assembly
     updated_at: datetime | None = None
+
+    @property
+    def has_recording(self) -> bool:
+        return self.recording.status == "available"
