@@ -215,6 +215,8 @@ class Call(Base):
     billed_duration_s: Mapped[float | None] = mapped_column(Float)
     has_recording: Mapped[bool] = mapped_column(Boolean, default=False)
     # Copies of record fields that queries filter and aggregate on (the record stays the truth).
+    # model/record_columns.py lists every column copied from the record, these and some above
+    # (this layer cannot import the model); tests/model/test_record_columns.py checks the two agree.
     cost_total: Mapped[float | None] = mapped_column(Float)
     cost_currency: Mapped[str | None] = mapped_column(String(8))
     cost_llm: Mapped[float | None] = mapped_column(Float)

@@ -4,7 +4,18 @@ from datetime import datetime
 
 from callwatch.calls.fold import CallState, overlay
 from callwatch.model.events import TERMINAL_STATUSES
-from callwatch.model.records import Assembly, CallDetails, CallRecord, Latency, Metrics, Recording
+from callwatch.model.records import (
+    Assembly,
+    CallDetails,
+    CallFacts,
+    CallRecord,
+    Latency,
+    Metrics,
+    Recording,
+)
+
+# The details' fields the record holds as well; the others (the raw latency samples) it sums up.
+_FACTS = set(CallFacts.model_fields)
 
 
 def merge(state: CallState, details: CallDetails | None) -> CallDetails:
@@ -79,7 +90,7 @@ def build(
     derived = metrics.model_dump(exclude={"latency"}) if metrics else {}
     return CallRecord(
         **details.model_dump(
-            exclude={"status", "recording", "latency", "latency_samples", "metadata", *derived}
+            include=_FACTS, exclude={"status", "recording", "latency", "metadata", *derived}
         ),
         **{key: value for key, value in derived.items() if value is not None},
         id=call_id,

@@ -16,7 +16,8 @@ from callwatch.calls.fold import CallState, fold
 from callwatch.db import insert_ignore, json_recordset, memo
 from callwatch.errors import NotFound
 from callwatch.model.events import CallEvent
-from callwatch.model.records import Assembly, CallDetails, CallRecord, Cost, Metrics, Recording
+from callwatch.model.record_columns import RECORD_COLUMNS
+from callwatch.model.records import Assembly, CallDetails, CallRecord, Metrics, Recording
 from callwatch.tables import Call, InboxEvent, Source
 
 
@@ -221,41 +222,12 @@ def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
 
 def copy_columns(call: Call, record: CallRecord) -> None:
     """Copy what queries filter and aggregate on from the record onto the call's row."""
-    cost = record.cost or Cost()
-    turn = record.latency.turn
-    call.status = record.status
-    call.end_reason = record.end_reason
-    call.agent_id, call.campaign_id = record.agent_id, record.campaign_id
-    call.direction, call.channel = record.direction, record.channel
-    call.from_number, call.to_number = record.from_number, record.to_number
-    call.customer_number = record.customer_number
-    call.answered_at = record.answered_at
-    call.duration_s, call.billed_duration_s = record.duration_s, record.billed_duration_s
-    call.has_recording = record.recording.status == "available"
-    call.cost_total, call.cost_currency = cost.total, cost.currency
-    call.cost_llm, call.cost_stt, call.cost_tts = cost.llm, cost.stt, cost.tts
-    call.cost_telephony, call.cost_platform = cost.telephony, cost.platform
-    call.latency_turn_p50_ms = turn.p50 if turn else None
-    call.latency_turn_p95_ms = turn.p95 if turn else None
-    call.time_to_first_word_ms = record.latency.time_to_first_word_ms
+    for column in RECORD_COLUMNS:
+        setattr(call, column.name, column.read(record))
 
 
 # What `copy_columns` takes from the record that the events do not say (`_apply_state` sets them).
-_FROM_RECORD_ONLY = (
-    "end_reason",
-    "duration_s",
-    "billed_duration_s",
-    "cost_total",
-    "cost_currency",
-    "cost_llm",
-    "cost_stt",
-    "cost_tts",
-    "cost_telephony",
-    "cost_platform",
-    "latency_turn_p50_ms",
-    "latency_turn_p95_ms",
-    "time_to_first_word_ms",
-)
+_FROM_RECORD_ONLY = [column for column in RECORD_COLUMNS if not column.from_events]
 
 
 def forget_record(call: Call) -> None:
@@ -264,9 +236,8 @@ def forget_record(call: Call) -> None:
     A stored record is served as it is, so one is kept only while the call is assembled."""
     call.record = None
     call.details = None
-    call.has_recording = False
     for column in _FROM_RECORD_ONLY:
-        setattr(call, column, None)
+        setattr(call, column.name, column.without_record)
 
 
 def find(session: Session, org_id: str, call_id: str) -> Call:

@@ -130,8 +130,8 @@ class Quality(_Model):
     packet_loss_pct: Number | None = None
 
 
-class CallDetails(_Model):
-    """Everything a platform told us about a call, normalised; any subset may be known."""
+class CallFacts(_Model):
+    """What a call's details and its record both say about it: who, when, how it went."""
 
     agent_id: str | None = None
     agent_name: str | None = None
@@ -154,7 +154,6 @@ class CallDetails(_Model):
     recording: Recording | None = None
     transcript: list[Utterance] | None = None
     latency: Latency | None = None
-    latency_samples: LatencySamples | None = None
     interruptions: Interruptions | None = None
     turns: Turns | None = None
     cost: Cost | None = None
@@ -163,6 +162,12 @@ class CallDetails(_Model):
     errors: list[CallError] | None = None
     quality: Quality | None = None
     metadata: dict[str, Any] | None = None
+
+
+class CallDetails(CallFacts):
+    """Everything a platform told us about a call, normalised; any subset may be known."""
+
+    latency_samples: LatencySamples | None = None  # the record keeps only their statistics
 
 
 class Metrics(_Model):
@@ -190,41 +195,24 @@ class Assembly(_Model):
     last_error: str | None = None
 
 
-class CallRecord(_Model):
+class _RecordIdentity(_Model):
     id: str
     org_id: str
     source: str
     provider: str
     provider_call_id: str
-    agent_id: str | None = None
-    agent_name: str | None = None
-    campaign_id: str | None = None
-    direction: str | None = None
-    channel: str | None = None
-    from_number: str | None = None
-    to_number: str | None = None
-    customer_number: str | None = None
-    status: CallStatus | None = None
-    end_reason: EndReason | None = None
-    end_reason_raw: str | None = None
-    created_at: datetime | None = None
-    initiated_at: datetime | None = None
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    duration_s: Number | None = None
-    billed_duration_s: Number | None = None
-    ring_duration_s: Number | None = None
+
+
+# Pydantic orders fields base-most first along the reversed MRO: _RecordIdentity's fields lead,
+# then the facts (those narrowed here keep their place), then the record's own.
+class CallRecord(CallFacts, _RecordIdentity):
     recording: Recording
-    transcript: list[Utterance] | None = None
     latency: Latency
-    interruptions: Interruptions | None = None
-    turns: Turns | None = None
-    cost: Cost | None = None
-    analysis: Analysis | None = None
-    evaluations: list[Evaluation] | None = None
-    errors: list[CallError] | None = None
-    quality: Quality | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     assembly: Assembly
     updated_at: datetime | None = None
+
+    @property
+    def has_recording(self) -> bool:
+        return self.recording.status == "available"

@@ -11,42 +11,27 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callwatch.db import transaction
+from callwatch.model.record_columns import RECORD_COLUMNS
 from callwatch.query.filters import CallFilters
 from callwatch.query.queries import NEWEST_FIRST, built_record, record_text
 from callwatch.tables import Call, Source
 
 CHUNK = 1000  # rows per database round trip and per piece of the response
 
+_COPIED = tuple(column.name for column in RECORD_COLUMNS)
+_ANSWERED = _COPIED.index("answered_at")
+# The header is published, so its order holds: the row's identity, the record's copies with the
+# call's times together (`started_at` and `ended_at` come from the events alone), then assembly.
 CSV_COLUMNS = (
     "id",
     "provider_call_id",
     "source",
     "provider",
-    "agent_id",
-    "campaign_id",
-    "direction",
-    "channel",
-    "from_number",
-    "to_number",
-    "customer_number",
-    "status",
-    "end_reason",
+    *_COPIED[:_ANSWERED],
     "started_at",
     "answered_at",
     "ended_at",
-    "duration_s",
-    "billed_duration_s",
-    "has_recording",
-    "cost_total",
-    "cost_currency",
-    "cost_llm",
-    "cost_stt",
-    "cost_tts",
-    "cost_telephony",
-    "cost_platform",
-    "latency_turn_p50_ms",
-    "latency_turn_p95_ms",
-    "time_to_first_word_ms",
+    *_COPIED[_ANSWERED + 1 :],
     "assembly_state",
 )
 _ROW_COLUMNS = [getattr(Call, name) for name in CSV_COLUMNS if name != "source"]
