@@ -30,7 +30,7 @@ from callwatch.simulator import BackgroundServer, events_for
 from callwatch.tables import Delivery
 from tests.conftest import path_of, signed
 from tests.factories import Tenant, eventually, tenant, worker_process
-from tests.test_pipeline import hand_call
+from tests.pipeline.test_steps import hand_call
 from workers.app import app as celery_app
 from workers.app import configure
 from workers.tasks import deliver, dispatch, sweep

@@ -17,7 +17,7 @@ from callwatch.settings import Settings
 from callwatch.simulator import DetailServer, events_for
 from tests.conftest import create_org, create_source, path_of, signed
 from tests.factories import Tenant, in_state, record, wait_for_call
-from tests.test_pipeline import hand_call
+from tests.pipeline.test_steps import hand_call
 
 OWNER = Tenant(org_id="org_1", key="", source_id="src_1", source="main")
 

@@ -14,7 +14,7 @@ from callwatch.intake.inbox_writer import InboxWriter
 from callwatch.intake.receiver import rows_of
 from callwatch.orgs import tenancy
 from callwatch.runtime import Runtime
-from tests.test_intake import request, source_of, webhook
+from tests.intake.test_receiver import request, source_of, webhook
 
 NAME = "callwatch-test-writer"
 

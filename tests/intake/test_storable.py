@@ -27,7 +27,7 @@ from callwatch.settings import Settings
 from callwatch.simulator.platforms import PLATFORMS
 from callwatch.tables import Base, InboxEvent
 from tests.conftest import create_org, create_source, path_of, signed
-from tests.test_intake import inbox, intake_on, outcome, request, run, webhook
+from tests.intake.test_receiver import inbox, intake_on, outcome, request, run, webhook
 
 PAYLOADS = Path(__file__).parent / "payloads"
 LONG = "7" * 300  # longer than every varchar column (the longest hold 200)

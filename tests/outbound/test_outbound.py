@@ -33,9 +33,9 @@ from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
 from callwatch.simulator import BackgroundServer, events_for
 from tests.conftest import ADMIN, create_org, create_source, path_of, signed
+from tests.downstream.test_deliveries import call_data, log_of, summary
 from tests.factories import eventually, tenant
-from tests.test_deliveries import call_data, log_of, summary
-from tests.test_pipeline import hand_call
+from tests.pipeline.test_steps import hand_call
 from workers.app import app as celery_app
 from workers.app import configure
 from workers.tasks import sweep

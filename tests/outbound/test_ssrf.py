@@ -14,8 +14,8 @@ from callwatch.downstream.subscriptions import SubscriptionIn
 from callwatch.errors import InvalidInput
 from callwatch.outbound import ssrf
 from callwatch.settings import Settings
+from tests.downstream.test_deliveries import Receiver, Reply, call_data, log_of, summary
 from tests.factories import tenant
-from tests.test_deliveries import Receiver, Reply, call_data, log_of, summary
 
 ADDRESSES = [
     ("127.0.0.1", "loopback"),

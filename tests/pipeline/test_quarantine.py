@@ -26,7 +26,7 @@ from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
 from callwatch.tables import Call, InboxEvent
 from tests.factories import Tenant, tenant, webhook_request
-from tests.test_exposition import samples
+from tests.observability.test_endpoints import samples
 
 LONG_AGENT = "a" * 300  # calls.agent_id is varchar(200)
 

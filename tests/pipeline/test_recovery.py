@@ -19,7 +19,7 @@ from callwatch.simulator import DetailServer, events_for
 from callwatch.tables import Call
 from tests.conftest import create_org, create_source, make_settings, path_of, signed
 from tests.factories import eventually, worker_process
-from tests.test_pipeline import hand_call
+from tests.pipeline.test_steps import hand_call
 from workers.app import app as celery_app
 from workers.app import configure
 from workers.tasks import sweep

@@ -22,7 +22,7 @@ from callwatch.simulator import DetailServer, SimCall, events_for
 from callwatch.tables import Call, InboxEvent
 from tests.conftest import create_org, create_source, path_of, signed
 from tests.factories import in_state, wait_for_call
-from tests.test_pipeline import hand_call
+from tests.pipeline.test_steps import hand_call
 
 # What a replay changes in a record otherwise rebuilt the same (docs/operations.md, `replay`).
 CHANGES = ("updated_at", "assembly.assembled_at", "recording.available_at")

@@ -7,7 +7,7 @@ from starlette.testclient import TestClient
 
 from callwatch.simulator import events_for
 from tests.conftest import ADMIN, create_org, create_source, path_of, signed
-from tests.test_pipeline import hand_call
+from tests.pipeline.test_steps import hand_call
 
 
 def auth(key: str) -> dict[str, str]:
