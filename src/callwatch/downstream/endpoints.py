@@ -22,7 +22,6 @@ from callwatch.downstream.subscriptions import (
     SubscriptionView,
 )
 from callwatch.outbound import ssrf
-from callwatch.queue import DELIVER, QUEUE, task_message
 from callwatch.runtime import Runtime
 from callwatch.validation import parse_body, parse_query, path_param, read_body
 from callwatch.web.auth import require_org
@@ -59,14 +58,11 @@ def _vet(rt: Runtime, url: str) -> None:
     ssrf.vet_url(url, ssrf.Guard(rt.settings.allow_private_targets))
 
 
-def _enqueue(rt: Runtime, delivery_ids: list[str]) -> None:
+def _enqueue(request: Request, delivery_ids: list[str]) -> None:
     """Send now; if Redis is unreachable the sweeper finds them due within sweep_interval_s."""
-    if rt.redis is None or not delivery_ids:
-        return
+    services: Services = request.app.state.services
     try:
-        for start in range(0, len(delivery_ids), 500):
-            chunk = delivery_ids[start : start + 500]
-            rt.redis.lpush(QUEUE, *[task_message(DELIVER, [each]) for each in chunk])
+        services.producer.deliver(delivery_ids)
     except RedisError as exc:
         log.warning("re-send left to the sweeper", extra={"error": str(exc)})
 
@@ -157,7 +153,7 @@ def resend_one(request: Request) -> Response:
     with transaction(rt.sessions) as session:
         reset = delivery_log.resend_one(session, org_id, subscription_id, delivery_id, rt.clock())
     if reset:
-        _enqueue(rt, [delivery_id])
+        _enqueue(request, [delivery_id])
     return _json(Resent(queued=int(reset)), 202)
 
 
@@ -168,7 +164,7 @@ def resend_range(request: Request, body: bytes) -> Response:
     subscription_id = path_param(request, "subscription_id")
     with transaction(rt.sessions) as session:
         chosen = delivery_log.resend_range(session, org_id, subscription_id, window, rt.clock())
-    _enqueue(rt, chosen)
+    _enqueue(request, chosen)
     return _json(Resent(queued=len(chosen)), 202)
 
 
