@@ -343,7 +343,7 @@ def test_filters_choose_exactly_their_calls_and_never_another_orgs(
 
     for call_id in failing:
         api.add(started(hand_call(call_id), failing[call_id][2]))  # the platform is back
-    monkeypatch.setattr("callwatch.cli.main.REPLAY_BATCH", 2)
+    monkeypatch.setattr("callwatch.cli.replays.REPLAY_BATCH", 2)
     before = rows(runtime)
 
     code, out, err = run(capsys, "--failed", "--org", "acme", "--since", "2026-11-21")
