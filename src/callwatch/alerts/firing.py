@@ -9,8 +9,7 @@ from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from callwatch import ids
-from callwatch.alerts import expressions, windows
-from callwatch.alerts import rules as alert_rules
+from callwatch.alerts import expressions, rules, windows
 from callwatch.alerts.windows import WindowSpec
 from callwatch.db import insert_ignore, memo
 from callwatch.downstream import deliveries
@@ -201,7 +200,7 @@ def _announce(
     agent_id: str | None,
     source_id: str | None,
 ) -> Effects:
-    data = alert_rules.payload(alert, rule, agent_id, source_id)
+    data = rules.payload(alert, rule, agent_id, source_id)
     at = alert.resolved_at if event_type == RESOLVED else alert.triggered_at
     assert at is not None
     return Effects(
