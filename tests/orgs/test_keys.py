@@ -1,6 +1,7 @@
 """An org's API keys: created (shown once), listed (never the key), deleted (401 from then on)."""
 
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 
 from callwatch import migrate
 from callwatch.db import transaction
+from callwatch.errors import Conflict
 from callwatch.orgs import keys, tenancy
 from callwatch.runtime import Runtime
 from tests.factories import T0, tenant
@@ -207,3 +209,34 @@ def test_the_migration_names_existing_keys_and_goes_back(empty_database: str) ->
         engine.dispose()
     assert [tuple(row) for row in upgraded] == [("first key", None)]
     assert [tuple(row) for row in kept] == [("key_1", "cw_abcd")]
+
+
+def test_two_deletions_racing_for_the_last_two_keys_leave_one(runtime: Runtime) -> None:
+    with transaction(runtime.sessions) as session:
+        org, _ = tenancy.create_org(session, tenancy.OrgIn(name="acme"), T0)
+        keys.issue(session, org.id, T0, name="second")
+        first, second = (key.id for key in keys.list_keys(session, org.id))
+    outcomes: list[str] = []
+
+    def revoke_second() -> None:
+        try:
+            with transaction(runtime.sessions) as session:
+                keys.revoke(session, org.id, second)
+            outcomes.append("second deleted")
+        except Conflict as exc:
+            outcomes.append(exc.detail)
+
+    with transaction(runtime.sessions) as session:
+        keys.revoke(session, org.id, first)  # holds the org's lock until the commit below
+        racer = threading.Thread(target=revoke_second)
+        racer.start()
+        racer.join(0.5)  # it waits for that lock (SQLite: for the write transaction)
+        assert racer.is_alive()
+    racer.join(10)
+
+    with transaction(runtime.sessions) as session:
+        remaining = [key.id for key in keys.list_keys(session, org.id)]
+    assert outcomes == [
+        "this is the org's last API key: create another (POST /api/keys) before deleting it"
+    ]
+    assert remaining == [second]
