@@ -283,12 +283,12 @@ def facts_of(database_url: str, api_key: str | None) -> Facts:
 
 def issue_key(database_url: str, org_id: str) -> str:
     from callwatch.db import make_engine, make_sessionmaker, transaction
-    from callwatch.orgs import tenancy
+    from callwatch.orgs import keys
 
     engine = make_engine(database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            return tenancy.issue_api_key(session, org_id, datetime.now(UTC))
+            return keys.issue(session, org_id, datetime.now(UTC), name="bench")[1]
     finally:
         engine.dispose()
 

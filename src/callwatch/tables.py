@@ -57,6 +57,11 @@ class Org(Base):
     created_at: Mapped[datetime]
 
 
+FIRST_KEY = (
+    "first key"  # the name of a key made without one: an org's first, or one from before 0011
+)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
@@ -64,7 +69,10 @@ class ApiKey(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), server_default=FIRST_KEY)
     created_at: Mapped[datetime]
+    # Written at most once per orgs.keys.LAST_USED_EVERY per key, not on every request.
+    last_used_at: Mapped[datetime | None]
 
 
 class Source(Base):

@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -16,10 +17,10 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from callwatch.cli.demo import demo_source, setup_demo
+from callwatch.cli.demo import DemoSource, demo_source, setup_demo
 from callwatch.cli.up import child_environment, local_url
 from callwatch.db import transaction
-from callwatch.orgs import tenancy
+from callwatch.orgs import keys, tenancy
 from callwatch.outbound import ssrf
 from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
@@ -172,6 +173,41 @@ def test_up_demo_assembles_calls_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_two_demo_runs_on_one_data_dir_print_the_same_key_and_make_one_org(
+    tmp_path: Path,
+) -> None:
+    def demo_run(run: int) -> tuple[str, list[str]]:
+        port = _free_port()
+        with (
+            open(tmp_path / f"stdout{run}.txt", "w+") as stdout,
+            open(tmp_path / f"stderr{run}.txt", "w+") as stderr,
+        ):
+            try:
+                with _callwatch_up(tmp_path, port, stdout, stderr, "--demo") as up:
+                    banner = _wait_for_banner(
+                        up, stdout, r"admin token\s+(adm_\S+)(?s:.*)API key\s+(cw_\S+)"
+                    )
+                    admin, api_key = banner.group(1), banner.group(2)
+                    orgs = httpx.get(
+                        local_url("127.0.0.1", port) + "/api/admin/orgs",
+                        headers={"authorization": f"Bearer {admin}"},
+                        timeout=5,
+                    ).json()["items"]
+                    up.process.send_signal(signal.SIGINT)
+                    assert up.process.wait(EXIT_TIMEOUT_S) == 0
+                    return api_key, [org["name"] for org in orgs]
+            finally:
+                print(f"---- run {run} stdout\n" + _read(stdout))
+                print(f"---- run {run} stderr (tail)\n" + _read(stderr)[-5000:])
+
+    first, second = demo_run(1), demo_run(2)
+
+    assert second == first
+    assert first[1] == ["demo"]
+
+
+@pytest.mark.slow
 def test_a_child_that_dies_stops_everything_with_exit_code_1(tmp_path: Path) -> None:
     with (
         open(tmp_path / "stdout.txt", "w+") as stdout,
@@ -303,3 +339,46 @@ def test_a_kept_demo_source_follows_the_new_server_and_gains_an_api_key(
     assert config.settings["api_base_url"] == api_base_url
     assert config.credentials["signing_secret"] == "kept"
     assert set(config.credentials) == {"signing_secret", "api_key"}
+
+
+def test_the_demo_keeps_its_org_and_key_across_runs(settings: Settings, runtime: Runtime) -> None:
+    def demo_run() -> DemoSource:
+        with ExitStack() as stack:
+            return setup_demo(stack, settings, "generic")
+
+    first, second = demo_run(), demo_run()
+    key_file = settings.data_dir / "demo_api_key"
+    with transaction(runtime.sessions) as session:
+        orgs = [org.name for org in keys.list_orgs(session)]
+        kept = [key.name for key in keys.list_keys(session, first.org_id)]
+
+    assert (second.org_id, second.api_key) == (first.org_id, first.api_key)
+    assert (orgs, kept) == (["demo"], ["first key"])
+    assert key_file.read_text() == first.api_key + "\n"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_the_demo_mints_a_key_when_the_kept_one_no_longer_verifies(
+    settings: Settings, runtime: Runtime
+) -> None:
+    key_file = settings.data_dir / "demo_api_key"
+    with ExitStack() as stack:
+        first = setup_demo(stack, settings, "generic")
+    with transaction(runtime.sessions) as session:
+        (old,) = keys.list_keys(session, first.org_id)
+        keys.issue(session, first.org_id, utcnow(), name="spare")
+        keys.revoke(session, first.org_id, old.id)
+
+    with ExitStack() as stack:
+        second = setup_demo(stack, settings, "generic")
+    key_file.write_text("cw_not_a_key\n")
+    with ExitStack() as stack:
+        third = setup_demo(stack, settings, "generic")
+
+    with transaction(runtime.sessions) as session:
+        assert keys.org_of(session, second.api_key) == first.org_id
+        names = [key.name for key in keys.list_keys(session, first.org_id)]
+    assert second.org_id == third.org_id == first.org_id
+    assert len({first.api_key, second.api_key, third.api_key}) == 3
+    assert names == ["spare", "demo", "demo"]
+    assert key_file.read_text() == third.api_key + "\n"

@@ -1,10 +1,12 @@
 """The demo of `callwatch up --demo`: its org and source, simulated traffic, and progress."""
 
+import os
 import sys
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -15,7 +17,7 @@ from callwatch import runtime
 from callwatch.db import transaction
 from callwatch.errors import Conflict, StoreUnavailable
 from callwatch.ids import new_token
-from callwatch.orgs import tenancy
+from callwatch.orgs import keys, tenancy
 from callwatch.outbound import ssrf
 from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
@@ -26,6 +28,8 @@ SIMULATION_STOP_TIMEOUT_S = 15.0
 DEMO_ORG = "demo"
 DEMO_SOURCE = "demo"
 DEMO_RATE = 1.0
+DEMO_KEY_FILE = "demo_api_key"  # under the data directory
+DEMO_KEY_NAME = "demo"
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,12 @@ class DemoSource:
 
 
 def setup_demo(stack: ExitStack, settings: Settings, provider: str) -> DemoSource:
-    """The demo org (with a fresh API key) and its source, pointed at a fresh detail server."""
+    """The demo org (with the last run's API key while it is valid) and its source, pointed at
+    a fresh detail server."""
     server = stack.enter_context(DetailServer())
     analysed = PLATFORMS[provider].analyses
     with runtime.opened(settings) as resources, transaction(resources.sessions) as session:
-        org, api_key = _demo_org(session)
+        org, api_key = _demo_org(session, settings.data_dir / DEMO_KEY_FILE)
 
         def target(platform: str) -> tuple[str, str]:
             source = demo_source(session, resources, org.id, server, platform)
@@ -60,11 +65,30 @@ def setup_demo(stack: ExitStack, settings: Settings, provider: str) -> DemoSourc
         return DemoSource(org.id, api_key, url, secret, server, provider, calls_url, calls_secret)
 
 
-def _demo_org(session: Session) -> tuple[Org, str]:
+def _demo_org(session: Session, key_file: Path) -> tuple[Org, str]:
+    """The demo org and its key, the same on every run: the key is stored hashed, so the one
+    printed last time is kept in `key_file` (0600) and a new one minted only when it no longer
+    belongs to the demo org (deleted, another database)."""
     org = session.scalar(select(Org).where(Org.name == DEMO_ORG))
     if org is None:
-        return tenancy.create_org(session, tenancy.OrgIn(name=DEMO_ORG), utcnow())
-    return org, tenancy.issue_api_key(session, org.id, utcnow())
+        org, api_key = tenancy.create_org(session, tenancy.OrgIn(name=DEMO_ORG), utcnow())
+    else:
+        kept = key_file.read_text().strip() if key_file.exists() else ""
+        if kept and keys.org_of(session, kept) == org.id:
+            return org, kept
+        _, api_key = keys.issue(session, org.id, utcnow(), name=DEMO_KEY_NAME)
+    _keep(key_file, api_key)
+    return org, api_key
+
+
+def _keep(path: Path, secret: str) -> None:
+    """Written whole and readable by its owner only from the start (no window at 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(secret + "\n")
+    os.replace(partial, path)
 
 
 def demo_source(

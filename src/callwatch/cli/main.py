@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from callwatch.cli import lookups, provisioning, replays
+from callwatch.cli import keys, lookups, provisioning, replays
 from callwatch.cli.commands import Handler, Subcommands
 from callwatch.errors import CallwatchError
 from callwatch.settings import Settings
@@ -183,11 +183,13 @@ def parser() -> argparse.ArgumentParser:
 
     org = add("org", lambda a, s: 0, "manage orgs")
     source = add("source", lambda a, s: 0, "manage sources")
+    org_commands = org.add_subparsers(dest="org_command", required=True)
     provisioning.add_commands(
-        add,
-        org.add_subparsers(dest="org_command", required=True),
-        source.add_subparsers(dest="source_command", required=True),
+        add, org_commands, source.add_subparsers(dest="source_command", required=True)
     )
+    keys.add_org_commands(add, org_commands)
+    key = add("key", lambda a, s: 0, "manage the org's API keys over the HTTP API")
+    keys.add_commands(add, key.add_subparsers(dest="key_command", required=True))
 
     simulate = add(
         "simulate", cmd_simulate, "send simulated calls to a source, as its platform sends them"

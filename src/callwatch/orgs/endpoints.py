@@ -1,4 +1,4 @@
-"""Org management (admin token) and source management (org API key), design.md §4."""
+"""Org management (admin token), and an org's API keys and sources (org API key), design.md §4."""
 
 from datetime import datetime
 from typing import Any
@@ -6,14 +6,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from callwatch.db import transaction
-from callwatch.orgs import tenancy
+from callwatch.orgs import keys, tenancy
 from callwatch.outbound import ssrf
 from callwatch.runtime import utcnow
 from callwatch.tables import Source
-from callwatch.validation import parse_body, read_body
+from callwatch.validation import parse_body, path_param, read_body
 from callwatch.web.auth import require_admin, require_org
 from callwatch.web.operations import Operation
 from callwatch.web.services import Services
@@ -30,6 +30,45 @@ async def create_org(request: Request) -> JSONResponse:
             return OrgCreated(id=org.id, name=org.name, api_key=key).model_dump(mode="json")
 
     return JSONResponse(await run_in_threadpool(create), status_code=201)
+
+
+def list_orgs(request: Request) -> JSONResponse:
+    require_admin(request)
+    services: Services = request.app.state.services
+    with transaction(services.runtime.sessions) as session:
+        found = keys.OrgList(items=keys.list_orgs(session))
+    return JSONResponse(found.model_dump(mode="json"))
+
+
+def list_keys(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    org_id = require_org(request)
+    with transaction(services.runtime.sessions) as session:
+        found = keys.KeyList(items=[keys.view(key) for key in keys.list_keys(session, org_id)])
+    return JSONResponse(found.model_dump(mode="json"))
+
+
+def create_key(request: Request, body: bytes) -> JSONResponse:
+    services: Services = request.app.state.services
+    org_id = require_org(request)
+    data = parse_body(keys.KeyIn, body)
+    with transaction(services.runtime.sessions) as session:
+        key, secret = keys.issue(session, org_id, services.runtime.clock(), data.name)
+        created = keys.KeyCreated(**keys.view(key).model_dump(), api_key=secret)
+    return JSONResponse(created.model_dump(mode="json"), status_code=201)
+
+
+async def add_key(request: Request) -> JSONResponse:
+    body = await read_body(request)
+    return await run_in_threadpool(create_key, request, body)
+
+
+def delete_key(request: Request) -> Response:
+    services: Services = request.app.state.services
+    org_id = require_org(request)
+    with transaction(services.runtime.sessions) as session:
+        keys.revoke(session, org_id, path_param(request, "key_id"))
+    return Response(status_code=204)
 
 
 class OrgCreated(BaseModel):
@@ -107,6 +146,40 @@ ENDPOINTS = [
         ok=201,
         response=OrgCreated,
         errors=(409,),
+    ),
+    Operation(
+        list_orgs,
+        "get",
+        "/api/admin/orgs",
+        "List orgs with how many sources and keys each has",
+        "admin",
+        auth="admin",
+        response=keys.OrgList,
+    ),
+    Operation(
+        list_keys, "get", "/api/keys", "List the org's API keys", "keys", response=keys.KeyList
+    ),
+    Operation(
+        add_key,
+        "post",
+        "/api/keys",
+        "Create an API key",
+        "keys",
+        body=keys.KeyIn,
+        ok=201,
+        response=keys.KeyCreated,
+        description="The reply carries the key, once; it is stored hashed.",
+    ),
+    Operation(
+        delete_key,
+        "delete",
+        "/api/keys/{key_id}",
+        "Delete an API key",
+        "keys",
+        ok=204,
+        errors=(409,),
+        description="The key is refused (401) from the next request on. The org's last key "
+        "cannot be deleted (409): create another first.",
     ),
     Operation(
         list_sources,

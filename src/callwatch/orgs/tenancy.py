@@ -12,11 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from callwatch import ids, providers
-from callwatch.crypto import Vault, hash_key
+from callwatch.crypto import Vault
 from callwatch.errors import Conflict, InvalidInput, NotFound
+from callwatch.orgs import keys
 from callwatch.outbound import ssrf
 from callwatch.providers.base import SourceConfig
-from callwatch.tables import ApiKey, Org, Source
+from callwatch.tables import Org, Source
 
 
 class OrgIn(BaseModel):
@@ -84,25 +85,7 @@ def create_org(session: Session, data: OrgIn, now: datetime) -> tuple[Org, str]:
     org = Org(id=ids.new_id("org"), name=data.name, created_at=now)
     session.add(org)
     session.flush()
-    return org, issue_api_key(session, org.id, now)
-
-
-def issue_api_key(session: Session, org_id: str, now: datetime) -> str:
-    key = ids.new_token("cw_")
-    session.add(
-        ApiKey(
-            id=ids.new_id("key"),
-            org_id=org_id,
-            key_hash=hash_key(key),
-            prefix=key[:7],
-            created_at=now,
-        )
-    )
-    return key
-
-
-def org_for_key(session: Session, api_key: str) -> str | None:
-    return session.scalar(select(ApiKey.org_id).where(ApiKey.key_hash == hash_key(api_key)))
+    return org, keys.issue(session, org.id, now)[1]
 
 
 def get_org(session: Session, name_or_id: str) -> Org:

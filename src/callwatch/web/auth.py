@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from callwatch.db import transaction
 from callwatch.errors import Unauthorized
-from callwatch.orgs import tenancy
+from callwatch.orgs import keys
 from callwatch.web.services import Services
 
 
@@ -25,10 +25,13 @@ def require_admin(request: Request) -> None:
 
 
 def require_org(request: Request) -> str:
-    """The org id of the request's API key (sync: call from a sync endpoint's thread)."""
+    """The org id of the request's API key (sync: call from a sync endpoint's thread).
+
+    Looked up on every request, so a deleted key is refused from the next one on."""
     services: Services = request.app.state.services
+    secret = _bearer(request)
     with transaction(services.runtime.sessions) as session:
-        org_id = tenancy.org_for_key(session, _bearer(request))
+        org_id = keys.authenticate(session, secret, services.runtime.clock())
     if org_id is None:
         raise Unauthorized("invalid API key")
     return org_id
