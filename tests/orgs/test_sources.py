@@ -382,3 +382,49 @@ def test_hostile_patches_are_4xx(client: TestClient, body: bytes) -> None:
     )
 
     assert 400 <= response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/rotate-token", b"[]"),
+        ("/rotate-token", b"null"),
+        ("/rotate-token", b'{"overlap_s": NaN}'),
+        ("/rotate-token", b'{"overlap_s": 1e999}'),
+        ("/rotate-secret", b'{"overlap_s": 1, "extra": 2}'),
+        ("/rotate-secret", b"{"),
+        ("/rotate-secret", b"\x00"),
+    ],
+)
+def test_hostile_rotations_are_4xx_and_change_nothing(
+    client: TestClient, path: str, body: bytes
+) -> None:
+    key = create_org(client)
+    source = create_source(client, key)
+
+    response = client.post(
+        f"/api/sources/{source['id']}{path}",
+        content=body,
+        headers=auth(key) | {"content-type": "application/json"},
+    )
+
+    assert 400 <= response.status_code < 500, response.text
+    assert client.get(f"/api/sources/{source['id']}", headers=auth(key)).json() == {
+        k: v for k, v in source.items() if k != "webhook_secret"
+    }
+
+
+@pytest.mark.parametrize("source_id", ["%00", "x" * 5000, "src_%F0%9F%92%A9", "..", "%2e%2e"])
+def test_hostile_source_ids_are_404(client: TestClient, source_id: str) -> None:
+    key = create_org(client)
+
+    answers = {
+        client.get(f"/api/sources/{source_id}", headers=auth(key)).status_code,
+        client.patch(
+            f"/api/sources/{source_id}", json={"enabled": False}, headers=auth(key)
+        ).status_code,
+        client.delete(f"/api/sources/{source_id}", headers=auth(key)).status_code,
+        client.post(f"/api/sources/{source_id}/rotate-token", headers=auth(key)).status_code,
+    }
+
+    assert answers == {404}
