@@ -428,3 +428,26 @@ def test_hostile_source_ids_are_404(client: TestClient, source_id: str) -> None:
     }
 
     assert answers == {404}
+
+
+def test_removing_a_generated_secret_generates_a_new_one_shown_once(
+    client: TestClient, runtime: Runtime
+) -> None:
+    key = create_org(client)
+    source = create_source(client, key)
+
+    patched = client.patch(
+        f"/api/sources/{source['id']}",
+        json={"credentials": {"webhook_secret": None}},
+        headers=auth(key),
+    ).json()
+
+    new = patched["webhook_secret"]
+    assert new.startswith("whsec_")
+    assert new != source["webhook_secret"]
+    assert stored_credentials(runtime, source["id"]) == {"webhook_secret": new}
+    url = source["webhook_url"]
+    assert (send(client, url, source["webhook_secret"], "a"), send(client, url, new, "b")) == (
+        401,
+        202,
+    )
