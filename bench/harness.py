@@ -187,7 +187,7 @@ def serve(
 
 
 def create_source(base_url: str, settings: dict[str, Any] | None = None) -> tuple[str, str]:
-    """Create an org and a generic source; returns (webhook_url, signing_secret)."""
+    """Create an org and a generic source; returns (webhook_url, webhook_secret)."""
     admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(base_url=base_url, timeout=10.0) as client:
         response = client.post("/api/admin/orgs", json={"name": "bench"}, headers=admin)
@@ -199,7 +199,7 @@ def create_source(base_url: str, settings: dict[str, Any] | None = None) -> tupl
         )
         response.raise_for_status()
         source = response.json()
-    return source["webhook_url"], source["signing_secret"]
+    return source["webhook_url"], source["webhook_secret"]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -66,7 +66,7 @@ def target(client: TestClient) -> Target:
         twilio=path_of(twilio["webhook_url"]),
         key=key,
         generic=path_of(generic["webhook_url"]),
-        secret=generic["signing_secret"],
+        secret=generic["webhook_secret"],
         vapi=path_of(vapi["webhook_url"]),
         atoms=path_of(atoms["webhook_url"]),
         telnyx=path_of(telnyx["webhook_url"]),
@@ -414,7 +414,7 @@ def test_a_webhook_from_inside_an_allowed_network_is_accepted(settings: Settings
         body = json.dumps(event()).encode()
         path = path_of(source["webhook_url"])
         replies = [
-            c.post(path, content=body, headers=signed(source["signing_secret"], body)).status_code
+            c.post(path, content=body, headers=signed(source["webhook_secret"], body)).status_code
             for c in (outside, inside)
         ]
     assert replies == [401, 202]
@@ -438,7 +438,7 @@ def test_a_failing_webhook_logs_no_token(
         with engine.begin() as connection:
             connection.execute(text("ALTER TABLE sources RENAME TO sources_away"))
         try:
-            reply = client.post(path, content=body, headers=signed(source["signing_secret"], body))
+            reply = client.post(path, content=body, headers=signed(source["webhook_secret"], body))
         finally:
             with engine.begin() as connection:
                 connection.execute(text("ALTER TABLE sources_away RENAME TO sources"))

@@ -3,6 +3,7 @@
 CallwatchError
 ├── RequestError                 the caller sent something wrong (4xx, permanent)
 │   ├── NotFound                 404: unknown id, token, or another org's object
+│   ├── Gone                     410: a disabled source's webhook token
 │   ├── Unauthorized             401: missing/bad API key, signature, timestamp or IP
 │   ├── PayloadTooLarge          413
 │   ├── MalformedBody            400: body is not parseable at all
@@ -38,6 +39,11 @@ class RequestError(CallwatchError):
 class NotFound(RequestError):
     status_code = 404
     title = "Not found"
+
+
+class Gone(RequestError):
+    status_code = 410
+    title = "Gone"
 
 
 class Unauthorized(RequestError):

@@ -77,7 +77,10 @@ class ApiKey(Base):
 
 class Source(Base):
     __tablename__ = "sources"
-    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("org_id", "name"),
+        Index("ix_sources_previous_token", "previous_token", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
@@ -87,6 +90,15 @@ class Source(Base):
     settings: Mapped[dict[str, Any]]
     credentials: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+    # Migration 0010: management. A deleted source stays (its calls keep their source).
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    deleted_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    # After a rotation the previous token, and the previous secret (sealed), work until then.
+    previous_token: Mapped[str | None] = mapped_column(String(64))
+    previous_token_until: Mapped[datetime | None]
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None]
 
 
 _PENDING = text("processed_at IS NULL AND quarantined_at IS NULL")

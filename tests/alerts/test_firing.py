@@ -150,7 +150,7 @@ def test_a_call_rule_fires_when_the_worker_assembles_a_matching_call(
     for call in (sim_call("sales-1", "sales-bot"), sim_call("support-1", "support-bot")):
         for body in events_for(call, embed_detail=True):
             raw = json.dumps(body).encode()
-            headers = signed(source["signing_secret"], raw)
+            headers = signed(source["webhook_secret"], raw)
             response = client.post(path_of(source["webhook_url"]), content=raw, headers=headers)
             assert response.status_code == 202, response.text
 

@@ -34,7 +34,7 @@ def status_event(call_id: str, status: str, at: str) -> dict[str, Any]:
 def post(client: TestClient, source: dict[str, Any], body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     response = client.post(
-        path_of(source["webhook_url"]), content=raw, headers=signed(source["signing_secret"], raw)
+        path_of(source["webhook_url"]), content=raw, headers=signed(source["webhook_secret"], raw)
     )
     assert response.status_code == 202, response.text
 

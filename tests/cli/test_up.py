@@ -337,8 +337,8 @@ def test_a_kept_demo_source_follows_the_new_server_and_gains_an_api_key(
         config = tenancy.config_of(source, runtime.vault)
         api_base_url = server.api_base_url("atoms")
     assert config.settings["api_base_url"] == api_base_url
-    assert config.credentials["signing_secret"] == "kept"
-    assert set(config.credentials) == {"signing_secret", "api_key"}
+    assert config.credentials["webhook_secret"] == "kept"
+    assert set(config.credentials) == {"webhook_secret", "api_key"}
 
 
 def test_the_demo_keeps_its_org_and_key_across_runs(settings: Settings, runtime: Runtime) -> None:

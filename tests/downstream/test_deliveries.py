@@ -479,7 +479,7 @@ def test_an_assembled_call_is_delivered_with_its_record(client, runtime, worker,
     subscription = subscribe(client, owner, receiver.script("hook"), event_types=["call.assembled"])
     for body in events_for(hand_call("e2e-1"), embed_detail=True):
         raw = json.dumps(body).encode()
-        headers = signed(source["signing_secret"], raw)
+        headers = signed(source["webhook_secret"], raw)
         assert client.post(path_of(source["webhook_url"]), content=raw, headers=headers).is_success
 
     [item] = settled(client, owner, subscription["id"])

@@ -248,7 +248,7 @@ def test_a_call_the_worker_assembles_reaches_a_consumer_group(
         server.add(call)
         for body in events_for(call, embed_detail=False):
             raw = json.dumps(body).encode()
-            headers = signed(source["signing_secret"], raw)
+            headers = signed(source["webhook_secret"], raw)
             response = client.post(path_of(source["webhook_url"]), content=raw, headers=headers)
             assert response.status_code == 202
         stored = wait_for_call(client, key, "streamed-1", in_state("assembled"))

@@ -117,7 +117,7 @@ class Server:
             json={"name": "gen", "provider": "generic"},
             headers={"authorization": f"Bearer {org['api_key']}"},
         ).json()
-        return "/webhooks/" + source["webhook_url"].rsplit("/", 1)[1], source["signing_secret"]
+        return "/webhooks/" + source["webhook_url"].rsplit("/", 1)[1], source["webhook_secret"]
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -49,7 +49,7 @@ def inbox_count(runtime: Runtime) -> int:
 
 def test_accepted_event_is_stored_before_the_reply(client, source, runtime) -> None:
     body = json.dumps(event()).encode()
-    response = post(client, source, body, signed(source["signing_secret"], body))
+    response = post(client, source, body, signed(source["webhook_secret"], body))
     assert response.status_code == 202
     assert response.json()["status"] == "accepted"
     [event_id] = response.json()["events"]
@@ -61,7 +61,7 @@ def test_accepted_event_is_stored_before_the_reply(client, source, runtime) -> N
 
 def test_same_delivery_five_times_is_one_row(client, source, runtime) -> None:
     body = json.dumps(event()).encode()
-    headers = signed(source["signing_secret"], body, msg_id="msg_same")
+    headers = signed(source["webhook_secret"], body, msg_id="msg_same")
     replies = [post(client, source, body, headers).json()["status"] for _ in range(5)]
     assert replies == ["accepted", "duplicate", "duplicate", "duplicate", "duplicate"]
     assert inbox_count(runtime) == 1
@@ -78,7 +78,7 @@ def test_same_delivery_five_times_is_one_row(client, source, runtime) -> None:
 )
 def test_bad_signatures_are_401(client, source, runtime, mutate, detail) -> None:
     body = json.dumps(event()).encode()
-    response = post(client, source, body, mutate(signed(source["signing_secret"], body)))
+    response = post(client, source, body, mutate(signed(source["webhook_secret"], body)))
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
     assert detail in response.json()["detail"]
@@ -88,7 +88,7 @@ def test_bad_signatures_are_401(client, source, runtime, mutate, detail) -> None
 @pytest.mark.parametrize("skew", [-400, 400])
 def test_stale_or_future_timestamp_is_401(client, source, skew) -> None:
     body = json.dumps(event()).encode()
-    headers = signed(source["signing_secret"], body, timestamp=int(time.time()) + skew)
+    headers = signed(source["webhook_secret"], body, timestamp=int(time.time()) + skew)
     response = post(client, source, body, headers)
     assert (response.status_code, response.json()["detail"]) == (
         401,
@@ -104,7 +104,7 @@ def test_wrong_secret_is_401(client, source) -> None:
 
 def test_tampered_body_is_401(client, source) -> None:
     body = json.dumps(event()).encode()
-    headers = signed(source["signing_secret"], body)
+    headers = signed(source["webhook_secret"], body)
     response = post(client, source, body.replace(b"ringing", b"busy"), headers)
     assert response.status_code == 401
 
@@ -124,7 +124,7 @@ def test_tampered_body_is_401(client, source) -> None:
     ],
 )
 def test_malformed_bodies_are_4xx_naming_the_field(client, source, body, status, field) -> None:
-    response = post(client, source, body, signed(source["signing_secret"], body))
+    response = post(client, source, body, signed(source["webhook_secret"], body))
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json().get("field") == field
@@ -132,7 +132,7 @@ def test_malformed_bodies_are_4xx_naming_the_field(client, source, body, status,
 
 def test_body_over_the_limit_is_413(client, source) -> None:
     body = b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
-    response = post(client, source, body, signed(source["signing_secret"], body))
+    response = post(client, source, body, signed(source["webhook_secret"], body))
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
 
@@ -165,6 +165,6 @@ def test_disallowed_ip_is_401(client) -> None:
     key = create_org(client)
     source = create_source(client, key, settings={"allowed_ips": ["203.0.113.9"]})
     body = json.dumps(event()).encode()
-    response = post(client, source, body, signed(source["signing_secret"], body))
+    response = post(client, source, body, signed(source["webhook_secret"], body))
     assert response.status_code == 401
     assert "allowed_ips" in response.json()["detail"]

@@ -57,7 +57,7 @@ def request(body: bytes, secret: str, msg_id: str) -> WebhookRequest:
 
 def source_of(client: TestClient) -> tuple[str, str]:
     source = create_source(client, create_org(client))
-    return source["webhook_url"].rsplit("/", 1)[1], source["signing_secret"]
+    return source["webhook_url"].rsplit("/", 1)[1], source["webhook_secret"]
 
 
 def intake_on(

@@ -186,8 +186,8 @@ def test_every_string_too_long_is_refused_naming_its_field_or_stored_and_applied
 def post(client: TestClient, source: dict[str, Any], body: Any, msg_id: str | None = None) -> Any:
     raw = json.dumps(body).encode()
     headers = (
-        signed(source["signing_secret"], raw, msg_id=msg_id)
-        if "signing_secret" in source
+        signed(source["webhook_secret"], raw, msg_id=msg_id)
+        if "webhook_secret" in source
         else {"content-type": "application/json"}
     )
     return client.post(path_of(source["webhook_url"]), content=raw, headers=headers)
@@ -203,7 +203,7 @@ def generic_body(**data: Any) -> dict[str, Any]:
 
 def source_of(client: TestClient, org: str) -> tuple[str, str]:
     source = create_source(client, create_org(client, org))
-    return source["webhook_url"].rsplit("/", 1)[1], source["signing_secret"]
+    return source["webhook_url"].rsplit("/", 1)[1], source["webhook_secret"]
 
 
 def webhook_with(call_id: str, **data: Any) -> bytes:

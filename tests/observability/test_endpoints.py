@@ -308,7 +308,7 @@ def test_every_metric_on_a_seeded_database_and_redis(
     ).json()
     seed_database(runtime, owner, datetime.now(UTC))
     token = signed_source["webhook_url"].rsplit("/", 1)[1]
-    send_webhooks(metrics_client, signed_source["signing_secret"], token)
+    send_webhooks(metrics_client, signed_source["webhook_secret"], token)
     client = redis.Redis.from_url(settings.broker_url)
     wait_for_queue(client, 1)  # the accepted event's ingest message
     client.lpush(QUEUE, b"m1", b"m2")

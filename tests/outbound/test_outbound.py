@@ -153,7 +153,7 @@ def strict_worker(settings: Settings) -> Iterator[None]:
 def send_call(client: TestClient, source: dict[str, Any], call_id: str) -> None:
     for body in events_for(hand_call(call_id), embed_detail=False):
         raw = json.dumps(body).encode()
-        headers = signed(source["signing_secret"], raw)
+        headers = signed(source["webhook_secret"], raw)
         response = client.post(path_of(source["webhook_url"]), content=raw, headers=headers)
         assert response.status_code == 202, response.text
 

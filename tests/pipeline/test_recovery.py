@@ -31,7 +31,7 @@ def send_all(client: TestClient, source: dict[str, Any], bodies: list[dict[str, 
         response = client.post(
             path_of(source["webhook_url"]),
             content=raw,
-            headers=signed(source["signing_secret"], raw),
+            headers=signed(source["webhook_secret"], raw),
         )
         assert response.status_code == 202
 
@@ -124,7 +124,7 @@ def test_database_lost_after_the_source_lookup_is_503(settings, tmp_path) -> Non
         first = client.post(
             path_of(source["webhook_url"]),
             content=body,
-            headers=signed(source["signing_secret"], body),
+            headers=signed(source["webhook_secret"], body),
         )
         assert first.status_code == 202
         blocker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
@@ -133,7 +133,7 @@ def test_database_lost_after_the_source_lookup_is_503(settings, tmp_path) -> Non
             response = client.post(
                 path_of(source["webhook_url"]),
                 content=body,
-                headers=signed(source["signing_secret"], body),
+                headers=signed(source["webhook_secret"], body),
             )
         finally:
             blocker.rollback()
@@ -154,7 +154,7 @@ def test_intake_losing_its_connection_fails_one_request(settings, tmp_path) -> N
 
         def post(call_id: str) -> int:
             body = json.dumps(events_for(hand_call(call_id), embed_detail=False)[0]).encode()
-            headers = signed(source["signing_secret"], body, msg_id=f"m-{call_id}")
+            headers = signed(source["webhook_secret"], body, msg_id=f"m-{call_id}")
             return client.post(
                 path_of(source["webhook_url"]), content=body, headers=headers
             ).status_code

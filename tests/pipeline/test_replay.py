@@ -65,7 +65,7 @@ def play(client: TestClient, source: dict[str, Any], call: SimCall) -> None:
         response = client.post(
             path_of(source["webhook_url"]),
             content=raw,
-            headers=signed(source["signing_secret"], raw),
+            headers=signed(source["webhook_secret"], raw),
         )
         assert response.status_code == 202, response.text
 
@@ -422,7 +422,7 @@ def test_a_call_not_finished_is_left_alone_and_said_so(
     for body in play_first:
         raw = json.dumps(body).encode()
         source = acme.sources["main"]
-        headers = signed(source["signing_secret"], raw)
+        headers = signed(source["webhook_secret"], raw)
         assert client.post(path_of(source["webhook_url"]), content=raw, headers=headers).is_success
     pending = wait_for_call(client, acme.key, "ringing-1", lambda r: len(r["timeline"]) == 2)
     before = rows(runtime)

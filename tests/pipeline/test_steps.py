@@ -74,7 +74,7 @@ def send(env: Env, bodies: list[dict[str, Any]], msg_ids: list[str] | None = Non
     for index, body in enumerate(bodies):
         raw = json.dumps(body).encode()
         msg_id = msg_ids[index] if msg_ids else None
-        headers = signed(env["source"]["signing_secret"], raw, msg_id=msg_id)
+        headers = signed(env["source"]["webhook_secret"], raw, msg_id=msg_id)
         response = env["client"].post(
             path_of(env["source"]["webhook_url"]), content=raw, headers=headers
         )

@@ -134,14 +134,14 @@ def atoms_source(client: TestClient, key: str, **settings: str) -> dict[str, Any
     return source
 
 
-def test_a_source_needs_the_platforms_signing_secret(client: TestClient) -> None:
+def test_a_source_needs_the_platforms_webhook_secret(client: TestClient) -> None:
     response = client.post(
         "/api/sources",
         json={"name": "atoms", "provider": "atoms"},
         headers={"authorization": f"Bearer {create_org(client)}"},
     )
 
-    assert (response.status_code, response.json()["field"]) == (422, "credentials.signing_secret")
+    assert (response.status_code, response.json()["field"]) == (422, "credentials.webhook_secret")
 
 
 @pytest.mark.parametrize(

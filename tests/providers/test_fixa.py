@@ -93,7 +93,7 @@ def post_call(client: TestClient, source: dict[str, Any], call_id: str = CALL_ID
         response = client.post(
             path_of(source["webhook_url"]),
             content=raw,
-            headers=signed(source["signing_secret"], raw),
+            headers=signed(source["webhook_secret"], raw),
         )
         assert response.status_code == 202, response.text
 

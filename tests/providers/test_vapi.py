@@ -331,7 +331,7 @@ def test_a_source_needs_a_secret_or_an_hmac_secret(client: TestClient) -> None:
         headers={"authorization": f"Bearer {key}"},
     )
 
-    assert (response.status_code, response.json()["field"]) == (422, "credentials.secret")
+    assert (response.status_code, response.json()["field"]) == (422, "credentials.webhook_secret")
 
 
 def hmac_of(body: bytes, *, secret: str = HMAC_SECRET, encoding: str = "hex") -> str:

@@ -40,7 +40,7 @@ def test_sources_show_the_secret_once_and_never_credentials(client: TestClient) 
         client, key, name="vapi-prod", credentials={"api_key": "provider-secret-123"}
     )
     listed = client.get("/api/sources", headers=auth(key)).json()["items"]
-    assert created["signing_secret"].startswith("whsec_")
+    assert created["webhook_secret"].startswith("whsec_")
     assert created["webhook_url"].startswith("http://testserver/webhooks/")
     assert len(created["webhook_url"].rsplit("/", 1)[1]) >= 22  # ≥ 128 random bits
     assert [item["name"] for item in listed] == ["vapi-prod"]
@@ -62,7 +62,7 @@ def test_another_orgs_call_is_a_404(client: TestClient, worker: None) -> None:
     call = hand_call("private-1")
     body = json.dumps(events_for(call, embed_detail=False)[0]).encode()
     response = client.post(
-        path_of(source["webhook_url"]), content=body, headers=signed(source["signing_secret"], body)
+        path_of(source["webhook_url"]), content=body, headers=signed(source["webhook_secret"], body)
     )
     assert response.status_code == 202
     call_id = _wait_for_call(client, key_a, "private-1")
@@ -98,7 +98,7 @@ def test_list_filters_and_pages(client: TestClient, worker: None) -> None:
         client.post(
             path_of(source["webhook_url"]),
             content=raw,
-            headers=signed(source["signing_secret"], raw),
+            headers=signed(source["webhook_secret"], raw),
         )
     for n in range(3):
         _wait_for_call(client, key, f"c{n}")

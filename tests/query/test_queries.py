@@ -237,7 +237,7 @@ def test_events_are_the_stored_raw_bodies_oldest_first(
         client.post(
             path_of(source["webhook_url"]),
             content=raw,
-            headers=signed(source["signing_secret"], raw),
+            headers=signed(source["webhook_secret"], raw),
         )
     with runtime.sessions() as session:
         stored = list(session.scalars(select(InboxEvent.id)))

@@ -13,7 +13,7 @@ from typing import Self
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callwatch import runtime
+from callwatch import providers, runtime
 from callwatch.db import transaction
 from callwatch.errors import Conflict, StoreUnavailable
 from callwatch.ids import new_token
@@ -120,7 +120,7 @@ def demo_source(
             f"not {provider!r}; rename it to run the demo"
         )
     source.settings = {**source.settings, **settings}  # a new dict marks it dirty
-    kept = resources.vault.open(source.credentials)
+    kept = providers.canonical_credentials(provider, resources.vault.open(source.credentials))
     if (wanted := _demo_credentials(provider, kept)) != kept:
         source.credentials = resources.vault.seal(wanted)
     return source

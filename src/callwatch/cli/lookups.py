@@ -28,12 +28,14 @@ def _params(args: argparse.Namespace, names: Sequence[str]) -> "Params":
     return tuple(params)
 
 
-def _query(
+def over_api(
     args: argparse.Namespace,
     settings: Settings,
-    fetch: "Callable[[Api], dict[str, Any]]",
-    render: Callable[[dict[str, Any]], list[str]],
+    fetch: "Callable[[Api], Any]",
+    render: Callable[[Any], list[str]],
 ) -> int:
+    """Run `fetch` against the API the arguments name, print its reply (`render`ed, or as JSON
+    with --json); an API error is one line and exit status 1."""
     from callwatch.cli.terminal import Api, ApiError
 
     key = args.api_key or os.environ.get("CALLWATCH_API_KEY")
@@ -56,27 +58,27 @@ def cmd_calls_list(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.cli.terminal import call_table
 
     params = _params(args, (*FILTERS, "limit", "skip", "page"))
-    return _query(args, settings, lambda api: api.calls(params), call_table)
+    return over_api(args, settings, lambda api: api.calls(params), call_table)
 
 
 def cmd_calls_get(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.cli.terminal import call_view
 
-    return _query(args, settings, lambda api: api.call(args.call_id), call_view)
+    return over_api(args, settings, lambda api: api.call(args.call_id), call_view)
 
 
 def cmd_calls_stats(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.cli.terminal import stats_table
 
     params = _params(args, (*FILTERS, "group_by"))
-    return _query(args, settings, lambda api: api.stats(params), stats_table)
+    return over_api(args, settings, lambda api: api.stats(params), stats_table)
 
 
 def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
     from callwatch.cli.terminal import quarantine_table
 
     params = _params(args, ("source", "limit", "skip", "page"))
-    return _query(args, settings, lambda api: api.quarantine(params), quarantine_table)
+    return over_api(args, settings, lambda api: api.quarantine(params), quarantine_table)
 
 
 def add_quarantine_commands(add: "Adder", quarantine: "Subcommands") -> None:
@@ -93,7 +95,7 @@ def add_quarantine_commands(add: "Adder", quarantine: "Subcommands") -> None:
     paging = listed.add_mutually_exclusive_group()
     paging.add_argument("--skip", type=int)
     paging.add_argument("--page", type=int, help="1-based page of --limit events")
-    _add_connection(listed)
+    add_connection(listed)
 
 
 def add_commands(add: "Adder", calls: "Subcommands") -> None:
@@ -104,14 +106,14 @@ def add_commands(add: "Adder", calls: "Subcommands") -> None:
     paging = calls_list.add_mutually_exclusive_group()
     paging.add_argument("--skip", type=int)
     paging.add_argument("--page", type=int, help="1-based page of --limit calls")
-    _add_connection(calls_list)
+    add_connection(calls_list)
     calls_get = add("get", cmd_calls_get, "show one call", calls)
     calls_get.add_argument("call_id", metavar="ID", help="callwatch id or provider call id")
-    _add_connection(calls_get)
+    add_connection(calls_get)
     calls_stats = add("stats", cmd_calls_stats, "aggregate calls, overall and grouped", calls)
     _add_filters(calls_stats)
     calls_stats.add_argument("--group-by", choices=["agent", "day", "source"])
-    _add_connection(calls_stats)
+    add_connection(calls_stats)
 
 
 def _add_filters(command: argparse.ArgumentParser) -> None:
@@ -145,7 +147,7 @@ def _add_filters(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_connection(command: argparse.ArgumentParser) -> None:
+def add_connection(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--url",
         help="API base URL (default: $CALLWATCH_URL, else $CALLWATCH_PUBLIC_URL, "

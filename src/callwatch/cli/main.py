@@ -85,7 +85,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     secret_name = PLATFORMS[args.provider].secret_name
     if secret_name and not args.secret:
         return _fail(
-            f"{args.provider} webhooks are signed: pass --secret with the source's signing "
+            f"{args.provider} webhooks are signed: pass --secret with the source's webhook "
             f"secret ({secret_name})"
         )
 
@@ -197,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--url", required=True, help="the source's webhook URL")
     simulate.add_argument(
         "--secret",
-        help="the source's signing secret (whsec_… for generic); "
+        help="the source's webhook secret (whsec_… for generic); "
         "not needed for platforms that do not sign",
     )
     simulate.add_argument(

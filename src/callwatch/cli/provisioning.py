@@ -1,13 +1,18 @@
-"""`callwatch org create` and `source add|list`: orgs and sources set up from the terminal."""
+"""`callwatch org create` and `source add|list|get|edit|delete|rotate-token|rotate-secret`.
+
+`org create`, `source add` and `source list` work on the database (they set up what the API
+needs: an org and its key); the others go over the HTTP API with the org's API key.
+"""
 
 import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from callwatch.cli.lookups import add_connection, over_api
 from callwatch.errors import RequestError
 from callwatch.orgs import tenancy
 from callwatch.outbound import ssrf
@@ -16,6 +21,7 @@ from callwatch.validation import invalid
 
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
+    from callwatch.cli.terminal import Api
 
 
 def cmd_org_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,7 +72,7 @@ def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
         )
         view = source_view(source, settings.public_url)
     if secret is not None:
-        view["signing_secret"] = secret
+        view["webhook_secret"] = secret
     print(json.dumps(view, indent=2))
     return 0
 
@@ -84,8 +90,139 @@ def cmd_source_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _source_lines(view: dict[str, Any]) -> list[str]:
+    settings = view.get("settings") or {}
+    lines = [
+        f"{view['id']}  {view['name']}  ({view['provider']}, "
+        + ("enabled)" if view.get("enabled", True) else "disabled: its webhooks answer 410)"),
+        f"webhook URL: {view['webhook_url']}",
+    ]
+    if until := view.get("previous_token_expires_at"):
+        lines.append(f"the previous webhook URL works until {until}")
+    lines += [f"{name}: {value}" for name, value in settings.items() if value not in (None, [])]
+    if until := view.get("previous_secret_expires_at"):
+        lines.append(f"the previous webhook secret verifies until {until}")
+    if secret := view.get("webhook_secret"):
+        lines.append(f"webhook secret (shown once): {secret}")
+    return lines
+
+
+def cmd_source_get(args: argparse.Namespace, settings: Settings) -> int:
+    return over_api(args, settings, lambda api: api.source("GET", args.source_id), _source_lines)
+
+
+def _patch(args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.enabled is not None:
+        changes["enabled"] = args.enabled
+    source_settings = {"detail_url": args.detail_url, "api_base_url": args.api_base_url}
+    source_settings = {k: v or None for k, v in source_settings.items() if v is not None}
+    if source_settings:
+        changes["settings"] = source_settings
+    if args.allowed_ip is not None:
+        changes["allowed_ips"] = [ip for ip in args.allowed_ip if ip]
+    if args.credential:
+        changes["credentials"] = _credentials(args.credential)
+    if not changes:
+        raise RequestError("nothing to change: pass at least one option (see --help)")
+    return changes
+
+
+def cmd_source_edit(args: argparse.Namespace, settings: Settings) -> int:
+    changes = _patch(args)
+    return over_api(
+        args, settings, lambda api: api.source("PATCH", args.source_id, body=changes), _source_lines
+    )
+
+
+def cmd_source_delete(args: argparse.Namespace, settings: Settings) -> int:
+    return over_api(
+        args,
+        settings,
+        lambda api: api.source("DELETE", args.source_id),
+        lambda _: [f"deleted {args.source_id}: its webhooks answer 404; its calls stay"],
+    )
+
+
+def _rotation(args: argparse.Namespace) -> dict[str, float] | None:
+    return None if args.overlap is None else {"overlap_s": args.overlap}
+
+
+def cmd_source_rotate_token(args: argparse.Namespace, settings: Settings) -> int:
+    def rotate(api: "Api") -> Any:
+        return api.source("POST", args.source_id, "rotate-token", _rotation(args))
+
+    return over_api(args, settings, rotate, _source_lines)
+
+
+def cmd_source_rotate_secret(args: argparse.Namespace, settings: Settings) -> int:
+    def rotate(api: "Api") -> Any:
+        return api.source("POST", args.source_id, "rotate-secret", _rotation(args))
+
+    def lines(reply: dict[str, Any]) -> list[str]:
+        until = reply.get("previous_secret_expires_at")
+        previous = f"until {until}" if until else "no longer"
+        return [
+            f"new webhook secret (shown once): {reply['webhook_secret']}",
+            f"the previous secret verifies {previous}",
+        ]
+
+    return over_api(args, settings, rotate, lines)
+
+
+def _add_source_commands(add: "Adder", source: "Subcommands") -> None:
+    get = add("get", cmd_source_get, "show a source (over the HTTP API)", source)
+    edit = add("edit", cmd_source_edit, "change a source (over the HTTP API)", source)
+    edit.add_argument("--name")
+    enabled = edit.add_mutually_exclusive_group()
+    enabled.add_argument("--enable", dest="enabled", action="store_const", const=True)
+    enabled.add_argument(
+        "--disable",
+        dest="enabled",
+        action="store_const",
+        const=False,
+        help="its webhooks answer 410 until it is enabled again",
+    )
+    edit.add_argument("--detail-url", help="detail API template with {call_id}; '' clears it")
+    edit.add_argument("--api-base-url", help="'' clears it")
+    edit.add_argument(
+        "--allowed-ip", action="append", help="replaces the list (repeatable); '' empties it"
+    )
+    edit.add_argument(
+        "--credential",
+        action="append",
+        metavar="KEY=VALUE",
+        help="merged into the stored credentials (repeatable)",
+    )
+    delete = add("delete", cmd_source_delete, "delete a source; its calls stay", source)
+    rotate_token = add(
+        "rotate-token",
+        cmd_source_rotate_token,
+        "a new webhook URL; the old one keeps working for --overlap",
+        source,
+    )
+    rotate_secret = add(
+        "rotate-secret",
+        cmd_source_rotate_secret,
+        "a new webhook secret (generic sources); the old one verifies for --overlap",
+        source,
+    )
+    for command in (get, edit, delete, rotate_token, rotate_secret):
+        command.add_argument("source_id", metavar="ID", help="the source's id (src_…)")
+        add_connection(command)
+    for command in (rotate_token, rotate_secret):
+        command.add_argument(
+            "--overlap",
+            type=float,
+            metavar="SECONDS",
+            help="how long the old one keeps working (default 86400; 0: it stops at once)",
+        )
+
+
 def add_commands(add: "Adder", org: "Subcommands", source: "Subcommands") -> None:
-    """`create` under the `org` command; `add` and `list` under the `source` command."""
+    """`create` under the `org` command; the `source` command's subcommands."""
     create = add("create", cmd_org_create, "create an org and print its API key", org)
     create.add_argument("name")
     source_add = add("add", cmd_source_add, "add a source and print its webhook URL", source)
@@ -98,3 +235,4 @@ def add_commands(add: "Adder", org: "Subcommands", source: "Subcommands") -> Non
     source_add.add_argument("--credential", action="append", metavar="KEY=VALUE")
     source_list = add("list", cmd_source_list, "list an org's sources", source)
     source_list.add_argument("--org", required=True, help="org name or id")
+    _add_source_commands(add, source)

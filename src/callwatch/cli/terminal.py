@@ -34,8 +34,14 @@ class Response(Protocol):
 class Http(Protocol):
     """The part of `httpx.Client` used here; Starlette's TestClient has it too."""
 
-    def get(
-        self, url: str, *, params: Params | None = ..., headers: Mapping[str, str] | None = ...
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = ...,
+        headers: Mapping[str, str] | None = ...,
+        json: Any = ...,
     ) -> Response: ...
 
 
@@ -57,30 +63,44 @@ class Api:
     def quarantine(self, params: Params) -> dict[str, Any]:
         return self._get("/api/quarantine", params)
 
+    def source(self, method: str, source_id: str, action: str = "", body: Any = None) -> Any:
+        """`GET|PATCH|DELETE /api/sources/{id}`, or `POST /api/sources/{id}/{action}`."""
+        path = f"/api/sources/{quote(source_id, safe='')}" + (f"/{action}" if action else "")
+        return self.send(method, path, (), body)
+
     def _get(self, path: str, params: Params) -> dict[str, Any]:
+        body = self.send("GET", path, params)
+        if not isinstance(body, dict):
+            raise ApiError(f"{self.url.rstrip('/')} did not answer with JSON: is it callwatch?")
+        return body
+
+    def send(self, method: str, path: str, params: Params = (), body: Any = None) -> Any:
+        """The reply's JSON (None for a 204); ApiError with a one-line reason otherwise."""
         base = self.url.rstrip("/")
         try:
-            response = self._send(base + path, params)
+            response = self._send(method, base + path, params, body)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise ApiError(f"cannot reach {base}: is `callwatch up` running?") from None
         except httpx.TransportError as exc:
-            raise ApiError(f"GET {base + path}: {type(exc).__name__}: {exc}") from None
+            raise ApiError(f"{method} {base + path}: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 204:
+            return None
         try:
-            body = response.json()
+            reply = response.json()
         except ValueError:
-            body = None
+            reply = None
         if response.status_code >= 400:
-            raise ApiError(problem_line(response.status_code, body, response.reason_phrase))
-        if not isinstance(body, dict):
+            raise ApiError(problem_line(response.status_code, reply, response.reason_phrase))
+        if reply is None:
             raise ApiError(f"{base} did not answer with JSON: is it callwatch?")
-        return body
+        return reply
 
-    def _send(self, url: str, params: Params) -> Response:
+    def _send(self, method: str, url: str, params: Params, body: Any) -> Response:
         headers = {"authorization": f"Bearer {self.key}", "accept": "application/json"}
         if self.http is not None:
-            return self.http.get(url, params=params, headers=headers)
+            return self.http.request(method, url, params=params, headers=headers, json=body)
         with httpx.Client(timeout=TIMEOUT_S) as http:
-            return http.get(url, params=params, headers=headers)
+            return http.request(method, url, params=params, headers=headers, json=body)
 
 
 def problem_line(status: int, body: Any, reason: str) -> str:

@@ -70,8 +70,9 @@ WEBHOOK = Operation(
     body=GenericEnvelope,
     ok=202,
     response=WebhookReply,
-    errors=(401, 404, 413),
+    errors=(401, 404, 410, 413),
     description="The body is whatever the source's platform sends; shown here is the "
     "`generic` provider's event (Standard Webhooks signed). 202 only after the event is "
-    "stored durably.",
+    "stored durably. 404 for an unknown or deleted source's token (or a previous token after "
+    "its rotation overlap), 410 for a disabled source's.",
 )

@@ -1,5 +1,6 @@
 """Org management (admin token), and an org's API keys and sources (org API key), design.md §4."""
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callwatch.db import transaction
-from callwatch.orgs import keys, tenancy
+from callwatch.orgs import keys, sources, tenancy
 from callwatch.outbound import ssrf
 from callwatch.runtime import utcnow
 from callwatch.tables import Source
@@ -17,6 +18,10 @@ from callwatch.validation import parse_body, path_param, read_body
 from callwatch.web.auth import require_admin, require_org
 from callwatch.web.operations import Operation
 from callwatch.web.services import Services
+
+BASE = "/api/sources"
+ONE = BASE + "/{source_id}"
+TAG = "sources"
 
 
 async def create_org(request: Request) -> JSONResponse:
@@ -83,25 +88,49 @@ class SourceView(BaseModel):
     provider: str
     webhook_url: str = Field(description="point the platform's webhooks here")
     settings: dict[str, Any]
+    enabled: bool = Field(description="false: its webhooks answer 410")
+    previous_token_expires_at: datetime | None = Field(
+        description="after a token rotation, the previous webhook URL works until then"
+    )
+    previous_secret_expires_at: datetime | None = Field(
+        description="after a secret rotation, the previous secret verifies until then"
+    )
     created_at: datetime
+    updated_at: datetime | None
 
 
 class SourceCreated(SourceView):
-    signing_secret: str | None = Field(None, description="shown once, for signed providers")
+    webhook_secret: str | None = Field(
+        None, description="the secret callwatch generated for it, shown once (generic: whsec_…)"
+    )
 
 
 class SourceList(BaseModel):
     items: list[SourceView]
 
 
-def source_view(source: Source, public_url: str) -> dict[str, Any]:
+class SecretRotated(BaseModel):
+    id: str
+    webhook_secret: str = Field(description="the new whsec_… secret; shown once")
+    previous_secret_expires_at: datetime | None = Field(
+        description="the previous secret keeps verifying until then"
+    )
+
+
+def source_view(source: Source, public_url: str, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    token_until, secret_until = source.previous_token_until, source.previous_secret_until
     return SourceView(
         id=source.id,
         name=source.name,
         provider=source.provider,
         webhook_url=tenancy.webhook_url(public_url, source),
         settings=source.settings,
+        enabled=source.enabled is not False,
+        previous_token_expires_at=token_until if token_until and token_until > now else None,
+        previous_secret_expires_at=secret_until if secret_until and secret_until > now else None,
         created_at=source.created_at,
+        updated_at=source.updated_at,
     ).model_dump(mode="json")
 
 
@@ -116,7 +145,7 @@ def create_source(request: Request, body: bytes) -> JSONResponse:
         )
         view = source_view(source, services.runtime.settings.public_url)
     if secret is not None:
-        view["signing_secret"] = secret
+        view["webhook_secret"] = secret
     return JSONResponse(view, status_code=201)
 
 
@@ -133,6 +162,99 @@ def list_sources(request: Request) -> JSONResponse:
         items = [source_view(s, public_url) for s in tenancy.list_sources(session, org_id)]
     return JSONResponse({"items": items})
 
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _with_body(handler: Callable[[Request, bytes], Response]) -> Callable[..., Any]:
+    """An async endpoint that reads the body, then runs `handler` in the thread pool."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await read_body(request)
+        return await run_in_threadpool(handler, request, body)
+
+    return endpoint
+
+
+def _changed(request: Request) -> None:
+    """This process's webhook token cache forgets at once (others within source_cache_s)."""
+    _services(request).intake.sources.forget()
+
+
+def get_source(request: Request) -> JSONResponse:
+    services = _services(request)
+    org_id = require_org(request)
+    with transaction(services.runtime.sessions) as session:
+        source = sources.get(session, org_id, path_param(request, "source_id"))
+        return JSONResponse(source_view(source, services.runtime.settings.public_url))
+
+
+def patch_source(request: Request, body: bytes) -> JSONResponse:
+    services = _services(request)
+    org_id = require_org(request)
+    changes = parse_body(sources.SourcePatch, body)
+    source_id = path_param(request, "source_id")
+    rt = services.runtime
+    with transaction(rt.sessions) as session:  # a read: the settings to vet
+        settings = sources.merged_settings(sources.get(session, org_id, source_id), changes)
+    sources.vet(settings, ssrf.Guard(rt.settings.allow_private_targets))
+    with transaction(rt.sessions) as session:
+        source = sources.get(session, org_id, source_id)
+        secret = sources.update(session, rt.vault, source, changes, settings, utcnow())
+        view = source_view(source, rt.settings.public_url)
+    _changed(request)
+    if secret is not None:
+        view["webhook_secret"] = secret
+    return JSONResponse(view)
+
+
+def delete_source(request: Request) -> Response:
+    services = _services(request)
+    org_id = require_org(request)
+    with transaction(services.runtime.sessions) as session:
+        source = sources.get(session, org_id, path_param(request, "source_id"))
+        sources.delete(session, source, utcnow())
+    _changed(request)
+    return Response(status_code=204)
+
+
+def _rotation(body: bytes) -> sources.Rotation:
+    return parse_body(sources.Rotation, body) if body.strip() else sources.Rotation()
+
+
+def rotate_token(request: Request, body: bytes) -> JSONResponse:
+    services = _services(request)
+    org_id = require_org(request)
+    rotation = _rotation(body)
+    with transaction(services.runtime.sessions) as session:
+        source = sources.get(session, org_id, path_param(request, "source_id"))
+        sources.rotate_token(session, source, rotation.overlap_s, utcnow())
+        view = source_view(source, services.runtime.settings.public_url)
+    _changed(request)
+    return JSONResponse(view)
+
+
+def rotate_secret(request: Request, body: bytes) -> JSONResponse:
+    services = _services(request)
+    org_id = require_org(request)
+    rotation = _rotation(body)
+    rt = services.runtime
+    with transaction(rt.sessions) as session:
+        source = sources.get(session, org_id, path_param(request, "source_id"))
+        secret = sources.rotate_secret(source, rt.vault, rotation.overlap_s, utcnow())
+        until = source_view(source, rt.settings.public_url)["previous_secret_expires_at"]
+    _changed(request)
+    rotated = SecretRotated(id=source.id, webhook_secret=secret, previous_secret_expires_at=until)
+    return JSONResponse(rotated.model_dump(mode="json"))
+
+
+_OVERLAP = (
+    "The body is optional: `overlap_s` (default 86400, 0: at once) is how long the previous "
+    "one keeps working; a previous one still in its overlap stops now. Other receiver "
+    "processes see the change within `source_cache_s`."
+)
 
 ENDPOINTS = [
     Operation(
@@ -184,19 +306,71 @@ ENDPOINTS = [
     Operation(
         list_sources,
         "get",
-        "/api/sources",
+        BASE,
         "List the org's sources",
-        "sources",
+        TAG,
         response=SourceList,
+        description="Deleted sources are left out.",
     ),
     Operation(
         add_source,
         "post",
-        "/api/sources",
+        BASE,
         "Add a source (a webhook URL for one platform account)",
-        "sources",
+        TAG,
         body=tenancy.SourceIn,
         ok=201,
         response=SourceCreated,
+        errors=(409,),
+        description="Credentials are never returned; `webhook_secret` is in the reply (once) "
+        "when callwatch generated it.",
+    ),
+    Operation(get_source, "get", ONE, "Get a source", TAG, response=SourceView),
+    Operation(
+        _with_body(patch_source),
+        "patch",
+        ONE,
+        "Change a source",
+        TAG,
+        body=sources.SourcePatch,
+        response=SourceCreated,
+        errors=(409,),
+        description="Only the fields given change. `settings` and `credentials` are merged "
+        "into the stored ones and validated as at creation (a key set to null is removed); "
+        "credentials are never returned. `enabled: false`: its webhooks answer 410.",
+    ),
+    Operation(
+        delete_source,
+        "delete",
+        ONE,
+        "Delete a source",
+        TAG,
+        ok=204,
+        response=None,
+        description="Its webhook tokens answer 404 from then on; its calls stay, their source "
+        "named `<name> (deleted <id>)` (the name is free for a new source).",
+    ),
+    Operation(
+        _with_body(rotate_token),
+        "post",
+        ONE + "/rotate-token",
+        "Rotate the webhook token (a new webhook URL)",
+        TAG,
+        body=sources.Rotation,
+        response=SourceView,
+        description=_OVERLAP,
+    ),
+    Operation(
+        _with_body(rotate_secret),
+        "post",
+        ONE + "/rotate-secret",
+        "Rotate the webhook secret callwatch generated",
+        TAG,
+        body=sources.Rotation,
+        response=SecretRotated,
+        errors=(409,),
+        description="For platforms whose secret callwatch generates (generic's whsec_…): the "
+        "new one is shown once, and both verify during the overlap. 409 for a platform that "
+        "issues its own secret. " + _OVERLAP,
     ),
 ]

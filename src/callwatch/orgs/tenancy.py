@@ -1,7 +1,7 @@
 """Orgs, their API keys and their sources; data functions take a Session and never commit."""
 
 import ipaddress
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -16,7 +16,7 @@ from callwatch.crypto import Vault
 from callwatch.errors import Conflict, InvalidInput, NotFound
 from callwatch.orgs import keys
 from callwatch.outbound import ssrf
-from callwatch.providers.base import SourceConfig
+from callwatch.providers.base import WEBHOOK_SECRET, SourceConfig
 from callwatch.tables import Org, Source
 
 
@@ -137,7 +137,7 @@ def create_source(
             f"unknown provider {data.provider!r}; known: {', '.join(providers.names())}",
             field="provider",
         ) from None
-    credentials = dict(data.credentials)
+    credentials = providers.canonical_credentials(data.provider, data.credentials)
     generated = adapter.prepare_credentials(credentials)
     source = Source(
         id=ids.new_id("src"),
@@ -148,6 +148,7 @@ def create_source(
         settings=data.settings.model_dump(mode="json"),
         credentials=vault.seal(credentials),
         created_at=now,
+        enabled=True,
     )
     session.add(source)
     try:
@@ -158,12 +159,28 @@ def create_source(
 
 
 def list_sources(session: Session, org_id: str) -> list[Source]:
-    return list(session.scalars(select(Source).where(Source.org_id == org_id).order_by(Source.id)))
+    """The org's sources, the deleted ones left out."""
+    return list(
+        session.scalars(
+            select(Source)
+            .where(Source.org_id == org_id, Source.deleted_at.is_(None))
+            .order_by(Source.id)
+        )
+    )
 
 
-def source_by_token(session: Session, vault: Vault, token: str) -> SourceConfig | None:
+def source_by_token(
+    session: Session, vault: Vault, token: str, now: datetime | None = None
+) -> SourceConfig | None:
+    """The source whose webhook token this is, or was until a rotation's overlap ends."""
     source = session.scalar(select(Source).where(Source.webhook_token == token))
-    return None if source is None else config_of(source, vault)
+    if source is not None:
+        return config_of(source, vault)
+    source = session.scalar(select(Source).where(Source.previous_token == token))
+    until = None if source is None else source.previous_token_until
+    if source is None or until is None or until <= (now or datetime.now(UTC)):
+        return None
+    return config_of(source, vault, token_until=until.timestamp())
 
 
 def source_by_id(session: Session, vault: Vault, source_id: str) -> SourceConfig:
@@ -173,14 +190,25 @@ def source_by_id(session: Session, vault: Vault, source_id: str) -> SourceConfig
     return config_of(source, vault)
 
 
-def config_of(source: Source, vault: Vault) -> SourceConfig:
+def config_of(source: Source, vault: Vault, *, token_until: float | None = None) -> SourceConfig:
+    previous = None
+    if source.previous_secret is not None:
+        previous = str(vault.open(source.previous_secret)[WEBHOOK_SECRET])
+    until = source.previous_secret_until
+    # Sources stored before `webhook_secret` was the one name keep their old one.
+    credentials = providers.canonical_credentials(source.provider, vault.open(source.credentials))
     return SourceConfig(
         id=source.id,
         org_id=source.org_id,
         name=source.name,
         provider=source.provider,
         settings=source.settings,
-        credentials=vault.open(source.credentials),
+        credentials=credentials,
+        enabled=source.enabled is not False,
+        deleted=source.deleted_at is not None,
+        token_until=token_until,
+        previous_secret=previous,
+        previous_secret_until=0.0 if until is None else until.timestamp(),
     )
 
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from callwatch.model.events import CallFields
 from callwatch.model.records import CallDetails
 from callwatch.providers.atoms import AtomsProvider
-from callwatch.providers.base import Provider
+from callwatch.providers.base import WEBHOOK_SECRET, Provider
 from callwatch.providers.bolna.provider import BolnaProvider
 from callwatch.providers.burki import BurkiProvider
 from callwatch.providers.fixa import FixaProvider
@@ -51,3 +51,18 @@ _SETTLE: dict[str, Callable[[CallDetails, CallFields], CallDetails]] = {
 def settled(name: str, details: CallDetails, fields: CallFields) -> CallDetails:
     settle = _SETTLE.get(name)
     return settle(details, fields) if settle else details
+
+
+# The platforms' old names for `webhook_secret`, still accepted on input (docs/platforms/).
+_SECRET_ALIASES: dict[str, str] = {"atoms": "signing_secret", "vapi": "secret"}
+
+
+def canonical_credentials(name: str, credentials: dict[str, str]) -> dict[str, str]:
+    """The credentials with an old name of the webhook secret renamed `webhook_secret` (a value
+    given under `webhook_secret` itself wins)."""
+    alias = _SECRET_ALIASES.get(name)
+    if alias is None or alias not in credentials:
+        return dict(credentials)
+    out = {key: value for key, value in credentials.items() if key != alias}
+    out.setdefault(WEBHOOK_SECRET, credentials[alias])
+    return out

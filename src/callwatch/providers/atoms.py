@@ -24,7 +24,7 @@ from callwatch.model.records import (
     Utterance,
 )
 from callwatch.outbound.http import get_json, mismatch
-from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
+from callwatch.providers.base import WEBHOOK_SECRET, FetchContext, SourceConfig, WebhookRequest
 from callwatch.validation import parse_body
 
 API_BASE = "https://api.smallest.ai/atoms/v1"
@@ -114,11 +114,11 @@ class AtomsProvider:
     name = "atoms"
 
     def prepare_credentials(self, credentials: dict[str, str]) -> str | None:
-        if not credentials.get("signing_secret"):
+        if not credentials.get(WEBHOOK_SECRET):
             raise InvalidInput(
-                "credentials.signing_secret: required, the webhook's secret from Atoms "
-                "(`decryptedSecretKey` of GET /webhook)",
-                field="credentials.signing_secret",
+                "credentials.webhook_secret: required, the webhook's secret from Atoms "
+                "(`decryptedSecretKey` of GET /webhook; `signing_secret` is an alias)",
+                field="credentials.webhook_secret",
             )
         return None
 
@@ -126,7 +126,7 @@ class AtomsProvider:
         given = request.headers.get("x-signature")
         if not given:
             raise Unauthorized("missing X-Signature header")
-        secret = source.credentials["signing_secret"].encode()
+        secret = source.credentials[WEBHOOK_SECRET].encode()
         expected = hmac.new(secret, request.body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
             raise Unauthorized("X-Signature does not match the body")

@@ -12,6 +12,9 @@ import httpx
 from callwatch.model.events import CallEvent, CallFields
 from callwatch.model.records import CallDetails
 
+# The one name of the secret a platform signs its webhooks with, on every platform that has one.
+WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - a credential's name
+
 
 @dataclass(frozen=True)
 class SourceConfig:
@@ -23,6 +26,21 @@ class SourceConfig:
     provider: str
     settings: dict[str, Any]
     credentials: dict[str, str]
+    enabled: bool = True
+    deleted: bool = False
+    # Looked up by its previous webhook token: that token works until then (Unix time).
+    token_until: float | None = None
+    # After a rotation of a secret callwatch generated, the old one verifies too until then.
+    previous_secret: str | None = None
+    previous_secret_until: float = 0.0
+
+    def webhook_secrets(self, now: float) -> list[str]:
+        """The secrets a webhook may be signed with now: the current one, and the previous one
+        during the rotation overlap."""
+        secrets = [self.credentials[WEBHOOK_SECRET]]
+        if self.previous_secret is not None and now < self.previous_secret_until:
+            secrets.append(self.previous_secret)
+        return secrets
 
 
 class RequestHeaders(Mapping[str, str]):

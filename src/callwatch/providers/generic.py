@@ -9,11 +9,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from callwatch import signatures
-from callwatch.errors import InvalidInput, ProviderRejected
+from callwatch.errors import InvalidInput, ProviderRejected, Unauthorized
 from callwatch.model.events import TERMINAL_STATUSES, CallEvent, CallFields, CallStatus
 from callwatch.model.records import CallDetails
 from callwatch.outbound.http import get_json, mismatch
-from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
+from callwatch.providers.base import WEBHOOK_SECRET, FetchContext, SourceConfig, WebhookRequest
 from callwatch.validation import invalid, parse_body
 
 _FIELD_NAMES = set(CallFields.model_fields)
@@ -53,15 +53,22 @@ class GenericProvider:
     name = "generic"
 
     def prepare_credentials(self, credentials: dict[str, str]) -> str | None:
-        if credentials.get("webhook_secret"):
+        if credentials.get(WEBHOOK_SECRET):
             return None
-        credentials["webhook_secret"] = signatures.new_secret()
-        return credentials["webhook_secret"]
+        credentials[WEBHOOK_SECRET] = signatures.new_secret()
+        return credentials[WEBHOOK_SECRET]
 
     def authenticate(self, request: WebhookRequest, source: SourceConfig, now: float) -> str | None:
-        return signatures.verify(
-            source.credentials["webhook_secret"], request.headers, request.body, now
-        )
+        current, *previous = source.webhook_secrets(now)
+        try:
+            return signatures.verify(current, request.headers, request.body, now)
+        except Unauthorized:
+            for secret in previous:  # during a rotation's overlap
+                try:
+                    return signatures.verify(secret, request.headers, request.body, now)
+                except Unauthorized:
+                    pass
+            raise
 
     def parse(self, request: WebhookRequest, delivery_id: str | None) -> list[CallEvent]:
         envelope = parse_body(GenericEnvelope, request.body)

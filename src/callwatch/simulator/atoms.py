@@ -212,7 +212,7 @@ def _iso(moment: datetime) -> str:
 
 PLATFORM = Platform(
     webhooks=timed_webhooks,
-    secret_name="signing_secret",  # noqa: S106 - a credential's name
+    secret_name="webhook_secret",  # noqa: S106 - a credential's name
     sign=signed_request,
     call_id=call_id,
     api={"/conversation/{call_id}": conversation},

@@ -245,7 +245,7 @@ def _iso(moment: datetime) -> str:
 
 PLATFORM = Platform(
     webhooks=timed_webhooks,
-    secret_name="secret",  # noqa: S106 - a credential's name
+    secret_name="webhook_secret",  # noqa: S106 - a credential's name
     sign=bearer,
     api={"/call/{call_id}": call_json},
 )

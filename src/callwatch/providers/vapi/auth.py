@@ -13,7 +13,7 @@ import math
 import re
 
 from callwatch.errors import Unauthorized
-from callwatch.providers.base import WebhookRequest
+from callwatch.providers.base import WEBHOOK_SECRET, WebhookRequest
 
 HMAC_HEADERS = ("x-vapi-signature", "x-signature")  # ours first, then Vapi's default
 TIMESTAMP_HEADER = "x-timestamp"
@@ -27,7 +27,7 @@ def verify(request: WebhookRequest, credentials: dict[str, str], now: float) -> 
     if credentials.get("hmac_secret") and _hmac_header(request, credentials):
         _check_hmac(request, credentials, now)
         return
-    secret = credentials.get("secret")
+    secret = credentials.get(WEBHOOK_SECRET)
     given = _presented_secret(request)
     if not secret:
         raise Unauthorized(f"missing {_hmac_names(credentials)[0]} header (HMAC signature)")

@@ -12,7 +12,7 @@ from callwatch.errors import InvalidInput, ProviderRejected
 from callwatch.model.events import CallEvent
 from callwatch.model.records import CallDetails, Recording
 from callwatch.outbound.http import get_json, mismatch
-from callwatch.providers.base import FetchContext, SourceConfig, WebhookRequest
+from callwatch.providers.base import WEBHOOK_SECRET, FetchContext, SourceConfig, WebhookRequest
 from callwatch.providers.vapi.auth import HEADER_NAME, verify
 from callwatch.providers.vapi.call import (
     UPDATE_STATUSES,
@@ -56,12 +56,12 @@ class VapiProvider:
     name = "vapi"
 
     def prepare_credentials(self, credentials: dict[str, str]) -> str | None:
-        if not credentials.get("secret") and not credentials.get("hmac_secret"):
+        if not credentials.get(WEBHOOK_SECRET) and not credentials.get("hmac_secret"):
             raise InvalidInput(
-                "credentials.secret: required unless credentials.hmac_secret is given; the "
-                "token of the server URL's Vapi credential (Bearer or X-Vapi-Secret), or its "
-                "HMAC secret",
-                field="credentials.secret",
+                "credentials.webhook_secret: required unless credentials.hmac_secret is given; "
+                "the token of the server URL's Vapi credential (Bearer or X-Vapi-Secret; "
+                "`secret` is an alias), or its HMAC secret",
+                field="credentials.webhook_secret",
             )
         for name in ("hmac_header", "hmac_timestamp_header"):
             given = credentials.get(name)
