@@ -15,7 +15,6 @@ from callwatch.settings import Settings
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
 
-TIMEOUT_S = 30.0
 KEY_HEADER = ("ID", "NAME", "PREFIX", "CREATED (UTC)", "LAST USED (UTC)")
 ORG_HEADER = ("ID", "NAME", "CREATED (UTC)", "SOURCES", "KEYS")
 
@@ -53,33 +52,10 @@ def _call(
     body: dict[str, Any] | None = None,
 ) -> Any:
     """The API's JSON reply (None for 204); ApiError, in one line, if it failed."""
-    import httpx
+    from callwatch.cli.terminal import Api
 
-    from callwatch.cli.terminal import ApiError, problem_line
-
-    base = (args.url or os.environ.get("CALLWATCH_URL") or settings.public_url).rstrip("/")
-    headers = {"authorization": f"Bearer {token}", "accept": "application/json"}
-    try:
-        if args.http is not None:  # tests: a TestClient
-            response = args.http.request(method, base + path, json=body, headers=headers)
-        else:
-            with httpx.Client(timeout=TIMEOUT_S) as http:
-                response = http.request(method, base + path, json=body, headers=headers)
-    except (httpx.ConnectError, httpx.ConnectTimeout):
-        raise ApiError(f"cannot reach {base}: is `callwatch up` running?") from None
-    except httpx.TransportError as exc:
-        raise ApiError(f"{method} {base + path}: {type(exc).__name__}: {exc}") from None
-    if response.status_code == 204:
-        return None
-    try:
-        reply = response.json()
-    except ValueError:
-        reply = None
-    if response.status_code >= 400:
-        raise ApiError(problem_line(response.status_code, reply, response.reason_phrase))
-    if not isinstance(reply, dict):
-        raise ApiError(f"{base} did not answer with JSON: is it callwatch?")
-    return reply
+    base = args.url or os.environ.get("CALLWATCH_URL") or settings.public_url
+    return Api(base, token, args.http).send(method, path, (), body)
 
 
 def _run(args: argparse.Namespace, settings: Settings, token: str, *request: Any) -> int:
