@@ -1,12 +1,10 @@
 """HTTP endpoints for subscriptions and their deliveries (org API key, org-scoped)."""
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 from redis.exceptions import RedisError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -23,9 +21,9 @@ from callwatch.downstream.subscriptions import (
 )
 from callwatch.outbound import ssrf
 from callwatch.runtime import Runtime
-from callwatch.validation import parse_body, parse_query, path_param, read_body
+from callwatch.validation import parse_body, parse_query, path_param
 from callwatch.web.auth import require_org
-from callwatch.web.operations import Operation
+from callwatch.web.operations import Operation, with_body
 from callwatch.web.services import Services
 
 log = logging.getLogger("callwatch.web")
@@ -41,16 +39,6 @@ def _runtime(request: Request) -> Runtime:
 
 def _json(value: BaseModel, status_code: int = 200) -> JSONResponse:
     return JSONResponse(value.model_dump(mode="json"), status_code=status_code)
-
-
-def _with_body(handler: Callable[[Request, bytes], Response]) -> Callable[..., Any]:
-    """An async endpoint that reads the body, then runs `handler` in the thread pool."""
-
-    async def endpoint(request: Request) -> Response:
-        body = await read_body(request)
-        return await run_in_threadpool(handler, request, body)
-
-    return endpoint
 
 
 def _vet(rt: Runtime, url: str) -> None:
@@ -175,7 +163,7 @@ _RESEND = (
 
 ENDPOINTS = [
     Operation(
-        _with_body(create),
+        with_body(create),
         "post",
         BASE,
         "Create a subscription",
@@ -189,7 +177,7 @@ ENDPOINTS = [
     Operation(list_all, "get", BASE, "List subscriptions", TAG, response=SubscriptionList),
     Operation(get_one, "get", ONE, "Get a subscription", TAG, response=SubscriptionView),
     Operation(
-        _with_body(patch),
+        with_body(patch),
         "patch",
         ONE,
         "Change a subscription",
@@ -241,7 +229,7 @@ ENDPOINTS = [
         description=_RESEND + " `queued` is 0 while an attempt is under way.",
     ),
     Operation(
-        _with_body(resend_range),
+        with_body(resend_range),
         "post",
         ONE + "/resend",
         "Re-send the deliveries created in a time range",

@@ -1,6 +1,5 @@
 """Org management (admin token), and an org's API keys and sources (org API key), design.md §4."""
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ from callwatch.runtime import utcnow
 from callwatch.tables import Source
 from callwatch.validation import parse_body, path_param, read_body
 from callwatch.web.auth import require_admin, require_org
-from callwatch.web.operations import Operation
+from callwatch.web.operations import Operation, with_body
 from callwatch.web.services import Services
 
 BASE = "/api/sources"
@@ -61,11 +60,6 @@ def create_key(request: Request, body: bytes) -> JSONResponse:
         key, secret = keys.issue(session, org_id, services.runtime.clock(), data.name)
         created = keys.KeyCreated(**keys.view(key).model_dump(), api_key=secret)
     return JSONResponse(created.model_dump(mode="json"), status_code=201)
-
-
-async def add_key(request: Request) -> JSONResponse:
-    body = await read_body(request)
-    return await run_in_threadpool(create_key, request, body)
 
 
 def delete_key(request: Request) -> Response:
@@ -149,11 +143,6 @@ def create_source(request: Request, body: bytes) -> JSONResponse:
     return JSONResponse(view, status_code=201)
 
 
-async def add_source(request: Request) -> JSONResponse:
-    body = await read_body(request)
-    return await run_in_threadpool(create_source, request, body)
-
-
 def list_sources(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     org_id = require_org(request)
@@ -166,16 +155,6 @@ def list_sources(request: Request) -> JSONResponse:
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
-
-
-def _with_body(handler: Callable[[Request, bytes], Response]) -> Callable[..., Any]:
-    """An async endpoint that reads the body, then runs `handler` in the thread pool."""
-
-    async def endpoint(request: Request) -> Response:
-        body = await read_body(request)
-        return await run_in_threadpool(handler, request, body)
-
-    return endpoint
 
 
 def _changed(request: Request) -> None:
@@ -282,7 +261,7 @@ ENDPOINTS = [
         list_keys, "get", "/api/keys", "List the org's API keys", "keys", response=keys.KeyList
     ),
     Operation(
-        add_key,
+        with_body(create_key),
         "post",
         "/api/keys",
         "Create an API key",
@@ -313,7 +292,7 @@ ENDPOINTS = [
         description="Deleted sources are left out.",
     ),
     Operation(
-        add_source,
+        with_body(create_source),
         "post",
         BASE,
         "Add a source (a webhook URL for one platform account)",
@@ -327,7 +306,7 @@ ENDPOINTS = [
     ),
     Operation(get_source, "get", ONE, "Get a source", TAG, response=SourceView),
     Operation(
-        _with_body(patch_source),
+        with_body(patch_source),
         "patch",
         ONE,
         "Change a source",
@@ -351,7 +330,7 @@ ENDPOINTS = [
         "named `<name> (deleted <id>)` (the name is free for a new source).",
     ),
     Operation(
-        _with_body(rotate_token),
+        with_body(rotate_token),
         "post",
         ONE + "/rotate-token",
         "Rotate the webhook token (a new webhook URL)",
@@ -361,7 +340,7 @@ ENDPOINTS = [
         description=_OVERLAP,
     ),
     Operation(
-        _with_body(rotate_secret),
+        with_body(rotate_secret),
         "post",
         ONE + "/rotate-secret",
         "Rotate the webhook secret callwatch generated",

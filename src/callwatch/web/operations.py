@@ -10,10 +10,25 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from callwatch.validation import read_body
+
 Auth = Literal["admin", "org"] | None
+
+
+def with_body(handler: Callable[[Request, bytes], Response]) -> Callable[..., Any]:
+    """An async endpoint that reads the body, then runs `handler` in the thread pool."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await read_body(request)
+        return await run_in_threadpool(handler, request, body)
+
+    return endpoint
 
 
 @dataclass(frozen=True)
