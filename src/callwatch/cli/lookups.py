@@ -8,14 +8,18 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from callwatch.errors import RequestError
-from callwatch.query.filters import CallFilters
-from callwatch.settings import Settings
 
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
     from callwatch.cli.terminal import Api, Params
+    from callwatch.settings import Settings
 
-FILTERS = tuple(CallFilters.model_fields)  # each has a --flag of the same name
+
+def filter_names() -> tuple[str, ...]:
+    """The query API's call filters; each has a --flag of the same name."""
+    from callwatch.query.filters import CallFilters
+
+    return tuple(CallFilters.model_fields)
 
 
 def _params(args: argparse.Namespace, names: Sequence[str]) -> "Params":
@@ -30,7 +34,7 @@ def _params(args: argparse.Namespace, names: Sequence[str]) -> "Params":
 
 def _query(
     args: argparse.Namespace,
-    settings: Settings,
+    settings: "Settings",
     fetch: "Callable[[Api], dict[str, Any]]",
     render: Callable[[dict[str, Any]], list[str]],
 ) -> int:
@@ -52,27 +56,27 @@ def _query(
     return 0
 
 
-def cmd_calls_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_calls_list(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.terminal import call_table
 
-    params = _params(args, (*FILTERS, "limit", "skip", "page"))
+    params = _params(args, (*filter_names(), "limit", "skip", "page"))
     return _query(args, settings, lambda api: api.calls(params), call_table)
 
 
-def cmd_calls_get(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_calls_get(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.terminal import call_view
 
     return _query(args, settings, lambda api: api.call(args.call_id), call_view)
 
 
-def cmd_calls_stats(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_calls_stats(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.terminal import stats_table
 
-    params = _params(args, (*FILTERS, "group_by"))
+    params = _params(args, (*filter_names(), "group_by"))
     return _query(args, settings, lambda api: api.stats(params), stats_table)
 
 
-def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_quarantine_list(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.terminal import quarantine_table
 
     params = _params(args, ("source", "limit", "skip", "page"))

@@ -6,13 +6,13 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from callwatch.cli import lookups, provisioning, replays
-from callwatch.cli.commands import Handler, Subcommands
+from callwatch.cli import failures, lookups, provisioning, replays
+from callwatch.cli.commands import PLATFORM_NAMES, CommandParser, Handler, Subcommands
 from callwatch.errors import CallwatchError
-from callwatch.settings import Settings
 
 if TYPE_CHECKING:
     from callwatch.cli.terminal import Http
+    from callwatch.settings import Settings
 
 
 def _fail(message: str) -> int:
@@ -20,7 +20,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_serve(args: argparse.Namespace, settings: "Settings") -> int:
     import uvicorn
 
     from callwatch.app import create_app
@@ -45,7 +45,7 @@ def _celery(argv: list[str]) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_worker(args: argparse.Namespace, settings: "Settings") -> int:
     return _celery(
         [
             "worker",
@@ -63,13 +63,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_beat(args: argparse.Namespace, settings: "Settings") -> int:
     schedule = settings.data_dir / "beat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return _celery(["beat", "--loglevel", "WARNING", "--schedule", str(schedule)])
 
 
-def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_migrate(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.migrate import upgrade
 
     if settings.database_url.startswith("sqlite:///./"):
@@ -79,7 +79,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_simulate(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.simulator import PLATFORMS, Progress, run_simulation
 
     secret_name = PLATFORMS[args.provider].secret_name
@@ -121,7 +121,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_tail(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli import tail
 
     url = args.redis_url or settings.redis_url
@@ -135,18 +135,26 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_up(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.up import run_up
 
     demo = args.provider if args.demo else None
     return run_up(settings, demo=demo, host=args.host, port=args.port)
 
 
-def parser() -> argparse.ArgumentParser:
-    from callwatch.simulator.platforms import PLATFORMS
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    platforms = sorted(PLATFORMS)
-    root = argparse.ArgumentParser(prog="callwatch", description=__doc__)
+    try:
+        return version("callwatch")
+    except PackageNotFoundError:
+        return "unknown (not installed: run `uv sync`)"
+
+
+def parser() -> argparse.ArgumentParser:
+    platforms = list(PLATFORM_NAMES)
+    root: argparse.ArgumentParser = CommandParser(prog="callwatch", description=__doc__)
+    root.add_argument("--version", action="version", version=f"callwatch {_version()}")
     sub = root.add_subparsers(dest="command", required=True)
 
     def add(
@@ -237,21 +245,19 @@ def main(argv: Sequence[str] | None = None, *, http: "Http | None" = None) -> in
     """`http` stands in for the `calls` commands' HTTP client (tests pass a TestClient)."""
     args = parser().parse_args(argv, namespace=argparse.Namespace(http=http))
     try:
+        from callwatch.settings import Settings
+
         settings = Settings()
         return int(args.handler(args, settings))
     except KeyboardInterrupt:
         return 130
-    except CallwatchError as exc:
-        return _fail(str(exc))
-    except Exception as exc:  # one line for people; the traceback is not for them
-        from sqlalchemy.exc import OperationalError
-
-        if isinstance(exc, OperationalError):
-            return _fail(
-                f"cannot reach the database ({exc.orig}); check CALLWATCH_DATABASE_URL "
-                "and run `callwatch migrate`"
-            )
-        raise
+    except Exception as exc:  # one line for people, saying what to do; tracebacks are not for them
+        line = failures.explain(exc)
+        if line is None:
+            if isinstance(exc, CallwatchError):
+                return _fail(str(exc))
+            raise
+        return _fail(line)
 
 
 if __name__ == "__main__":

@@ -6,20 +6,17 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
+from callwatch.cli.failures import require_database
 from callwatch.errors import RequestError
-from callwatch.orgs import tenancy
-from callwatch.outbound import ssrf
-from callwatch.settings import Settings
-from callwatch.validation import invalid
 
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
+    from callwatch.settings import Settings
 
 
-def cmd_org_create(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_org_create(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.db import transaction
+    from callwatch.orgs import tenancy
     from callwatch.runtime import opened, utcnow
 
     with opened(settings) as rt, transaction(rt.sessions) as session:
@@ -39,10 +36,15 @@ def _credentials(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_source_add(args: argparse.Namespace, settings: "Settings") -> int:
+    from pydantic import ValidationError
+
     from callwatch.db import transaction
+    from callwatch.orgs import tenancy
     from callwatch.orgs.endpoints import source_view
+    from callwatch.outbound import ssrf
     from callwatch.runtime import opened, utcnow
+    from callwatch.validation import invalid
 
     try:
         source_settings = tenancy.SourceSettings(
@@ -71,11 +73,13 @@ def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_source_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_source_list(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.db import transaction
+    from callwatch.orgs import tenancy
     from callwatch.orgs.endpoints import source_view
     from callwatch.runtime import opened
 
+    require_database(settings)
     with opened(settings) as rt, transaction(rt.sessions) as session:
         org = tenancy.get_org(session, args.org)
         for source in tenancy.list_sources(session, org.id):
