@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from callwatch.cli import failures, lookups, provisioning, replays
 from callwatch.cli.commands import PLATFORM_NAMES, CommandParser, Handler, Subcommands
@@ -25,16 +25,23 @@ def cmd_serve(args: argparse.Namespace, settings: "Settings") -> int:
 
     from callwatch.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        loop=args.loop,
-        log_level="warning",
-        access_log=False,
+    if args.workers < 1:
+        return _fail("--workers takes 1 or more processes")
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "loop": args.loop,
+        "log_level": "warning",
+        "access_log": False,
         # In-flight requests get this long after SIGTERM; intake answers its batches 503 then.
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
-    )
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Each process builds its own app from the environment, and its lifespan its own
+        # runtime, producer and intake writer; uvicorn's parent only holds the socket.
+        uvicorn.run("callwatch.app:create_app", factory=True, workers=args.workers, **options)
     return 0
 
 
@@ -180,6 +187,14 @@ def parser() -> argparse.ArgumentParser:
     # uvloop where installed, as shipped; the fault tests also run the receiver on asyncio's loop.
     serve.add_argument(
         "--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help=argparse.SUPPRESS
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="receiver processes on the one port (each with its own database writer); "
+        "about one per core",
     )
     worker = add("worker", cmd_worker, "run a Celery worker")
     worker.add_argument(
