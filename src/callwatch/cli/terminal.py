@@ -1,5 +1,9 @@
-"""The query API for people in a terminal: a small HTTP client and plain-text tables."""
+"""The query API for people in a terminal: a small HTTP client and tables that fit the terminal."""
 
+import io
+import os
+import shutil
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -7,6 +11,8 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
+from rich.console import Console
+from rich.table import Table
 
 from callwatch.model.records import CallRecord, Cost, Stats
 from callwatch.pipeline.quarantine import QuarantinePage
@@ -178,7 +184,7 @@ def call_view(body: dict[str, Any]) -> list[str]:
     return [
         *(f"{name:<10} {value}" for name, value in fields.items()),
         "timeline (UTC)",
-        *(f"  {line}" for line in _columns(timeline)),
+        *(f"  {line}" for line in _columns(timeline, indent=2)),
     ]
 
 
@@ -222,18 +228,51 @@ def _stats_row(label: str, aggregate: Aggregate, currencies: list[str | None]) -
 def table(
     header: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = ()
 ) -> list[str]:
-    return _columns([header, *rows], right)
+    return _columns([header, *rows], right, header=True)
 
 
-def _columns(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
-    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))] if rows else []
-    return [
-        "  ".join(
-            cell.rjust(width) if index in right else cell.ljust(width)
-            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
+def width() -> int | None:
+    """The terminal's columns; $COLUMNS when set; else None: piped output is never cut."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+UNBOUNDED = 100_000  # rich needs a width; a table without a terminal takes what it needs
+
+
+def _columns(
+    rows: Sequence[Sequence[str]],
+    right: Collection[int] = (),
+    *,
+    header: bool = False,
+    indent: int = 0,
+) -> list[str]:
+    """Rows as a rich table without borders; cells fold (never cut) to fit the width."""
+    if not rows:
+        return []
+    grid = Table(box=None, show_header=header, pad_edge=False, padding=(0, 1), header_style="")
+    for index in range(len(rows[0])):
+        grid.add_column(
+            rows[0][index] if header else "",
+            justify="right" if index in right else "left",
+            overflow="fold",
+        )
+    for row in rows[1:] if header else rows:
+        grid.add_row(*row)
+    available = width()
+    console = Console(
+        file=io.StringIO(),
+        width=UNBOUNDED if available is None else max(20, available - indent),
+        no_color=True,
+        highlight=False,
+        emoji=False,
+        markup=False,
+    )
+    with console.capture() as captured:
+        console.print(grid)
+    return [line.rstrip() for line in captured.get().splitlines()]
 
 
 def _words(*parts: str | None) -> str:
