@@ -6,7 +6,15 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from callwatch.cli import failures, lookups, provisioning, replays
+from callwatch.cli import (
+    alert_rules,
+    exports,
+    failures,
+    lookups,
+    provisioning,
+    replays,
+    subscriptions,
+)
 from callwatch.cli.commands import PLATFORM_NAMES, CommandParser, Handler, Subcommands
 from callwatch.errors import CallwatchError
 
@@ -247,12 +255,16 @@ def parser() -> argparse.ArgumentParser:
 
     replays.add_commands(add, sub)
 
-    calls = add("calls", lambda a, s: 0, "query calls over the HTTP API")
-    lookups.add_commands(add, calls.add_subparsers(dest="calls_command", required=True))
+    calls = add("calls", lambda a, s: 0, "query and export calls over the HTTP API")
+    calls_commands = calls.add_subparsers(dest="calls_command", required=True)
+    lookups.add_commands(add, calls_commands)
+    exports.add_commands(add, calls_commands)
     quarantined = add("quarantine", lambda a, s: 0, "events that could not be applied")
     lookups.add_quarantine_commands(
         add, quarantined.add_subparsers(dest="quarantine_command", required=True)
     )
+    subscriptions.add_commands(add, sub)
+    alert_rules.add_commands(add, sub)
     return root
 
 

@@ -4,10 +4,11 @@ import io
 import os
 import shutil
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
@@ -27,22 +28,8 @@ class ApiError(Exception):
     """Why a request failed, in one line."""
 
 
-class Response(Protocol):
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def reason_phrase(self) -> str: ...
-
-    def json(self, **kwargs: Any) -> Any: ...
-
-
-class Http(Protocol):
-    """The part of `httpx.Client` used here; Starlette's TestClient has it too."""
-
-    def get(
-        self, url: str, *, params: Params | None = ..., headers: Mapping[str, str] | None = ...
-    ) -> Response: ...
+# Starlette's TestClient is an httpx.Client too: tests pass one in.
+Http = httpx.Client
 
 
 @dataclass(frozen=True)
@@ -52,25 +39,59 @@ class Api:
     http: Http | None = None
 
     def calls(self, params: Params) -> dict[str, Any]:
-        return self._get("/api/calls", params)
+        return self.json("GET", "/api/calls", params)
 
     def call(self, call_id: str) -> dict[str, Any]:
-        return self._get(f"/api/calls/{quote(call_id, safe='')}", ())
+        return self.json("GET", f"/api/calls/{quote(call_id, safe='')}")
 
     def stats(self, params: Params) -> dict[str, Any]:
-        return self._get("/api/stats", params)
+        return self.json("GET", "/api/stats", params)
 
     def quarantine(self, params: Params) -> dict[str, Any]:
-        return self._get("/api/quarantine", params)
+        return self.json("GET", "/api/quarantine", params)
 
-    def _get(self, path: str, params: Params) -> dict[str, Any]:
+    def json(self, method: str, path: str, params: Params = (), body: Any = None) -> dict[str, Any]:
+        """The JSON object the API answers with; {} for an empty answer (204)."""
+        with self._client() as http:
+            response = self._call(http.request, method, path, params, body)
+            return self._checked(response, empty_ok=method != "GET")
+
+    def download(self, path: str, params: Params, out: IO[bytes]) -> int:
+        """Stream the answer into `out` as it arrives; the bytes written."""
+        written = 0
+        with self._client() as http, self._call(http.stream, "GET", path, params) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._checked(response, empty_ok=False)
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+        return written
+
+    @contextmanager
+    def _client(self) -> Iterator[httpx.Client]:
+        if self.http is not None:
+            yield self.http
+        else:
+            with httpx.Client(timeout=TIMEOUT_S) as http:
+                yield http
+
+    def _call(
+        self, send: Callable[..., Any], method: str, path: str, params: Params, body: Any = None
+    ) -> Any:
         base = self.url.rstrip("/")
+        headers = {"authorization": f"Bearer {self.key}", "accept": "application/json"}
+        extra = {} if body is None else {"json": body}
         try:
-            response = self._send(base + path, params)
+            return send(method, base + path, params=params, headers=headers, **extra)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise ApiError(f"cannot reach {base}: is `callwatch up` running?") from None
         except httpx.TransportError as exc:
-            raise ApiError(f"GET {base + path}: {type(exc).__name__}: {exc}") from None
+            raise ApiError(f"{method} {base + path}: {type(exc).__name__}: {exc}") from None
+
+    def _checked(self, response: httpx.Response, *, empty_ok: bool) -> dict[str, Any]:
+        if empty_ok and response.status_code < 400 and not response.content:
+            return {}
         try:
             body = response.json()
         except ValueError:
@@ -78,15 +99,8 @@ class Api:
         if response.status_code >= 400:
             raise ApiError(problem_line(response.status_code, body, response.reason_phrase))
         if not isinstance(body, dict):
-            raise ApiError(f"{base} did not answer with JSON: is it callwatch?")
+            raise ApiError(f"{self.url.rstrip('/')} did not answer with JSON: is it callwatch?")
         return body
-
-    def _send(self, url: str, params: Params) -> Response:
-        headers = {"authorization": f"Bearer {self.key}", "accept": "application/json"}
-        if self.http is not None:
-            return self.http.get(url, params=params, headers=headers)
-        with httpx.Client(timeout=TIMEOUT_S) as http:
-            return http.get(url, params=params, headers=headers)
 
 
 def problem_line(status: int, body: Any, reason: str) -> str:
