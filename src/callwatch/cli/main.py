@@ -154,7 +154,7 @@ def cmd_up(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.up import run_up
 
     demo = args.provider if args.demo else None
-    return run_up(settings, demo=demo, host=args.host, port=args.port)
+    return run_up(settings, demo=demo, host=args.host, port=args.port, verbose=args.verbose)
 
 
 def _version() -> str:
@@ -189,6 +189,12 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
+    up.add_argument(
+        "--verbose",
+        action="store_true",
+        help="stream the processes' JSON log lines here (default: to up.log in the data "
+        "directory, with a live status line here)",
+    )
     serve = add("serve", cmd_serve, "run the web process (webhooks and API)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
