@@ -157,19 +157,27 @@ def cmd_up(args: argparse.Namespace, settings: "Settings") -> int:
     return run_up(settings, demo=demo, host=args.host, port=args.port, verbose=args.verbose)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked for (importlib.metadata costs `--help` ~30 ms)."""
 
-    try:
-        return version("callwatch")
-    except PackageNotFoundError:
-        return "unknown (not installed: run `uv sync`)"
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print callwatch's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("callwatch")
+        except PackageNotFoundError:
+            number = "unknown (not installed: run `uv sync`)"
+        print(f"callwatch {number}")
+        parser.exit()
 
 
 def parser() -> argparse.ArgumentParser:
     platforms = list(PLATFORM_NAMES)
     root: argparse.ArgumentParser = CommandParser(prog="callwatch", description=__doc__)
-    root.add_argument("--version", action="version", version=f"callwatch {_version()}")
+    root.add_argument("--version", action=_Version)
     sub = root.add_subparsers(dest="command", required=True)
 
     def add(
