@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from callwatch.cli import (
     alert_rules,
+    commands,
     exports,
     failures,
     lookups,
@@ -15,7 +16,7 @@ from callwatch.cli import (
     replays,
     subscriptions,
 )
-from callwatch.cli.commands import PLATFORM_NAMES, CommandParser, Handler, Subcommands
+from callwatch.cli.commands import CommandParser, Handler, Subcommands
 from callwatch.errors import CallwatchError
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ class _Version(argparse.Action):
 
 
 def parser() -> argparse.ArgumentParser:
-    platforms = list(PLATFORM_NAMES)
+    platforms = list(commands.PLATFORM_NAMES)
     root: argparse.ArgumentParser = CommandParser(prog="callwatch", description=__doc__)
     root.add_argument("--version", action=_Version)
     sub = root.add_subparsers(dest="command", required=True)
