@@ -262,3 +262,34 @@ def test_an_unreachable_server_is_named_from_the_environment(
         (1, f"error: cannot reach {public}: is `callwatch up` running?\n"),
         (1, f"error: cannot reach {direct}: is `callwatch up` running?\n"),
     ]
+
+
+def test_a_table_fits_the_terminal_and_folds_cells_rather_than_cutting_them(
+    client: TestClient,
+    runtime: Runtime,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    acme = three_calls(client, runtime)
+    monkeypatch.setenv("COLUMNS", "60")
+
+    code, out, err = run(client, capsys, acme.key, "calls", "list")
+
+    lines = out.splitlines()
+    assert (code, err, lines[-1]) == (0, "", "3 of 3 calls")
+    assert max(len(line) for line in lines) <= 60
+    assert len(lines) > 5  # the header and rows folded onto more lines
+    assert "…" not in out
+    assert [f"c{n} " in out for n in (3, 2, 1)] == [True, True, True]
+
+
+def test_a_cell_is_text_never_markup(
+    client: TestClient, runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acme = tenant(client, "acme")
+    add_call(runtime, acme, "c-[bold]x[/bold]", agent_id="[red]agent[/red]")
+
+    code, out, _ = run(client, capsys, acme.key, "calls", "list")
+
+    assert code == 0
+    assert out.splitlines()[1].split()[2:4] == ["c-[bold]x[/bold]", "[red]agent[/red]"]

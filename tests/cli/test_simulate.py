@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from callwatch.cli import commands
 from callwatch.cli.main import main, parser
 from callwatch.simulator import PLATFORMS, BackgroundServer, Platform, SimCall
 
@@ -48,6 +49,7 @@ def test_an_unsigned_platform_plays_without_a_secret(
     monkeypatch.setitem(
         PLATFORMS, "unsigned", Platform(webhooks=unsigned_webhooks, secret_name=None)
     )  # type: ignore[index]
+    monkeypatch.setattr(commands, "PLATFORM_NAMES", (*commands.PLATFORM_NAMES, "unsigned"))
     received: list[tuple[dict[str, Any], dict[str, str]]] = []
 
     async def hook(request: Request) -> JSONResponse:

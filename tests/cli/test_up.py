@@ -165,6 +165,12 @@ def test_up_demo_assembles_calls_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
                 assert code == 0
                 assert not {child for child in children if _alive(child)}
                 assert "stopped" in _read(stdout)
+                # The processes' logs went to the file; the terminal got the banner and status.
+                logged = (tmp_path / ".callwatch" / "up.log").read_text().splitlines()
+                assert [line for line in logged if line.startswith('{"')] != []
+                assert [line for line in _read(stderr).splitlines() if line.startswith("{")] == []
+                assert "logs         .callwatch/up.log" in _read(stdout)
+                assert re.search(r"\d+ events received · [1-9]\d* calls assembled", _read(stdout))
                 assert (tmp_path / ".callwatch" / "callwatch.db").exists()
                 assert (tmp_path / ".callwatch" / "redis" / "appendonly.aof").exists()
         finally:
@@ -214,7 +220,7 @@ def test_a_child_that_dies_stops_everything_with_exit_code_1(tmp_path: Path) -> 
         open(tmp_path / "stderr.txt", "w+") as stderr,
     ):
         try:
-            with _callwatch_up(tmp_path, _free_port(), stdout, stderr) as up:
+            with _callwatch_up(tmp_path, _free_port(), stdout, stderr, "--verbose") as up:
                 _wait_for_banner(up, stdout, r"admin token\s+adm_")
                 children = up.record_children()
                 (worker,) = [pid for pid in children if "worker" in _command_line(pid)]
@@ -224,6 +230,9 @@ def test_a_child_that_dies_stops_everything_with_exit_code_1(tmp_path: Path) -> 
 
                 assert code == 1
                 assert "the worker process exited unexpectedly" in _read(stderr)
+                # --verbose: the processes' output here, as before, and no log file.
+                assert "  logs  " not in _read(stdout)
+                assert not (tmp_path / ".callwatch" / "up.log").exists()
                 assert not {child for child in children if _alive(child)}
         finally:
             print("---- callwatch up stdout\n" + _read(stdout))

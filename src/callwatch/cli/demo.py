@@ -199,6 +199,9 @@ class DemoReporter:
         self._since = utcnow()
 
     def report(self) -> None:
+        print(self.line(), flush=True)
+
+    def line(self) -> str:
         progress = self._traffic.latest
         assembled = _count_assembled(self._sessions, self._demo.org_id, self._since)
         line = (
@@ -207,7 +210,7 @@ class DemoReporter:
         )
         if progress.rejected or progress.errors:
             line += f", {sum(progress.rejected.values())} rejected, {progress.errors} send errors"
-        print(line, flush=True)
+        return line
 
 
 def _count_assembled(sessions: sessionmaker[Session], org_id: str, since: datetime) -> int | None:

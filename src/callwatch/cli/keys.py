@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from callwatch.errors import RequestError
-from callwatch.settings import Settings
 
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
+    from callwatch.settings import Settings
 
 KEY_HEADER = ("ID", "NAME", "PREFIX", "CREATED (UTC)", "LAST USED (UTC)")
 ORG_HEADER = ("ID", "NAME", "CREATED (UTC)", "SOURCES", "KEYS")
@@ -29,7 +29,7 @@ def _org_key(args: argparse.Namespace) -> str:
     return key
 
 
-def _admin_token(args: argparse.Namespace, settings: Settings) -> str:
+def _admin_token(args: argparse.Namespace, settings: "Settings") -> str:
     """--admin-token, else CALLWATCH_ADMIN_TOKEN, else the one `up` generated (never made here)."""
     if args.admin_token:
         return str(args.admin_token)
@@ -45,20 +45,20 @@ def _admin_token(args: argparse.Namespace, settings: Settings) -> str:
 
 def _call(
     args: argparse.Namespace,
-    settings: Settings,
+    settings: "Settings",
     token: str,
     method: str,
     path: str,
     body: dict[str, Any] | None = None,
 ) -> Any:
-    """The API's JSON reply (None for 204); ApiError, in one line, if it failed."""
+    """The API's JSON reply ({} for 204); ApiError, in one line, if it failed."""
     from callwatch.cli.terminal import Api
 
     base = args.url or os.environ.get("CALLWATCH_URL") or settings.public_url
-    return Api(base, token, args.http).send(method, path, (), body)
+    return Api(base, token, args.http).json(method, path, (), body)
 
 
-def _run(args: argparse.Namespace, settings: Settings, token: str, *request: Any) -> int:
+def _run(args: argparse.Namespace, settings: "Settings", token: str, *request: Any) -> int:
     """Send the request and print its reply (`args.render`, or the JSON with --json)."""
     from callwatch.cli.terminal import ApiError
 
@@ -100,12 +100,12 @@ def org_table(reply: dict[str, Any]) -> list[str]:
     return table(ORG_HEADER, rows, right={3, 4})
 
 
-def cmd_key_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_key_list(args: argparse.Namespace, settings: "Settings") -> int:
     args.render = key_table
     return _run(args, settings, _org_key(args), "GET", "/api/keys")
 
 
-def cmd_key_create(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_key_create(args: argparse.Namespace, settings: "Settings") -> int:
     args.render = None
     code = _run(args, settings, _org_key(args), "POST", "/api/keys", {"name": args.name})
     if code == 0:
@@ -113,13 +113,13 @@ def cmd_key_create(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
-def cmd_key_delete(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_key_delete(args: argparse.Namespace, settings: "Settings") -> int:
     args.render = lambda _: [f"deleted {args.key_id}; it is refused from now on"]
     path = f"/api/keys/{quote(args.key_id, safe='')}"
     return _run(args, settings, _org_key(args), "DELETE", path)
 
 
-def cmd_org_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_org_list(args: argparse.Namespace, settings: "Settings") -> int:
     args.render = org_table
     return _run(args, settings, _admin_token(args, settings), "GET", "/api/admin/orgs")
 

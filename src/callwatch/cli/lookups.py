@@ -8,17 +8,21 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from callwatch.errors import RequestError
-from callwatch.query.filters import CallFilters
-from callwatch.settings import Settings
 
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
     from callwatch.cli.terminal import Api, Params
+    from callwatch.settings import Settings
 
-FILTERS = tuple(CallFilters.model_fields)  # each has a --flag of the same name
+
+def filter_names() -> tuple[str, ...]:
+    """The query API's call filters; each has a --flag of the same name."""
+    from callwatch.query.filters import CallFilters
+
+    return tuple(CallFilters.model_fields)
 
 
-def _params(args: argparse.Namespace, names: Sequence[str]) -> "Params":
+def params_of(args: argparse.Namespace, names: Sequence[str]) -> "Params":
     params = []
     for name in names:
         value = getattr(args, name)
@@ -28,15 +32,9 @@ def _params(args: argparse.Namespace, names: Sequence[str]) -> "Params":
     return tuple(params)
 
 
-def over_api(
-    args: argparse.Namespace,
-    settings: Settings,
-    fetch: "Callable[[Api], Any]",
-    render: Callable[[Any], list[str]],
-) -> int:
-    """Run `fetch` against the API the arguments name, print its reply (`render`ed, or as JSON
-    with --json); an API error is one line and exit status 1."""
-    from callwatch.cli.terminal import Api, ApiError
+def connect(args: argparse.Namespace, settings: "Settings") -> "Api":
+    """The API a command talks to, from its --url and --api-key (or the environment)."""
+    from callwatch.cli.terminal import Api
 
     key = args.api_key or os.environ.get("CALLWATCH_API_KEY")
     if not key:
@@ -45,8 +43,22 @@ def over_api(
             "(`callwatch org create` prints one)"
         )
     url = args.url or os.environ.get("CALLWATCH_URL") or settings.public_url
+    return Api(url, key, args.http)
+
+
+def query(
+    args: argparse.Namespace,
+    settings: "Settings",
+    fetch: "Callable[[Api], Any]",
+    render: Callable[[Any], list[str]],
+) -> int:
+    """One request; its answer as JSON with --json, else as `render` lays it out; an API error
+    is one line and exit status 1."""
+    from callwatch.cli.terminal import ApiError
+
+    api = connect(args, settings)
     try:
-        body = fetch(Api(url, key, args.http))
+        body = fetch(api)
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -54,31 +66,31 @@ def over_api(
     return 0
 
 
-def cmd_calls_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_calls_list(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.terminal import call_table
 
-    params = _params(args, (*FILTERS, "limit", "skip", "page"))
-    return over_api(args, settings, lambda api: api.calls(params), call_table)
+    params = params_of(args, (*filter_names(), "limit", "skip", "page"))
+    return query(args, settings, lambda api: api.calls(params), call_table)
 
 
-def cmd_calls_get(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_calls_get(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.terminal import call_view
 
-    return over_api(args, settings, lambda api: api.call(args.call_id), call_view)
+    return query(args, settings, lambda api: api.call(args.call_id), call_view)
 
 
-def cmd_calls_stats(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_calls_stats(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.terminal import stats_table
 
-    params = _params(args, (*FILTERS, "group_by"))
-    return over_api(args, settings, lambda api: api.stats(params), stats_table)
+    params = params_of(args, (*filter_names(), "group_by"))
+    return query(args, settings, lambda api: api.stats(params), stats_table)
 
 
-def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_quarantine_list(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.terminal import quarantine_table
 
-    params = _params(args, ("source", "limit", "skip", "page"))
-    return over_api(args, settings, lambda api: api.quarantine(params), quarantine_table)
+    params = params_of(args, ("source", "limit", "skip", "page"))
+    return query(args, settings, lambda api: api.quarantine(params), quarantine_table)
 
 
 def add_quarantine_commands(add: "Adder", quarantine: "Subcommands") -> None:
@@ -101,7 +113,7 @@ def add_quarantine_commands(add: "Adder", quarantine: "Subcommands") -> None:
 def add_commands(add: "Adder", calls: "Subcommands") -> None:
     """`list`, `get` and `stats` under the `calls` command."""
     calls_list = add("list", cmd_calls_list, "list calls, newest first", calls)
-    _add_filters(calls_list)
+    add_filters(calls_list)
     calls_list.add_argument("--limit", type=int, help="calls per page (API default 100)")
     paging = calls_list.add_mutually_exclusive_group()
     paging.add_argument("--skip", type=int)
@@ -111,12 +123,12 @@ def add_commands(add: "Adder", calls: "Subcommands") -> None:
     calls_get.add_argument("call_id", metavar="ID", help="callwatch id or provider call id")
     add_connection(calls_get)
     calls_stats = add("stats", cmd_calls_stats, "aggregate calls, overall and grouped", calls)
-    _add_filters(calls_stats)
+    add_filters(calls_stats)
     calls_stats.add_argument("--group-by", choices=["agent", "day", "source"])
     add_connection(calls_stats)
 
 
-def _add_filters(command: argparse.ArgumentParser) -> None:
+def add_filters(command: argparse.ArgumentParser) -> None:
     command.add_argument("--status", action="append", help="repeatable")
     command.add_argument("--agent-id")
     command.add_argument("--campaign-id")
@@ -147,11 +159,12 @@ def _add_filters(command: argparse.ArgumentParser) -> None:
     )
 
 
-def add_connection(command: argparse.ArgumentParser) -> None:
+def add_connection(command: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     command.add_argument(
         "--url",
         help="API base URL (default: $CALLWATCH_URL, else $CALLWATCH_PUBLIC_URL, "
         "else http://127.0.0.1:8000)",
     )
     command.add_argument("--api-key", help="the org's API key (default: $CALLWATCH_API_KEY)")
-    command.add_argument("--json", action="store_true", help="print the API's JSON")
+    if json_flag:
+        command.add_argument("--json", action="store_true", help="print the API's JSON")

@@ -4,15 +4,25 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from callwatch.cli import keys, lookups, provisioning, replays
-from callwatch.cli.commands import Handler, Subcommands
+from callwatch.cli import (
+    alert_rules,
+    commands,
+    exports,
+    failures,
+    keys,
+    lookups,
+    provisioning,
+    replays,
+    subscriptions,
+)
+from callwatch.cli.commands import CommandParser, Handler, Subcommands
 from callwatch.errors import CallwatchError
-from callwatch.settings import Settings
 
 if TYPE_CHECKING:
     from callwatch.cli.terminal import Http
+    from callwatch.settings import Settings
 
 
 def _fail(message: str) -> int:
@@ -20,21 +30,28 @@ def _fail(message: str) -> int:
     return 2
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_serve(args: argparse.Namespace, settings: "Settings") -> int:
     import uvicorn
 
     from callwatch.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        loop=args.loop,
-        log_level="warning",
-        access_log=False,
+    if args.workers < 1:
+        return _fail("--workers takes 1 or more processes")
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "loop": args.loop,
+        "log_level": "warning",
+        "access_log": False,
         # In-flight requests get this long after SIGTERM; intake answers its batches 503 then.
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
-    )
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Each process builds its own app from the environment, and its lifespan its own
+        # runtime, producer and intake writer; uvicorn's parent only holds the socket.
+        uvicorn.run("callwatch.app:create_app", factory=True, workers=args.workers, **options)
     return 0
 
 
@@ -45,7 +62,7 @@ def _celery(argv: list[str]) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_worker(args: argparse.Namespace, settings: "Settings") -> int:
     return _celery(
         [
             "worker",
@@ -63,13 +80,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_beat(args: argparse.Namespace, settings: "Settings") -> int:
     schedule = settings.data_dir / "beat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return _celery(["beat", "--loglevel", "WARNING", "--schedule", str(schedule)])
 
 
-def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_migrate(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.migrate import upgrade
 
     if settings.database_url.startswith("sqlite:///./"):
@@ -79,7 +96,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_simulate(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.simulator import PLATFORMS, Progress, run_simulation
 
     secret_name = PLATFORMS[args.provider].secret_name
@@ -121,7 +138,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_tail(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli import tail
 
     url = args.redis_url or settings.redis_url
@@ -135,18 +152,34 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_up(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.cli.up import run_up
 
     demo = args.provider if args.demo else None
-    return run_up(settings, demo=demo, host=args.host, port=args.port)
+    return run_up(settings, demo=demo, host=args.host, port=args.port, verbose=args.verbose)
+
+
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked for (importlib.metadata costs `--help` ~30 ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print callwatch's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("callwatch")
+        except PackageNotFoundError:
+            number = "unknown (not installed: run `uv sync`)"
+        print(f"callwatch {number}")
+        parser.exit()
 
 
 def parser() -> argparse.ArgumentParser:
-    from callwatch.simulator.platforms import PLATFORMS
-
-    platforms = sorted(PLATFORMS)
-    root = argparse.ArgumentParser(prog="callwatch", description=__doc__)
+    platforms = list(commands.PLATFORM_NAMES)
+    root: argparse.ArgumentParser = CommandParser(prog="callwatch", description=__doc__)
+    root.add_argument("--version", action=_Version)
     sub = root.add_subparsers(dest="command", required=True)
 
     def add(
@@ -166,12 +199,26 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
+    up.add_argument(
+        "--verbose",
+        action="store_true",
+        help="stream the processes' JSON log lines here (default: to up.log in the data "
+        "directory, with a live status line here)",
+    )
     serve = add("serve", cmd_serve, "run the web process (webhooks and API)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     # uvloop where installed, as shipped; the fault tests also run the receiver on asyncio's loop.
     serve.add_argument(
         "--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help=argparse.SUPPRESS
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="receiver processes on the one port (each with its own database writer); "
+        "about one per core",
     )
     worker = add("worker", cmd_worker, "run a Celery worker")
     worker.add_argument(
@@ -226,12 +273,16 @@ def parser() -> argparse.ArgumentParser:
 
     replays.add_commands(add, sub)
 
-    calls = add("calls", lambda a, s: 0, "query calls over the HTTP API")
-    lookups.add_commands(add, calls.add_subparsers(dest="calls_command", required=True))
+    calls = add("calls", lambda a, s: 0, "query and export calls over the HTTP API")
+    calls_commands = calls.add_subparsers(dest="calls_command", required=True)
+    lookups.add_commands(add, calls_commands)
+    exports.add_commands(add, calls_commands)
     quarantined = add("quarantine", lambda a, s: 0, "events that could not be applied")
     lookups.add_quarantine_commands(
         add, quarantined.add_subparsers(dest="quarantine_command", required=True)
     )
+    subscriptions.add_commands(add, sub)
+    alert_rules.add_commands(add, sub)
     return root
 
 
@@ -239,21 +290,19 @@ def main(argv: Sequence[str] | None = None, *, http: "Http | None" = None) -> in
     """`http` stands in for the `calls` commands' HTTP client (tests pass a TestClient)."""
     args = parser().parse_args(argv, namespace=argparse.Namespace(http=http))
     try:
+        from callwatch.settings import Settings
+
         settings = Settings()
         return int(args.handler(args, settings))
     except KeyboardInterrupt:
         return 130
-    except CallwatchError as exc:
-        return _fail(str(exc))
-    except Exception as exc:  # one line for people; the traceback is not for them
-        from sqlalchemy.exc import OperationalError
-
-        if isinstance(exc, OperationalError):
-            return _fail(
-                f"cannot reach the database ({exc.orig}); check CALLWATCH_DATABASE_URL "
-                "and run `callwatch migrate`"
-            )
-        raise
+    except Exception as exc:  # one line for people, saying what to do; tracebacks are not for them
+        line = failures.explain(exc)
+        if line is None:
+            if isinstance(exc, CallwatchError):
+                return _fail(str(exc))
+            raise
+        return _fail(line)
 
 
 if __name__ == "__main__":

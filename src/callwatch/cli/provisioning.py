@@ -10,22 +10,19 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from callwatch.cli.lookups import add_connection, over_api
+from callwatch.cli.failures import require_database
+from callwatch.cli.lookups import add_connection, query
 from callwatch.errors import RequestError
-from callwatch.orgs import tenancy
-from callwatch.outbound import ssrf
-from callwatch.settings import Settings
-from callwatch.validation import invalid
 
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
     from callwatch.cli.terminal import Api
+    from callwatch.settings import Settings
 
 
-def cmd_org_create(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_org_create(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.db import transaction
+    from callwatch.orgs import tenancy
     from callwatch.runtime import opened, utcnow
 
     with opened(settings) as rt, transaction(rt.sessions) as session:
@@ -45,10 +42,15 @@ def _credentials(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_source_add(args: argparse.Namespace, settings: "Settings") -> int:
+    from pydantic import ValidationError
+
     from callwatch.db import transaction
+    from callwatch.orgs import tenancy
     from callwatch.orgs.endpoints import source_view
+    from callwatch.outbound import ssrf
     from callwatch.runtime import opened, utcnow
+    from callwatch.validation import invalid
 
     try:
         source_settings = tenancy.SourceSettings(
@@ -77,11 +79,13 @@ def cmd_source_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_source_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_source_list(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.db import transaction
+    from callwatch.orgs import tenancy
     from callwatch.orgs.endpoints import source_view
     from callwatch.runtime import opened
 
+    require_database(settings)
     with opened(settings) as rt, transaction(rt.sessions) as session:
         org = tenancy.get_org(session, args.org)
         for source in tenancy.list_sources(session, org.id):
@@ -107,8 +111,8 @@ def _source_lines(view: dict[str, Any]) -> list[str]:
     return lines
 
 
-def cmd_source_get(args: argparse.Namespace, settings: Settings) -> int:
-    return over_api(args, settings, lambda api: api.source("GET", args.source_id), _source_lines)
+def cmd_source_get(args: argparse.Namespace, settings: "Settings") -> int:
+    return query(args, settings, lambda api: api.source("GET", args.source_id), _source_lines)
 
 
 def _patch(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,15 +134,15 @@ def _patch(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-def cmd_source_edit(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_source_edit(args: argparse.Namespace, settings: "Settings") -> int:
     changes = _patch(args)
-    return over_api(
+    return query(
         args, settings, lambda api: api.source("PATCH", args.source_id, body=changes), _source_lines
     )
 
 
-def cmd_source_delete(args: argparse.Namespace, settings: Settings) -> int:
-    return over_api(
+def cmd_source_delete(args: argparse.Namespace, settings: "Settings") -> int:
+    return query(
         args,
         settings,
         lambda api: api.source("DELETE", args.source_id),
@@ -150,14 +154,14 @@ def _rotation(args: argparse.Namespace) -> dict[str, float] | None:
     return None if args.overlap is None else {"overlap_s": args.overlap}
 
 
-def cmd_source_rotate_token(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_source_rotate_token(args: argparse.Namespace, settings: "Settings") -> int:
     def rotate(api: "Api") -> Any:
         return api.source("POST", args.source_id, "rotate-token", _rotation(args))
 
-    return over_api(args, settings, rotate, _source_lines)
+    return query(args, settings, rotate, _source_lines)
 
 
-def cmd_source_rotate_secret(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_source_rotate_secret(args: argparse.Namespace, settings: "Settings") -> int:
     def rotate(api: "Api") -> Any:
         return api.source("POST", args.source_id, "rotate-secret", _rotation(args))
 
@@ -169,7 +173,7 @@ def cmd_source_rotate_secret(args: argparse.Namespace, settings: Settings) -> in
             f"the previous secret verifies {previous}",
         ]
 
-    return over_api(args, settings, rotate, lines)
+    return query(args, settings, rotate, lines)
 
 
 def _add_source_commands(add: "Adder", source: "Subcommands") -> None:

@@ -6,13 +6,14 @@ import sys
 from typing import TYPE_CHECKING
 
 from callwatch.cli.commands import Adder, Subcommands
+from callwatch.cli.failures import require_database
 from callwatch.errors import ReplayError, RequestError
-from callwatch.settings import Settings
 
 if TYPE_CHECKING:
     from callwatch.pipeline.replay import Selection, Target
     from callwatch.queue import Producer
     from callwatch.runtime import Runtime
+    from callwatch.settings import Settings
 
 REPLAY_BATCH = 100  # calls per transaction and per LPUSH
 
@@ -43,7 +44,7 @@ def add_commands(add: Adder, commands: Subcommands) -> None:
     replay.add_argument("--redis-url", help="default: $CALLWATCH_REDIS_URL")
 
 
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_replay(args: argparse.Namespace, settings: "Settings") -> int:
     from callwatch.db import transaction
     from callwatch.errors import StoreUnavailable
     from callwatch.pipeline import replay
@@ -52,7 +53,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     chosen = {name: getattr(args, name) for name in replay.Selection.model_fields}
     selection = parse_query(replay.Selection, chosen)
-    _check_database(settings)
+    require_database(settings)
     if selection.quarantined:
         return _replay_quarantined(args, settings, selection)
     try:
@@ -75,26 +76,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if left else 0
 
 
-def _check_database(settings: Settings) -> None:
-    """An SQLite file that is not there is a wrong directory or URL, not a database to create."""
-    from pathlib import Path
-
-    from sqlalchemy import make_url
-
-    url = make_url(settings.database_url)
-    if (
-        url.get_backend_name() == "sqlite"
-        and url.database not in (None, "", ":memory:")
-        and not Path(url.database).exists()
-    ):
-        raise RequestError(
-            f"no database at {url.database}: run this where `callwatch up` runs, "
-            "or set CALLWATCH_DATABASE_URL"
-        )
-
-
 def _replay_quarantined(
-    args: argparse.Namespace, settings: Settings, selection: "Selection"
+    args: argparse.Namespace, settings: "Settings", selection: "Selection"
 ) -> int:
     """Send the chosen quarantined events to the workers again, as intake sends new ones."""
     from redis import RedisError

@@ -1,12 +1,19 @@
-"""The query API for people in a terminal: a small HTTP client and plain-text tables."""
+"""The query API for people in a terminal: a small HTTP client and tables that fit the terminal."""
 
-from collections.abc import Collection, Mapping, Sequence
+import io
+import os
+import shutil
+import sys
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
+from rich.console import Console
+from rich.table import Table
 
 from callwatch.model.records import CallRecord, Cost, Stats
 from callwatch.pipeline.quarantine import QuarantinePage
@@ -21,28 +28,8 @@ class ApiError(Exception):
     """Why a request failed, in one line."""
 
 
-class Response(Protocol):
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def reason_phrase(self) -> str: ...
-
-    def json(self, **kwargs: Any) -> Any: ...
-
-
-class Http(Protocol):
-    """The part of `httpx.Client` used here; Starlette's TestClient has it too."""
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Params | None = ...,
-        headers: Mapping[str, str] | None = ...,
-        json: Any = ...,
-    ) -> Response: ...
+# Starlette's TestClient is an httpx.Client too: tests pass one in.
+Http = httpx.Client
 
 
 @dataclass(frozen=True)
@@ -52,55 +39,73 @@ class Api:
     http: Http | None = None
 
     def calls(self, params: Params) -> dict[str, Any]:
-        return self._get("/api/calls", params)
+        return self.json("GET", "/api/calls", params)
 
     def call(self, call_id: str) -> dict[str, Any]:
-        return self._get(f"/api/calls/{quote(call_id, safe='')}", ())
+        return self.json("GET", f"/api/calls/{quote(call_id, safe='')}")
 
     def stats(self, params: Params) -> dict[str, Any]:
-        return self._get("/api/stats", params)
+        return self.json("GET", "/api/stats", params)
 
     def quarantine(self, params: Params) -> dict[str, Any]:
-        return self._get("/api/quarantine", params)
+        return self.json("GET", "/api/quarantine", params)
+
+    def json(self, method: str, path: str, params: Params = (), body: Any = None) -> dict[str, Any]:
+        """The JSON object the API answers with; {} for an empty answer (204)."""
+        with self._client() as http:
+            response = self._call(http.request, method, path, params, body)
+            return self._checked(response, empty_ok=method != "GET")
 
     def source(self, method: str, source_id: str, action: str = "", body: Any = None) -> Any:
         """`GET|PATCH|DELETE /api/sources/{id}`, or `POST /api/sources/{id}/{action}`."""
         path = f"/api/sources/{quote(source_id, safe='')}" + (f"/{action}" if action else "")
-        return self.send(method, path, (), body)
+        return self.json(method, path, (), body)
 
-    def _get(self, path: str, params: Params) -> dict[str, Any]:
-        body = self.send("GET", path, params)
-        if not isinstance(body, dict):
-            raise ApiError(f"{self.url.rstrip('/')} did not answer with JSON: is it callwatch?")
-        return body
+    def download(self, path: str, params: Params, out: IO[bytes]) -> int:
+        """Stream the answer into `out` as it arrives; the bytes written."""
+        written = 0
+        with self._client() as http, self._call(http.stream, "GET", path, params) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._checked(response, empty_ok=False)
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+        return written
 
-    def send(self, method: str, path: str, params: Params = (), body: Any = None) -> Any:
-        """The reply's JSON (None for a 204); ApiError with a one-line reason otherwise."""
+    @contextmanager
+    def _client(self) -> Iterator[httpx.Client]:
+        if self.http is not None:
+            yield self.http
+        else:
+            with httpx.Client(timeout=TIMEOUT_S) as http:
+                yield http
+
+    def _call(
+        self, send: Callable[..., Any], method: str, path: str, params: Params, body: Any = None
+    ) -> Any:
         base = self.url.rstrip("/")
+        headers = {"authorization": f"Bearer {self.key}", "accept": "application/json"}
+        extra = {} if body is None else {"json": body}
         try:
-            response = self._send(method, base + path, params, body)
+            return send(method, base + path, params=params, headers=headers, **extra)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise ApiError(f"cannot reach {base}: is `callwatch up` running?") from None
         except httpx.TransportError as exc:
             raise ApiError(f"{method} {base + path}: {type(exc).__name__}: {exc}") from None
-        if response.status_code == 204:
-            return None
-        try:
-            reply = response.json()
-        except ValueError:
-            reply = None
-        if response.status_code >= 400:
-            raise ApiError(problem_line(response.status_code, reply, response.reason_phrase))
-        if reply is None:
-            raise ApiError(f"{base} did not answer with JSON: is it callwatch?")
-        return reply
 
-    def _send(self, method: str, url: str, params: Params, body: Any) -> Response:
-        headers = {"authorization": f"Bearer {self.key}", "accept": "application/json"}
-        if self.http is not None:
-            return self.http.request(method, url, params=params, headers=headers, json=body)
-        with httpx.Client(timeout=TIMEOUT_S) as http:
-            return http.request(method, url, params=params, headers=headers, json=body)
+    def _checked(self, response: httpx.Response, *, empty_ok: bool) -> dict[str, Any]:
+        if empty_ok and response.status_code < 400 and not response.content:
+            return {}
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            raise ApiError(problem_line(response.status_code, body, response.reason_phrase))
+        if not isinstance(body, dict):
+            raise ApiError(f"{self.url.rstrip('/')} did not answer with JSON: is it callwatch?")
+        return body
 
 
 def problem_line(status: int, body: Any, reason: str) -> str:
@@ -198,7 +203,7 @@ def call_view(body: dict[str, Any]) -> list[str]:
     return [
         *(f"{name:<10} {value}" for name, value in fields.items()),
         "timeline (UTC)",
-        *(f"  {line}" for line in _columns(timeline)),
+        *(f"  {line}" for line in _columns(timeline, indent=2)),
     ]
 
 
@@ -242,18 +247,51 @@ def _stats_row(label: str, aggregate: Aggregate, currencies: list[str | None]) -
 def table(
     header: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = ()
 ) -> list[str]:
-    return _columns([header, *rows], right)
+    return _columns([header, *rows], right, header=True)
 
 
-def _columns(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
-    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))] if rows else []
-    return [
-        "  ".join(
-            cell.rjust(width) if index in right else cell.ljust(width)
-            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
+def width() -> int | None:
+    """The terminal's columns; $COLUMNS when set; else None: piped output is never cut."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+UNBOUNDED = 100_000  # rich needs a width; a table without a terminal takes what it needs
+
+
+def _columns(
+    rows: Sequence[Sequence[str]],
+    right: Collection[int] = (),
+    *,
+    header: bool = False,
+    indent: int = 0,
+) -> list[str]:
+    """Rows as a rich table without borders; cells fold (never cut) to fit the width."""
+    if not rows:
+        return []
+    grid = Table(box=None, show_header=header, pad_edge=False, padding=(0, 1), header_style="")
+    for index in range(len(rows[0])):
+        grid.add_column(
+            rows[0][index] if header else "",
+            justify="right" if index in right else "left",
+            overflow="fold",
+        )
+    for row in rows[1:] if header else rows:
+        grid.add_row(*row)
+    available = width()
+    console = Console(
+        file=io.StringIO(),
+        width=UNBOUNDED if available is None else max(20, available - indent),
+        no_color=True,
+        highlight=False,
+        emoji=False,
+        markup=False,
+    )
+    with console.capture() as captured:
+        console.print(grid)
+    return [line.rstrip() for line in captured.get().splitlines()]
 
 
 def _words(*parts: str | None) -> str:

@@ -12,32 +12,41 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from enum import Enum
+from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Self
+from typing import IO, Self
 
 import httpx
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from callwatch import migrate, runtime
 from callwatch.cli.demo import DemoReporter, DemoSource, setup_demo, start_demo
 from callwatch.cli.embedded import EmbeddedRedis
+from callwatch.cli.status import STATUS_EVERY_S, StatusLine
+from callwatch.cli.status import read as status_read
 from callwatch.settings import Settings
 
 HEALTH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 5.0
 POLL_S = 0.2
+LOG_FILE = "up.log"
 
 
-def run_up(settings: Settings, *, demo: str | None, host: str, port: int) -> int:
+def run_up(
+    settings: Settings, *, demo: str | None, host: str, port: int, verbose: bool = False
+) -> int:
     """Run everything until Ctrl-C/SIGTERM (0) or until a process dies unexpectedly (1).
 
-    `demo` names the platform whose simulated calls to play (None: no demo)."""
+    `demo` names the platform whose simulated calls to play (None: no demo). The processes' logs
+    go to LOG_FILE under the data directory and a live status line shows instead, unless
+    `verbose`: then their JSON log lines stream here."""
     stop = threading.Event()
     with _stop_on_signals(stop):
         with ExitStack() as stack:
-            code = _up(stack, settings, demo=demo, host=host, port=port, stop=stop)
+            code = _up(stack, settings, demo=demo, host=host, port=port, stop=stop, verbose=verbose)
         print("stopped", flush=True)
     return code
 
@@ -50,6 +59,7 @@ def _up(
     host: str,
     port: int,
     stop: threading.Event,
+    verbose: bool,
 ) -> int:
     if not _port_free(host, port):
         return _error(f"port {port} on {host} is already in use; pick another with --port")
@@ -61,7 +71,8 @@ def _up(
     if stop.is_set():
         return 0
 
-    supervisor = stack.enter_context(Supervisor(child_environment(settings)))
+    log = None if verbose else stack.enter_context(log_path(settings).open("ab"))
+    supervisor = stack.enter_context(Supervisor(child_environment(settings), log))
     supervisor.spawn("web", ["serve", "--host", host, "--port", str(port)])
     supervisor.spawn("worker", ["worker"])
     supervisor.spawn("beat", ["beat"])
@@ -70,9 +81,12 @@ def _up(
     if started is not Startup.healthy:
         return 0 if started is Startup.interrupted else _startup_error(started, supervisor)
 
-    _print_banner(settings, demo_source)
+    _print_banner(settings, demo_source, None if verbose else log_path(settings))
     reporter = None if demo_source is None else start_demo(stack, settings, demo_source)
-    return _watch(supervisor, stop, reporter)
+    if verbose:
+        return _watch(supervisor, stop, reporter)
+    sessions = stack.enter_context(runtime.opened(settings)).sessions
+    return _watch_quietly(supervisor, stop, reporter, sessions, log_path(settings))
 
 
 # ---------------------------------------------------------------- preparation
@@ -154,8 +168,9 @@ class Supervisor:
     then stops the children in order (SIGTERM, then SIGKILL after STOP_TIMEOUT_S).
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], log: IO[bytes] | None = None) -> None:
         self._env = env
+        self._log = log  # where the children write, None: this process's stderr
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def spawn(self, name: str, args: list[str]) -> None:
@@ -163,7 +178,8 @@ class Supervisor:
             [sys.executable, "-m", "callwatch", *args],
             env=self._env,
             stdin=subprocess.DEVNULL,
-            stdout=_stderr_fd(),
+            stdout=_stderr_fd() if self._log is None else self._log,
+            stderr=self._log,
             process_group=0,
         )
 
@@ -251,6 +267,33 @@ def _watch(supervisor: Supervisor, stop: threading.Event, reporter: "DemoReporte
     return 0
 
 
+def _watch_quietly(
+    supervisor: Supervisor,
+    stop: threading.Event,
+    reporter: "DemoReporter | None",
+    sessions: "sessionmaker[Session]",
+    log: Path,
+) -> int:
+    since = runtime.utcnow()
+
+    def show() -> None:
+        status.show(status_read(sessions, since), reporter.line() if reporter else "")
+
+    exited = None
+    with StatusLine(sys.stdout) as status:
+        while exited is None:
+            show()
+            if stop.wait(STATUS_EVERY_S):
+                break
+            exited = supervisor.first_exited()
+        show()  # the counts as they stand at the end
+    if exited is not None:
+        name, code = exited
+        return _error(f"the {name} process exited unexpectedly (exit code {code}); see {log}")
+    print("callwatch: stopping", file=sys.stderr, flush=True)
+    return 0
+
+
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT and SIGTERM set `stop` instead of interrupting whatever runs."""
@@ -277,7 +320,11 @@ def _error(message: str) -> int:
 # ---------------------------------------------------------------- banner
 
 
-def _print_banner(settings: Settings, demo: DemoSource | None) -> None:
+def log_path(settings: Settings) -> Path:
+    return settings.data_dir / LOG_FILE
+
+
+def _print_banner(settings: Settings, demo: DemoSource | None, log: Path | None) -> None:
     base = settings.public_url.rstrip("/")
     lines = [
         "",
@@ -288,6 +335,8 @@ def _print_banner(settings: Settings, demo: DemoSource | None) -> None:
         f"  Redis        {settings.broker_url}",
         f"  ops stream   uv run callwatch tail calls --redis-url {settings.broker_url}",
     ]
+    if log is not None:
+        lines.append(f"  logs         {log}  (--verbose prints them here instead)")
     if demo is not None:
         lines += [
             "",
