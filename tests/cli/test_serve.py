@@ -93,7 +93,7 @@ def test_two_workers_answer_on_one_port_and_store_every_202(
 ) -> None:
     base, process = served
     source = create_source(client, create_org(client))
-    url, secret = base + path_of(source["webhook_url"]), source["signing_secret"]
+    url, secret = base + path_of(source["webhook_url"]), source["webhook_secret"]
     workers = _children(process.pid)
     assert len(workers) == 2
     accepted = []

@@ -481,7 +481,7 @@ def test_without_redis_or_database_it_says_what_to_set(
         2,
         [],
         f"callwatch: no database at {tmp_path}/nowhere.db: run this where `callwatch up` "
-        "runs, or set CALLWATCH_DATABASE_URL\n",
+        "runs, set CALLWATCH_DATABASE_URL, or run `callwatch migrate` to create it\n",
     )
     assert not (tmp_path / "nowhere.db").exists()
     assert rows(runtime) == before
