@@ -27,6 +27,9 @@ def configure(celery: CallwatchCelery, settings: Settings) -> None:
         task_ignore_result=True,
         worker_prefetch_multiplier=4,
         worker_hijack_root_logger=False,
+        # Off by default: every task then costs an event message more on the broker.
+        worker_send_task_events=settings.celery_events,
+        task_send_sent_event=settings.celery_events,
         beat_schedule={
             "sweep": {"task": SWEEP, "schedule": settings.sweep_interval_s},
             "alert-windows": {
