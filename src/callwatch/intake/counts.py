@@ -1,4 +1,5 @@
-"""Webhook intake counted in the web process, by provider and outcome, for `GET /metrics`.
+"""Webhook intake counted in the web process, by provider and outcome, for `GET /metrics`;
+and, when tracing, each webhook request's server span (the root of its trace).
 
 A prometheus-client Counter, one per app and in no registry of its own: `/metrics` collects it
 into its registry (observability/collector.py). Counting costs one labelled increment per request
@@ -7,9 +8,11 @@ into its registry (observability/collector.py). Counting costs one labelled incr
 
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from callwatch import tracing
 from callwatch.errors import RequestError, StoreUnavailable
 
 OUTCOMES = ("accepted", "duplicate", "rejected", "unavailable", "error")
@@ -50,6 +53,19 @@ class Counted:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not tracing.on():
+            await self._counted(scope, receive, send)
+            return
+        route = "/webhooks/{webhook_token}"  # the route, not the path: the token is a secret
+        attributes = {"http.request.method": "POST", "http.route": route}
+        with tracing.span(f"POST {route}", SpanKind.SERVER, attributes) as span:
+            try:
+                await self._counted(scope, receive, send)
+            finally:
+                span.set_attribute("callwatch.provider", scope.get(PROVIDER, "unknown"))
+                span.set_attribute("callwatch.outcome", scope.get(OUTCOME, "error"))
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = "error"
         try:
             await self.app(scope, receive, send)
@@ -61,4 +77,5 @@ class Counted:
             outcome = "unavailable"
             raise
         finally:
+            scope[OUTCOME] = outcome
             counter_of(scope["app"]).labels(scope.get(PROVIDER, "unknown"), outcome).inc()
