@@ -64,7 +64,6 @@ def test_one_trace_from_the_webhook_to_the_delivery(
     # The call is assembled in the run that applied its last event (no recording to wait for).
     assert chain(post, finished) == [
         "POST",
-        "deliver",
         "run callwatch.deliver",
         "run callwatch.ingest",
         "send callwatch.ingest",

@@ -174,11 +174,6 @@ class _Job:
 def deliver(rt: Runtime, delivery_id: str) -> float | None:
     """One attempt at a delivery; the countdown to the next attempt, if it is near enough for a
     queue countdown (later ones are left to the sweeper)."""
-    with tracing.span("deliver", attributes={"callwatch.delivery_id": delivery_id}):
-        return _attempt(rt, delivery_id)
-
-
-def _attempt(rt: Runtime, delivery_id: str) -> float | None:
     with transaction(rt.sessions) as session:
         job = _claim(session, rt, delivery_id, rt.clock())
     if job is None:
@@ -269,9 +264,13 @@ def _send(
     }
     started = time.monotonic()
     host = urlsplit(job.url).hostname or ""  # not the URL: a subscriber's can hold a token
-    attributes = {"http.request.method": "POST", "server.address": host}
+    attributes = {
+        "http.request.method": "POST",
+        "server.address": host,
+        "callwatch.delivery_id": job.delivery_id,
+        "callwatch.subscription_id": job.subscription_id,
+    }
     with tracing.span("POST", tracing.SpanKind.CLIENT, attributes) as span:
-        span.set_attribute("callwatch.subscription_id", job.subscription_id)
         answer, location = _post(client, job, headers, timeout_s, started)
         span.set_attribute("callwatch.delivery_outcome", verdict(answer))
         if answer.status is not None:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -404,13 +404,8 @@ class Intake:
         traces, self._unsent_traces = self._unsent_traces, []
         if not ids:
             return
-        if not traces:
-            self._enqueue(ids)
-            return
-        # One message for many webhooks: it continues the first one's trace and links every
-        # one (OpenTelemetry's way for a batch), so each webhook's trace leads to its message.
+        # One message for many webhooks: tracing.batch continues the first one's trace and links
+        # each, so every webhook's trace leads to its message (docs/operations.md#traces).
         attributes = {"messaging.system": "celery", "messaging.batch.message_count": len(ids)}
-        with tracing.span(
-            "send callwatch.ingest", SpanKind.PRODUCER, attributes, parent=traces[0], links=traces
-        ):
+        with tracing.batch("send callwatch.ingest", traces, attributes):
             self._enqueue(ids)
