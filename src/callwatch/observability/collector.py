@@ -16,7 +16,7 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from callwatch.db import transaction
@@ -66,11 +66,20 @@ class Scraped(Collector):
 
 
 class Intake(Collector):
+    """The web process's webhook counts (kept in a plain Counter: intake/counts.py says why)."""
+
     def __init__(self, app: Any) -> None:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        yield from intake_counts.counter_of(self.app).collect()
+        family = CounterMetricFamily(
+            "callwatch_webhooks",
+            "Webhook requests this web process answered, by the source's provider and outcome.",
+            labels=["provider", "outcome"],
+        )
+        for (provider, outcome), count in sorted(intake_counts.counts_of(self.app).items()):
+            family.add_metric([provider, outcome], count)
+        yield family
 
 
 def registry_of(app: Any, runtime: Runtime) -> CollectorRegistry:
