@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
-from callwatch import migrate, signatures
+from callwatch import migrate, signatures, tracing
 from callwatch.app import create_app
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
@@ -165,3 +168,21 @@ def signed(
 
 def path_of(webhook_url: str) -> str:
     return "/webhooks/" + webhook_url.rsplit("/", 1)[1]
+
+
+_PROVIDER: TracerProvider | None = None
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory: the finished spans of this test (OpenTelemetry's provider is set
+    once per process, so one serves every test; off again after the test)."""
+    global _PROVIDER
+    if _PROVIDER is None:
+        _PROVIDER = TracerProvider()
+        _PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    _EXPORTER.clear()
+    tracing.install(_PROVIDER)
+    yield _EXPORTER
+    tracing.uninstall()

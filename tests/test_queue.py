@@ -14,8 +14,11 @@ from celery import Task
 from celery.app.task import extract_exec_options
 from celery.signals import task_postrun
 from celery.utils.saferepr import saferepr
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext
 
 import workers.tasks  # noqa: F401  (registers the tasks, whose options Celery's messages take)
+from callwatch import tracing
 from callwatch.ids import new_id
 from callwatch.intake.receiver import MAX_UNSENT
 from callwatch.queue import ASSEMBLE, DELIVER, INGEST, QUEUE, Background, Producer
@@ -153,6 +156,49 @@ def test_a_long_batch_differs_only_in_how_much_of_its_args_it_shows(
     shown = ours["headers"].pop("argsrepr"), theirs["headers"].pop("argsrepr")
     assert ours == theirs
     assert shown == (repr([ids]), saferepr([ids], celery.amqp.argsrepr_maxsize))
+
+
+def traceparent_of(context: SpanContext) -> str:
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+@pytest.mark.parametrize("name", list(SENDERS))
+def test_under_a_span_both_carry_its_traceparent_in_the_headers(
+    settings: Settings, producer: Producer, spans: InMemorySpanExporter, name: str
+) -> None:
+    """Celery's side adds it in its publish signal (workers/app.py), where OpenTelemetry's Celery
+    instrumentation does; the worker reads it back from the task request."""
+    ids = [new_id(PREFIXES[name])]
+    with tracing.span("sending") as span:
+        SENDERS[name](producer, ids)
+        [ours] = drained(settings)
+        theirs = celery_writes(settings, name, args_of_each_message(name, ids)[0], id_of(ours))
+
+    assert comparable(ours) == comparable(theirs)
+    assert comparable(ours)["headers"]["traceparent"] == traceparent_of(span.get_span_context())
+
+
+def test_without_tracing_no_traceparent_is_sent(settings: Settings, producer: Producer) -> None:
+    with tracing.span("sending"):
+        producer.ingest(["evt_1"])
+
+    assert "traceparent" not in comparable(drained(settings)[0])["headers"]
+
+
+def test_background_sends_in_the_context_it_was_handed_the_ids(
+    settings: Settings, producer: Producer, spans: InMemorySpanExporter
+) -> None:
+    enqueue = Background(producer.ingest)
+    with tracing.span("handing over") as span:
+        enqueue(["evt_1"])
+    enqueue(["evt_2"])
+    enqueue.close()
+
+    headers = [comparable(raw)["headers"] for raw in drained(settings)]
+    assert [each.get("traceparent") for each in headers] == [
+        traceparent_of(span.get_span_context()),
+        None,
+    ]
 
 
 @pytest.fixture

@@ -1,10 +1,19 @@
 """The Celery application: configuration from Settings and one runtime per worker process."""
 
+from contextlib import ExitStack
 from typing import Any
 
-from celery import Celery
-from celery.signals import worker_init, worker_shutdown
+from celery import Celery, Task
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_shutdown,
+)
+from opentelemetry.trace import SpanKind
 
+from callwatch import tracing
 from callwatch.logs import configure_logging
 from callwatch.queue import EVALUATE_WINDOWS, SWEEP
 from callwatch.runtime import Runtime
@@ -27,6 +36,9 @@ def configure(celery: CallwatchCelery, settings: Settings) -> None:
         task_ignore_result=True,
         worker_prefetch_multiplier=4,
         worker_hijack_root_logger=False,
+        # Off by default: every task then costs an event message more on the broker.
+        worker_send_task_events=settings.celery_events,
+        task_send_sent_event=settings.celery_events,
         beat_schedule={
             "sweep": {"task": SWEEP, "schedule": settings.sweep_interval_s},
             "alert-windows": {
@@ -50,6 +62,7 @@ configure(app, Settings())
 @worker_init.connect
 def _start(**_: Any) -> None:
     configure_logging(app.settings.log_level)
+    tracing.configure("callwatch-worker")
     if app.runtime is None:
         app.runtime = Runtime.start(app.settings)
 
@@ -59,3 +72,40 @@ def _stop(**_: Any) -> None:
     if app.runtime is not None:
         app.runtime.close()
         app.runtime = None
+    tracing.flush()
+
+
+# Traces through the queue, as OpenTelemetry's Celery instrumentation carries them: the sender's
+# `traceparent` in the message headers (which Celery gives the worker as the task request's
+# attributes), and a consumer span around each task run.
+_running: dict[str, ExitStack] = {}
+
+
+@before_task_publish.connect
+def _carry_trace(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None:
+        tracing.inject(headers)
+
+
+@task_prerun.connect
+def _start_span(task_id: str, task: Task[Any, Any], **_: Any) -> None:
+    if not tracing.on():
+        return
+    attributes = {
+        "messaging.system": "celery",
+        "messaging.message.id": task_id,
+        "celery.task_name": task.name,
+        "celery.retries": task.request.retries or 0,
+    }
+    stack = ExitStack()
+    stack.enter_context(
+        tracing.continued(task.request, f"run {task.name}", SpanKind.CONSUMER, attributes)
+    )
+    _running[task_id] = stack
+
+
+@task_postrun.connect
+def _end_span(task_id: str, **_: Any) -> None:
+    stack = _running.pop(task_id, None)
+    if stack is not None:
+        stack.close()

@@ -70,12 +70,20 @@ def deliver(self: Task[Any, Any], delivery_id: str) -> None:
         deliver.apply_async((delivery_id,), countdown=countdown)
 
 
+def heartbeat(task: str) -> None:
+    """A periodic task finished: `/metrics` shows when (alerts fire when it stops)."""
+    rt = runtime()
+    if rt.redis is not None:
+        streams.heartbeat(rt.redis, task, rt.clock())
+
+
 @app.task(name=EVALUATE_WINDOWS)
 def evaluate_windows() -> None:
     rt = runtime()
     with transaction(rt.sessions) as session:
         effects = firing.evaluate_windows(session, rt.clock())
     dispatch(effects)
+    heartbeat("evaluate_windows")
 
 
 @app.task(name=SWEEP)
@@ -90,3 +98,4 @@ def sweep() -> None:
         assemble.delay(call_id)
     for delivery_id in lost_deliveries:
         deliver.delay(delivery_id)
+    heartbeat("sweep")

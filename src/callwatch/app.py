@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
+from callwatch import tracing
 from callwatch.alerts import endpoints as alerts
 from callwatch.downstream import endpoints as downstream
 from callwatch.intake import endpoints as intake
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
+        tracing.configure("callwatch-web")
         runtime = Runtime.start(settings)
         producer = Producer(settings.broker_url)
         enqueue = Background(producer.ingest)
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             enqueue.close()
             producer.close()
             runtime.close()
+            tracing.flush()
 
     return App(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)
 

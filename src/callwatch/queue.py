@@ -9,6 +9,7 @@ tests/test_queue.py.
 """
 
 import base64
+import contextvars
 import json
 import logging
 import os
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+
+from callwatch import tracing
 
 log = logging.getLogger("callwatch.queue")
 
@@ -36,35 +39,38 @@ PUSH_AT_MOST = 500  # messages per LPUSH, so that one command stays small
 
 
 def _task_message(name: str, args: list[Any]) -> bytes:
-    """The serialised kombu envelope of a Celery protocol 2 task message."""
+    """The serialised kombu envelope of a Celery protocol 2 task message; with the current
+    span's `traceparent` in its headers when tracing (as Celery's publish signal adds it)."""
     task_id = str(uuid.uuid4())
     body = json.dumps([args, {}, _NO_CALLBACKS], separators=(",", ":")).encode()
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": name,
+        "id": task_id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        # Whole: Celery cuts it at 1,024 characters with saferepr, ~140 µs a batch of 500 ids.
+        "argsrepr": repr(args),
+        "kwargsrepr": "{}",
+        "origin": _ORIGIN,
+        "ignore_result": True,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    tracing.inject(headers)
     envelope = {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": {
-            "lang": "py",
-            "task": name,
-            "id": task_id,
-            "shadow": None,
-            "eta": None,
-            "expires": None,
-            "group": None,
-            "group_index": None,
-            "retries": 0,
-            "timelimit": [None, None],
-            "root_id": task_id,
-            "parent_id": None,
-            # Whole: Celery cuts it at 1,024 characters with saferepr, ~140 µs a batch of 500 ids.
-            "argsrepr": repr(args),
-            "kwargsrepr": "{}",
-            "origin": _ORIGIN,
-            "ignore_result": True,
-            "replaced_task_nesting": 0,
-            "stamped_headers": None,
-            "stamps": {},
-        },
+        "headers": headers,
         "properties": {
             "correlation_id": task_id,
             "reply_to": "",
@@ -118,12 +124,14 @@ class Background:
 
     def __init__(self, send: Callable[[list[str]], None]) -> None:
         self._send = send
-        self._waiting: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        # Each batch with the context it was handed over in (the span its message continues).
+        self._waiting: queue.SimpleQueue[tuple[list[str], contextvars.Context | None] | None]
+        self._waiting = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="callwatch-enqueue", daemon=True)
         self._thread.start()
 
     def __call__(self, ids: list[str]) -> None:
-        self._waiting.put(ids)
+        self._waiting.put((ids, contextvars.copy_context() if tracing.on() else None))
 
     def close(self) -> None:
         """Send what is waiting, then stop."""
@@ -131,9 +139,13 @@ class Background:
         self._thread.join()
 
     def _run(self) -> None:
-        while (ids := self._waiting.get()) is not None:
+        while (waiting := self._waiting.get()) is not None:
+            ids, context = waiting
             try:
-                self._send(ids)
+                if context is None:
+                    self._send(ids)
+                else:
+                    context.run(self._send, ids)
             except Exception:
                 # Stored already: the sweeper re-enqueues rows that stay unprocessed.
                 log.warning("enqueue failed; the sweeper will pick the events up", exc_info=True)

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     window_eval_interval_s: float = Field(60.0, gt=0)
     stream_maxlen: int = Field(100_000, gt=0)
 
+    # Observability: per-agent metrics name the busiest agents only (Prometheus label cardinality).
+    metrics_top_agents: int = Field(20, ge=0)
+    # Celery task events, for Flower or celery-exporter (`worker_send_task_events`).
+    celery_events: bool = False
+
     @model_validator(mode="after")
     def _fetch_ends_within_its_lease(self) -> Self:
         if self.fetch_deadline_s >= self.lease_s:

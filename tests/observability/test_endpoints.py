@@ -1,4 +1,4 @@
-"""`GET /metrics`: the text format, and every value on a seeded database and Redis."""
+"""`GET /metrics`: intake counted, and every value on a seeded database and Redis."""
 
 import asyncio
 import contextlib
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from starlette.applications import Starlette
 from starlette.responses import Response
@@ -22,7 +23,6 @@ from callwatch.downstream import streams
 from callwatch.downstream.effects import StreamEntry
 from callwatch.errors import NotFound, StoreUnavailable, Unauthorized
 from callwatch.intake import counts as intake_counts
-from callwatch.observability.promtext import Family, Sample, histogram, number, observe, render
 from callwatch.queue import QUEUE
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
@@ -39,52 +39,7 @@ from callwatch.tables import (
 from tests.conftest import make_settings, signed
 from tests.factories import Tenant, add_call, tenant
 
-# ---------------------------------------------------------------- the format, purely
-
-
-def test_families_render_with_help_type_and_escaped_labels() -> None:
-    families = [
-        Family(
-            "x_total",
-            "counter",
-            "Things, per kind.",
-            [Sample(3, (("kind", 'a "b"\\c\nd'),)), Sample(0.5, (("kind", "e"),))],
-        ),
-        Family("y", "gauge", "Nothing yet."),
-    ]
-
-    assert render(families) == (
-        "# HELP x_total Things, per kind.\n"
-        "# TYPE x_total counter\n"
-        'x_total{kind="a \\"b\\"\\\\c\\nd"} 3\n'
-        'x_total{kind="e"} 0.5\n'
-        "# HELP y Nothing yet.\n"
-        "# TYPE y gauge\n"
-    )
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [(0, "0"), (3.0, "3"), (2.04, "2.04"), (1e20, "1e+20"), (float("inf"), "+Inf")],
-)
-def test_numbers_are_written_as_prometheus_reads_them(value: float, text: str) -> None:
-    assert number(value) == text
-
-
-def test_a_histogram_is_cumulative_with_sum_and_count() -> None:
-    counts, total = observe([0.05, 0.1, 0.7, 3.0, 90.0], (0.1, 1.0, 10.0))
-
-    assert (counts, total) == ({"0.1": 2, "1": 1, "10": 1, "+Inf": 1}, 93.85)
-    assert render([histogram("h_seconds", "H.", (0.1, 1.0, 10.0), counts, total)]) == (
-        "# HELP h_seconds H.\n"
-        "# TYPE h_seconds histogram\n"
-        'h_seconds_bucket{le="0.1"} 2\n'
-        'h_seconds_bucket{le="1"} 3\n'
-        'h_seconds_bucket{le="10"} 4\n'
-        'h_seconds_bucket{le="+Inf"} 5\n'
-        "h_seconds_sum 93.85\n"
-        "h_seconds_count 5\n"
-    )
+# ---------------------------------------------------------------- intake, counted
 
 
 def noting(provider: str | None, outcome: str | None, error: Exception | None) -> ASGIApp:
@@ -135,8 +90,9 @@ def test_a_webhook_request_is_counted_under_its_provider_and_outcome(
 # ---------------------------------------------------------------- on a seeded database
 
 
-def samples(text: str) -> dict[str, str]:
-    """`name{labels}` → value of every sample line; each family's HELP and TYPE come first."""
+def samples(text: str, prefix: str = "callwatch_") -> dict[str, str]:
+    """`name{labels}` → value (`3`, `2.04`) of every sample line whose name starts with `prefix`;
+    each family's HELP and TYPE come first."""
     out: dict[str, str] = {}
     described: set[str] = set()
     for line in text.splitlines():
@@ -148,7 +104,9 @@ def samples(text: str) -> dict[str, str]:
         name, value = line.rsplit(" ", 1)
         base = name.split("{", 1)[0]
         assert any(base == d or base.startswith(d + "_") for d in described), line
-        out[name] = value
+        if name.startswith(prefix):
+            number = float(value)
+            out[name] = str(int(number)) if number.is_integer() else repr(number)
     return out
 
 
@@ -313,6 +271,7 @@ def test_every_metric_on_a_seeded_database_and_redis(
     wait_for_queue(client, 1)  # the accepted event's ingest message
     client.lpush(QUEUE, b"m1", b"m2")
     client.hset("unacked", "tag-1", b"m0")
+    streams.heartbeat(client, "sweep", datetime(2026, 11, 1, 12, 0, 5, tzinfo=UTC))
     ended, fast, slow = "2026-11-01T12:00:00Z", "2026-11-01T12:00:00.5Z", "2026-11-01T12:00:20Z"
     streams.publish(
         client,
@@ -340,6 +299,9 @@ def test_every_metric_on_a_seeded_database_and_redis(
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    process = samples(response.text, prefix="process_")
+    assert process.keys() >= {"process_cpu_seconds_total", "process_resident_memory_bytes"}
+    assert "python_info" in response.text
     delivery_buckets = dict.fromkeys(
         ["0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "60", "300"], 1
     )
@@ -347,10 +309,10 @@ def test_every_metric_on_a_seeded_database_and_redis(
         ["0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "120", "300", "600", "1800"], 0
     )
     assert samples(response.text) == {
-        'callwatch_webhooks_total{provider="generic",outcome="accepted"}': "1",
-        'callwatch_webhooks_total{provider="generic",outcome="duplicate"}': "1",
-        'callwatch_webhooks_total{provider="generic",outcome="rejected"}': "1",
-        'callwatch_webhooks_total{provider="unknown",outcome="rejected"}': "1",
+        'callwatch_webhooks_total{outcome="accepted",provider="generic"}': "1",
+        'callwatch_webhooks_total{outcome="duplicate",provider="generic"}': "1",
+        'callwatch_webhooks_total{outcome="rejected",provider="generic"}': "1",
+        'callwatch_webhooks_total{outcome="rejected",provider="unknown"}': "1",
         "callwatch_inbox_pending": "3",
         "callwatch_inbox_quarantined": "1",
         "callwatch_inbox_waiting_for_call": "1",
@@ -398,6 +360,7 @@ def test_every_metric_on_a_seeded_database_and_redis(
         "callwatch_assembly_latency_seconds_count": "2",
         'callwatch_alerts_total{type="alert.triggered"}': "1",
         'callwatch_alerts_total{type="alert.resolved"}': "0",
+        'callwatch_worker_heartbeat_timestamp_seconds{task="sweep"}': "1793534405",
         'callwatch_dependency_up{dependency="database"}': "1",
         'callwatch_dependency_up{dependency="redis"}': "1",
     }
@@ -413,7 +376,17 @@ def test_an_unreachable_redis_is_a_zero_not_a_failed_scrape(
     assert response.status_code == 200
     lines = response.text.splitlines()
     assert lines[-2:] == [
-        'callwatch_dependency_up{dependency="database"} 1',
-        'callwatch_dependency_up{dependency="redis"} 0',
+        'callwatch_dependency_up{dependency="database"} 1.0',
+        'callwatch_dependency_up{dependency="redis"} 0.0',
     ]
     assert not any(line.startswith("callwatch_queue") for line in lines)
+
+
+def test_help_text_with_a_newline_is_escaped(metrics_client: TestClient) -> None:
+    text = metrics_client.get("/metrics").text
+
+    assert "# HELP callwatch_inbox_quarantined Webhook events that could not be applied" in text
+    helps = [line for line in text.splitlines() if line.startswith("# HELP ")]
+    assert all(line.count("# HELP") == 1 for line in helps)
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert {"callwatch_inbox_pending", "callwatch_webhooks", "process_cpu_seconds"} <= families

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from callwatch import ids, signatures
+from callwatch import ids, signatures, tracing
 from callwatch.db import insert_ignore, memo, transaction
 from callwatch.downstream import subscriptions
 from callwatch.errors import internal_error
@@ -262,7 +263,24 @@ def _send(
         "webhook-signature": signature,
     }
     started = time.monotonic()
+    host = urlsplit(job.url).hostname or ""  # not the URL: a subscriber's can hold a token
+    attributes = {
+        "http.request.method": "POST",
+        "server.address": host,
+        "callwatch.delivery_id": job.delivery_id,
+        "callwatch.subscription_id": job.subscription_id,
+    }
+    with tracing.span("POST", tracing.SpanKind.CLIENT, attributes) as span:
+        answer, location = _post(client, job, headers, timeout_s, started)
+        span.set_attribute("callwatch.delivery_outcome", verdict(answer))
+        if answer.status is not None:
+            span.set_attribute("http.response.status_code", answer.status)
+        return answer, location
 
+
+def _post(
+    client: httpx.Client, job: _Job, headers: dict[str, str], timeout_s: float, started: float
+) -> tuple[Result, str | None]:
     def took() -> float:
         return round((time.monotonic() - started) * 1000, 1)
 

@@ -23,6 +23,8 @@ CALLS_STREAM = "callwatch:calls"
 ALERTS_STREAM = "callwatch:alerts"
 # A hash of counters that every worker adds to while it publishes, read by `GET /metrics`.
 COUNTERS = "callwatch:counters"
+# Periodic task → the Unix time it last finished, read by /metrics (alerts: beat or workers down).
+HEARTBEATS = "callwatch:heartbeats"
 # From the end of a call to its assembled record; the recording wait is part of it.
 ASSEMBLY_BUCKETS_S = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
@@ -132,3 +134,11 @@ def publish(redis: Redis, entries: Sequence[StreamEntry], maxlen: int) -> None:
                 "error": f"{type(exc).__name__}: {exc}",
             },
         )
+
+
+def heartbeat(redis: Redis, task: str, at: datetime) -> None:
+    """Note that periodic `task` finished at `at`; best effort, like the streams."""
+    try:
+        redis.hset(HEARTBEATS, task, str(at.timestamp()))
+    except RedisError as exc:
+        log.warning("heartbeat not noted", extra={"task": task, "error": type(exc).__name__})

@@ -1,10 +1,18 @@
-"""Webhook intake counted in the web process, by provider and outcome, for `GET /metrics`."""
+"""Webhook intake counted in the web process, by provider and outcome, for `GET /metrics`;
+and, when tracing, each webhook request's server span (the root of its trace).
+
+A dict Counter, not prometheus-client's: its `labels(...).inc()` took 1.7 µs a request against
+0.15 µs (two locks and a look-up), ~4 % of the web process's CPU per webhook; `/metrics` writes
+these counts as a counter family through its collector (observability/collector.py).
+"""
 
 from collections import Counter
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from callwatch import tracing
 from callwatch.errors import RequestError, StoreUnavailable
 
 OUTCOMES = ("accepted", "duplicate", "rejected", "unavailable", "error")
@@ -30,6 +38,19 @@ class Counted:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not tracing.on():
+            await self._counted(scope, receive, send)
+            return
+        route = "/webhooks/{webhook_token}"  # the route, not the path: the token is a secret
+        attributes = {"http.request.method": "POST", "http.route": route}
+        with tracing.span(f"POST {route}", SpanKind.SERVER, attributes) as span:
+            try:
+                await self._counted(scope, receive, send)
+            finally:
+                span.set_attribute("callwatch.provider", scope.get(PROVIDER, "unknown"))
+                span.set_attribute("callwatch.outcome", scope.get(OUTCOME, "error"))
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = "error"
         try:
             await self.app(scope, receive, send)
@@ -41,4 +62,5 @@ class Counted:
             outcome = "unavailable"
             raise
         finally:
+            scope[OUTCOME] = outcome
             counts_of(scope["app"])[(scope.get(PROVIDER, "unknown"), outcome)] += 1

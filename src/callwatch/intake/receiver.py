@@ -19,11 +19,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import SpanContext
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from callwatch import ids, providers
+from callwatch import ids, providers, tracing
 from callwatch.db import transaction
 from callwatch.errors import StoreUnavailable, Unauthorized
 from callwatch.intake import storable
@@ -88,6 +89,7 @@ class _Pending:
     source: SourceConfig
     rows: list[InboxRow]
     stored: asyncio.Future[list[str]]  # the request's new event ids, once committed
+    trace: SpanContext | None = None  # the request's span, when tracing
 
 
 @dataclass(eq=False)
@@ -144,6 +146,7 @@ class Intake:
         self._connecting: asyncio.Future[None] | None = None
         self._connect_task: asyncio.Task[None] | None = None  # a batch waiting on _connecting
         self._unsent: list[str] = []
+        self._unsent_traces: list[SpanContext] = []  # the requests of those ids, when tracing
         self._send_later: asyncio.TimerHandle | None = None
         self.problem: str | None = None  # why the last batch could not be stored, until one is
         self._write_probe = Probe(self._probe, deadline_s)  # SQLite: can a write begin?
@@ -152,7 +155,7 @@ class Intake:
         """Verify, parse and store a request: its new event ids, empty if all were duplicates."""
         rows = rows_of(source, request)
         loop = asyncio.get_running_loop()
-        pending = _Pending(source, rows, loop.create_future())
+        pending = _Pending(source, rows, loop.create_future(), tracing.current())
         self._waiting.append(pending)
         if self._batch is None and not self._flush_soon:
             # After the other requests of this turn of the loop, so that they share the batch.
@@ -229,7 +232,7 @@ class Intake:
         if batch is self._batch:
             self._settle(batch, stored)
         elif isinstance(stored, set):  # answered 503 at its deadline; its rows go on anyway
-            self._queue(stored)
+            self._queue(stored, batch)
 
     def _thread_done(self, thread: asyncio.Future[set[str]]) -> None:
         self._thread = None
@@ -349,7 +352,7 @@ class Intake:
         else:
             self.problem = None
             self._answer(batch, stored)
-            self._queue(stored)
+            self._queue(stored, batch)
         self._flush()
 
     def _split(self, batch: _Batch, exc: Exception) -> None:
@@ -379,10 +382,16 @@ class Intake:
                     },
                 )
 
-    def _queue(self, stored: set[str]) -> None:
+    def _queue(self, stored: set[str], batch: _Batch) -> None:
         if not stored:
             return
         self._unsent.extend(sorted(stored))
+        if tracing.on():
+            self._unsent_traces += [
+                pending.trace
+                for pending in batch.pendings
+                if pending.trace is not None and any(row.id in stored for row in pending.rows)
+            ]
         if len(self._unsent) >= MAX_UNSENT:
             self._send()
         elif self._send_later is None:
@@ -392,5 +401,11 @@ class Intake:
         if self._send_later is not None:
             self._send_later.cancel()
         ids, self._unsent, self._send_later = self._unsent, [], None
-        if ids:
+        traces, self._unsent_traces = self._unsent_traces, []
+        if not ids:
+            return
+        # One message for many webhooks: tracing.batch continues the first one's trace and links
+        # each, so every webhook's trace leads to its message (docs/operations.md#traces).
+        attributes = {"messaging.system": "celery", "messaging.batch.message_count": len(ids)}
+        with tracing.batch("send callwatch.ingest", traces, attributes):
             self._enqueue(ids)

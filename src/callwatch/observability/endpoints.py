@@ -1,6 +1,7 @@
 """`GET /metrics`, `/healthz` and `/readyz`.
 
-`/metrics`: webhook intake of this process, the database and Redis, read at each scrape.
+`/metrics`: this process, its webhook intake, the database and Redis read at each scrape
+(observability/collector.py).
 
 Ready means webhooks can be stored now: the database answers, intake's last batch was stored
 (or it can connect again), and Redis answers. Each check is bounded, so the probe answers while
@@ -8,69 +9,22 @@ the database hangs (`probe.Probe`).
 """
 
 import asyncio
-import logging
-from collections.abc import Mapping
 
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 
-from callwatch.db import transaction
-from callwatch.intake import counts as intake_counts
-from callwatch.observability import scrape
-from callwatch.observability.promtext import CONTENT_TYPE, Family, Sample, render
+from callwatch.observability.collector import registry_of
 from callwatch.web.operations import Operation
 from callwatch.web.problems import problem
 from callwatch.web.services import Services
 
-log = logging.getLogger("callwatch.web")
 
-
-def intake(counts: Mapping[tuple[str, str], int]) -> Family:
-    return Family(
-        "callwatch_webhooks_total",
-        "counter",
-        "Webhook requests this web process answered, by the source's provider and outcome.",
-        [
-            Sample(count, (("provider", provider), ("outcome", outcome)))
-            for (provider, outcome), count in sorted(counts.items())
-        ],
-    )
-
-
-def up(dependency: str, ok: bool) -> Sample:
-    return Sample(1 if ok else 0, (("dependency", dependency),))
-
-
-def metrics(request: Request) -> PlainTextResponse:
+def metrics(request: Request) -> Response:
     services: Services = request.app.state.services
-    rt = services.runtime
-    families = [intake(intake_counts.counts_of(request.app))]
-    reachable = []
-    try:
-        with transaction(rt.sessions) as session:
-            families += scrape.database(session, rt.clock())
-        reachable.append(up("database", True))
-    except Exception as exc:
-        log.warning("metrics: database unreachable", extra={"error": type(exc).__name__})
-        reachable.append(up("database", False))
-    try:
-        if rt.redis is None:
-            raise RuntimeError("no Redis configured")
-        families += scrape.redis(rt.redis)
-        reachable.append(up("redis", True))
-    except Exception as exc:
-        log.warning("metrics: Redis unreachable", extra={"error": type(exc).__name__})
-        reachable.append(up("redis", False))
-    families.append(
-        Family(
-            "callwatch_dependency_up",
-            "gauge",
-            "Whether this scrape could read the dependency (1) or not (0).",
-            reachable,
-        )
-    )
-    return PlainTextResponse(render(families), media_type=CONTENT_TYPE)
+    registry = registry_of(request.app, services.runtime)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 class Health(BaseModel):

@@ -4,16 +4,28 @@ Every database read is bounded: backlogs through the indexes on their state colu
 work (deliveries) through the (subscription, created_at) index over the last WINDOW_S seconds.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from redis import Redis
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from callwatch.downstream.streams import ALERTS_STREAM, ASSEMBLY_BUCKETS_S, CALLS_STREAM, COUNTERS
-from callwatch.observability.promtext import Family, Sample, histogram, observe
+from callwatch.downstream.streams import (
+    ALERTS_STREAM,
+    ASSEMBLY_BUCKETS_S,
+    CALLS_STREAM,
+    COUNTERS,
+    HEARTBEATS,
+    bucket_of,
+)
 from callwatch.pipeline import quarantine
 from callwatch.queue import QUEUE
 from callwatch.tables import (
@@ -38,14 +50,51 @@ DELIVERY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60
 UNACKED = "unacked"  # kombu's hash of messages a worker has taken but not acknowledged
 
 
-def _by(rows: Sequence[Any], keys: Sequence[str], label: str) -> list[Sample]:
-    """One sample per key (0 when absent), then any other key found, labelled `label`."""
+def gauge(name: str, help: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help, value=value)
+
+
+def by(name: str, help: str, label: str, rows: Sequence[Any], keys: Sequence[str]) -> Metric:
+    """A gauge with one sample per key (0 when absent), then any other key found."""
     found = {key: count for key, count in rows}
     others = sorted(key for key in found if key not in keys)
-    return [Sample(found.get(key, 0), ((label, key),)) for key in [*keys, *others]]
+    family = GaugeMetricFamily(name, help, labels=[label])
+    for key in [*keys, *others]:
+        family.add_metric([key], found.get(key, 0))
+    return family
 
 
-def database(session: Session, now: datetime) -> list[Family]:
+def observe(values: Iterable[float], bounds: Sequence[float]) -> tuple[dict[str, int], float]:
+    """The count in each bucket (by `le`) and the sum of `values`."""
+    counts: dict[str, int] = {}
+    total = 0.0
+    for value in values:
+        le = bucket_of(value, bounds)
+        counts[le] = counts.get(le, 0) + 1
+        total += value
+    return counts, total
+
+
+def cumulative(bounds: Sequence[float], counts: Mapping[str, int]) -> list[tuple[str, float]]:
+    """The cumulative `(le, count)` buckets from the count in each (keyed by its `le`).
+
+    `le` is written as `{bound:g}` ("1", not prometheus-client's "1.0"), as /metrics always has:
+    dashboards and alerts that name a bucket keep working.
+    """
+    buckets, running = [], 0
+    for le in [*(f"{bound:g}" for bound in bounds), "+Inf"]:
+        running += counts.get(le, 0)
+        buckets.append((le, float(running)))
+    return buckets
+
+
+def histogram(
+    name: str, help: str, bounds: Sequence[float], counts: Mapping[str, int], total: float
+) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, help, buckets=cumulative(bounds, counts), sum_value=total)
+
+
+def database(session: Session, now: datetime) -> list[Metric]:
     since = now - timedelta(seconds=WINDOW_S)
     inbox = session.scalar(
         select(func.count())
@@ -93,43 +142,43 @@ def database(session: Session, now: datetime) -> list[Family]:
     buckets, total = observe(latencies, DELIVERY_BUCKETS_S)
     minutes = f"{WINDOW_S / 60:g} minutes"
     return [
-        Family(
+        gauge(
             "callwatch_inbox_pending",
-            "gauge",
             "Webhook events stored but not yet applied to their call.",
-            [Sample(inbox or 0)],
+            inbox or 0,
         ),
-        Family(
+        gauge(
             "callwatch_inbox_quarantined",
-            "gauge",
             "Webhook events that could not be applied, kept with the reason "
             "(GET /api/quarantine; `callwatch replay --quarantined` retries them).",
-            [Sample(quarantined)],
+            quarantined,
         ),
-        Family(
+        gauge(
             "callwatch_inbox_waiting_for_call",
-            "gauge",
             "Webhook events that name another source's call (fixa's analyses) not known yet: "
             "kept, and applied when that call arrives.",
-            [Sample(waiting or 0)],
+            waiting or 0,
         ),
-        Family(
+        by(
             "callwatch_calls_unfinished",
-            "gauge",
             "Calls whose record is not assembled, by assembly state (failed: gave up).",
-            _by(calls, UNFINISHED, "assembly_state"),
+            "assembly_state",
+            calls,
+            UNFINISHED,
         ),
-        Family(
+        by(
             "callwatch_deliveries_outstanding",
-            "gauge",
             "Deliveries waiting for an attempt or a retry (pending) or failed for good.",
-            _by(outstanding, OUTSTANDING, "state"),
+            "state",
+            outstanding,
+            OUTSTANDING,
         ),
-        Family(
+        by(
             "callwatch_recent_deliveries",
-            "gauge",
             f"Deliveries created in the last {minutes}, by state now.",
-            _by(list(states.items()), DELIVERY_STATES, "state"),
+            "state",
+            list(states.items()),
+            DELIVERY_STATES,
         ),
         histogram(
             "callwatch_recent_delivery_latency_seconds",
@@ -139,29 +188,30 @@ def database(session: Session, now: datetime) -> list[Family]:
             buckets,
             total,
         ),
-        Family(
+        by(
             "callwatch_recent_delivery_attempts",
-            "gauge",
             f"Attempts at the deliveries created in the last {minutes}, by outcome.",
-            _by(attempts, ATTEMPT_OUTCOMES, "outcome"),
+            "outcome",
+            attempts,
+            ATTEMPT_OUTCOMES,
         ),
-        Family(
+        gauge(
             "callwatch_window_alerts_open",
-            "gauge",
             "Window alerts firing now (open until their condition clears).",
-            [Sample(open_alerts or 0)],
+            open_alerts or 0,
         ),
     ]
 
 
-def redis(client: Redis) -> list[Family]:
+def redis(client: Redis) -> list[Metric]:
     pipe = client.pipeline(transaction=False)
     pipe.llen(QUEUE)
     pipe.hlen(UNACKED)
     pipe.xlen(CALLS_STREAM)
     pipe.xlen(ALERTS_STREAM)
     pipe.hgetall(COUNTERS)
-    queued, unacked, calls, alerts, raw = pipe.execute()
+    pipe.hgetall(HEARTBEATS)
+    queued, unacked, calls, alerts, raw, beats = pipe.execute()
     counters = {key.decode(): float(value) for key, value in raw.items()}
     assembled = sorted(
         (key.split("|", 1)[1], value)
@@ -173,34 +223,47 @@ def redis(client: Redis) -> list[Family]:
         for key, value in counters.items()
         if key.startswith("assembly_s|") and key != "assembly_s|sum"
     }
+    queue = GaugeMetricFamily(
+        "callwatch_queue_messages", "Task messages waiting in the Celery queue.", labels=["queue"]
+    )
+    queue.add_metric([QUEUE], queued)
+    streams = GaugeMetricFamily(
+        "callwatch_stream_entries",
+        "Entries in each ops stream (trimmed to about CALLWATCH_STREAM_MAXLEN).",
+        labels=["stream"],
+    )
+    streams.add_metric([CALLS_STREAM], calls)
+    streams.add_metric([ALERTS_STREAM], alerts)
+    assembled_total = CounterMetricFamily(
+        "callwatch_calls_assembled",
+        "Calls assembled, by provider (counted in Redis by the workers).",
+        labels=["provider"],
+    )
+    for provider, value in assembled:
+        assembled_total.add_metric([provider], value)
+    alerts_total = CounterMetricFamily(
+        "callwatch_alerts",
+        "Alerts triggered and resolved (counted in Redis by the workers).",
+        labels=["type"],
+    )
+    for kind in ALERT_TYPES:
+        alerts_total.add_metric([kind], counters.get(f"alerts|{kind}", 0))
+    heartbeat = GaugeMetricFamily(
+        "callwatch_worker_heartbeat_timestamp_seconds",
+        "When each periodic worker task (run by celery beat) last finished, in Unix time.",
+        labels=["task"],
+    )
+    for task, at in sorted(beats.items()):
+        heartbeat.add_metric([task.decode()], float(at))
     return [
-        Family(
-            "callwatch_queue_messages",
-            "gauge",
-            "Task messages waiting in the Celery queue.",
-            [Sample(queued, (("queue", QUEUE),))],
-        ),
-        Family(
+        queue,
+        gauge(
             "callwatch_queue_unacked",
-            "gauge",
             "Task messages taken by a worker and not yet acknowledged (includes countdowns).",
-            [Sample(unacked)],
+            unacked,
         ),
-        Family(
-            "callwatch_stream_entries",
-            "gauge",
-            "Entries in each ops stream (trimmed to about CALLWATCH_STREAM_MAXLEN).",
-            [
-                Sample(calls, (("stream", CALLS_STREAM),)),
-                Sample(alerts, (("stream", ALERTS_STREAM),)),
-            ],
-        ),
-        Family(
-            "callwatch_calls_assembled_total",
-            "counter",
-            "Calls assembled, by provider (counted in Redis by the workers).",
-            [Sample(value, (("provider", provider),)) for provider, value in assembled],
-        ),
+        streams,
+        assembled_total,
         histogram(
             "callwatch_assembly_latency_seconds",
             "From the end of a call (platform clock) to its assembled record.",
@@ -208,10 +271,6 @@ def redis(client: Redis) -> list[Family]:
             buckets,
             counters.get("assembly_s|sum", 0.0),
         ),
-        Family(
-            "callwatch_alerts_total",
-            "counter",
-            "Alerts triggered and resolved (counted in Redis by the workers).",
-            [Sample(counters.get(f"alerts|{kind}", 0), (("type", kind),)) for kind in ALERT_TYPES],
-        ),
+        alerts_total,
+        heartbeat,
     ]

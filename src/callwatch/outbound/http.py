@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
+from callwatch import tracing
 from callwatch.errors import (
     ProviderRejected,
     ProviderUnavailable,
@@ -119,8 +120,23 @@ def get(
         ssrf.parse_url(url)
     except ValueError as exc:
         raise TargetRefused(f"{where}: refused: the URL {exc}") from None
+    # The host only: a platform URL's path and query can hold ids and tokens.
+    attributes = {"http.request.method": "GET", "server.address": urlsplit(url).hostname or ""}
+    with tracing.span("GET", tracing.SpanKind.CLIENT, attributes) as span:
+        return _get(client, url, headers, absent, where, span)
+
+
+def _get(
+    client: httpx.Client,
+    url: str,
+    headers: Mapping[str, str] | None,
+    absent: frozenset[int],
+    where: str,
+    span: tracing.Span,
+) -> Fetched | None:
     try:
         with client.stream("GET", url, headers=headers) as response:
+            span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code in absent:
                 return None
             if response.status_code in RETRYABLE_STATUS:

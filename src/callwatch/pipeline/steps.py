@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from callwatch import providers
+from callwatch import providers, tracing
 from callwatch.calls import assembly, store
 from callwatch.calls.fold import CallState, fold
 from callwatch.db import memo, transaction
@@ -91,7 +91,10 @@ def _quarantine(rt: Runtime, inbox_id: str, exc: Exception) -> None:
 def _ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
     effects = Effects()
     ready = []
-    with transaction(rt.sessions) as session:
+    with (
+        tracing.span("apply events", attributes={"callwatch.events": len(inbox_ids)}),
+        transaction(rt.sessions) as session,
+    ):
         now = rt.clock()
         applied = store.apply_inbox(session, inbox_ids, now, rt.settings.match_wait_s)
         # The reads below do not depend on the calls' changes, which `calls.save` writes.
@@ -138,7 +141,12 @@ def run(rt: Runtime, batch: Sequence[Claimed]) -> Steps:
         if rt.clock() >= claimed.lease_until:
             # Claimed with a batch whose earlier runs took this long: the sweeper has it now.
             continue
-        outcome = _fetch(rt, claimed, effects)
+        attributes = {
+            "callwatch.call_id": claimed.call_id,
+            "callwatch.provider": claimed.source.provider,
+        }
+        with tracing.span("fetch details", attributes=attributes):
+            outcome = _fetch(rt, claimed, effects)
         if isinstance(outcome, CallDetails):
             fetched.append((claimed, outcome))
         elif outcome is not None:
@@ -189,7 +197,10 @@ def _completed(
         return {}
     countdowns = {}
     done = Effects()  # kept only once committed
-    with transaction(rt.sessions) as session:
+    with (
+        tracing.span("store records", attributes={"callwatch.calls": len(fetched)}) as span,
+        transaction(rt.sessions) as session,
+    ):
         now = rt.clock()
         call_ids = [claimed.call_id for claimed, _ in fetched]
         locked = _locked(session, call_ids)
@@ -203,6 +214,7 @@ def _completed(
                     continue
                 state = fold(events[call.id])
                 delay = _complete(session, rt, call, claimed, state, details, now, done)
+                span.add_event("record stored", {"callwatch.call_id": call.id})
                 if delay is not None:
                     countdowns[call.id] = delay
                 completed.append(call)
