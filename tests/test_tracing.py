@@ -51,7 +51,7 @@ def test_one_trace_from_the_webhook_to_the_delivery(
             reply = client.post(
                 path_of(source["webhook_url"]),
                 content=raw,
-                headers=signed(source["signing_secret"], raw),
+                headers=signed(source["webhook_secret"], raw),
             )
             assert reply.status_code == 202
         wait_for_call(client, key, "traced-1", in_state("assembled"))
