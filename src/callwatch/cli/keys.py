@@ -2,13 +2,12 @@
 over the HTTP API."""
 
 import argparse
-import json
-import os
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from callwatch.cli.lookups import add_connection, add_url, as_json, query
 from callwatch.errors import RequestError
 
 if TYPE_CHECKING:
@@ -17,16 +16,6 @@ if TYPE_CHECKING:
 
 KEY_HEADER = ("ID", "NAME", "PREFIX", "CREATED (UTC)", "LAST USED (UTC)")
 ORG_HEADER = ("ID", "NAME", "CREATED (UTC)", "SOURCES", "KEYS")
-
-
-def _org_key(args: argparse.Namespace) -> str:
-    key: str | None = args.api_key or os.environ.get("CALLWATCH_API_KEY")
-    if not key:
-        raise RequestError(
-            "no API key: pass --api-key or set CALLWATCH_API_KEY "
-            "(`callwatch org create` prints one)"
-        )
-    return key
 
 
 def _admin_token(args: argparse.Namespace, settings: "Settings") -> str:
@@ -41,37 +30,6 @@ def _admin_token(args: argparse.Namespace, settings: "Settings") -> str:
     raise RequestError(
         "no admin token: pass --admin-token or set CALLWATCH_ADMIN_TOKEN (`callwatch up` prints it)"
     )
-
-
-def _call(
-    args: argparse.Namespace,
-    settings: "Settings",
-    token: str,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-) -> Any:
-    """The API's JSON reply ({} for 204); ApiError, in one line, if it failed."""
-    from callwatch.cli.terminal import Api
-
-    base = args.url or os.environ.get("CALLWATCH_URL") or settings.public_url
-    return Api(base, token, args.http).json(method, path, (), body)
-
-
-def _run(args: argparse.Namespace, settings: "Settings", token: str, *request: Any) -> int:
-    """Send the request and print its reply (`args.render`, or the JSON with --json)."""
-    from callwatch.cli.terminal import ApiError
-
-    try:
-        reply = _call(args, settings, token, *request)
-    except ApiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if getattr(args, "json", False) or args.render is None:
-        print(json.dumps(reply, indent=2))
-    else:
-        print("\n".join(args.render(reply)))
-    return 0
 
 
 def _time(value: datetime | None) -> str:
@@ -101,36 +59,41 @@ def org_table(reply: dict[str, Any]) -> list[str]:
 
 
 def cmd_key_list(args: argparse.Namespace, settings: "Settings") -> int:
-    args.render = key_table
-    return _run(args, settings, _org_key(args), "GET", "/api/keys")
+    return query(args, settings, lambda api: api.json("GET", "/api/keys"), key_table)
 
 
 def cmd_key_create(args: argparse.Namespace, settings: "Settings") -> int:
-    args.render = None
-    code = _run(args, settings, _org_key(args), "POST", "/api/keys", {"name": args.name})
+    body = {"name": args.name}
+    code = query(args, settings, lambda api: api.json("POST", "/api/keys", (), body), as_json)
     if code == 0:
         print("Keep the API key: it is shown only once.", file=sys.stderr)
     return code
 
 
 def cmd_key_delete(args: argparse.Namespace, settings: "Settings") -> int:
-    args.render = lambda _: [f"deleted {args.key_id}; it is refused from now on"]
     path = f"/api/keys/{quote(args.key_id, safe='')}"
-    return _run(args, settings, _org_key(args), "DELETE", path)
+    return query(
+        args,
+        settings,
+        lambda api: api.json("DELETE", path),
+        lambda _: [f"deleted {args.key_id}; it is refused from now on"],
+    )
 
 
 def cmd_org_list(args: argparse.Namespace, settings: "Settings") -> int:
-    args.render = org_table
-    return _run(args, settings, _admin_token(args, settings), "GET", "/api/admin/orgs")
+    token = _admin_token(args, settings)
+    return query(
+        args, settings, lambda api: api.json("GET", "/api/admin/orgs"), org_table, token=token
+    )
 
 
 def add_commands(add: "Adder", key: "Subcommands") -> None:
     """`list`, `create` and `delete` under the `key` command."""
     listed = add("list", cmd_key_list, "list the org's API keys (never the keys themselves)", key)
-    _add_connection(listed, json_output=True)
+    add_connection(listed)
     created = add("create", cmd_key_create, "create an API key and print it (shown once)", key)
     created.add_argument("name", help="what the key is for, e.g. `grafana`")
-    _add_connection(created)
+    add_connection(created, json_flag=False)
     deleted = add(
         "delete",
         cmd_key_delete,
@@ -138,30 +101,15 @@ def add_commands(add: "Adder", key: "Subcommands") -> None:
         key,
     )
     deleted.add_argument("key_id", metavar="ID", help="the key's id (`callwatch key list`)")
-    _add_connection(deleted)
+    add_connection(deleted, json_flag=False)
 
 
 def add_org_commands(add: "Adder", org: "Subcommands") -> None:
     """`list` under the `org` command."""
     listed = add("list", cmd_org_list, "list orgs with how many sources and keys each has", org)
-    _add_url(listed)
+    add_url(listed)
     listed.add_argument(
         "--admin-token",
         help="default: $CALLWATCH_ADMIN_TOKEN, else the one `callwatch up` generated",
     )
     listed.add_argument("--json", action="store_true", help="print the API's JSON")
-
-
-def _add_url(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--url",
-        help="API base URL (default: $CALLWATCH_URL, else $CALLWATCH_PUBLIC_URL, "
-        "else http://127.0.0.1:8000)",
-    )
-
-
-def _add_connection(command: argparse.ArgumentParser, *, json_output: bool = False) -> None:
-    _add_url(command)
-    command.add_argument("--api-key", help="the org's API key (default: $CALLWATCH_API_KEY)")
-    if json_output:
-        command.add_argument("--json", action="store_true", help="print the API's JSON")

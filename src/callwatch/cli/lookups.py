@@ -32,11 +32,12 @@ def params_of(args: argparse.Namespace, names: Sequence[str]) -> "Params":
     return tuple(params)
 
 
-def connect(args: argparse.Namespace, settings: "Settings") -> "Api":
-    """The API a command talks to, from its --url and --api-key (or the environment)."""
+def connect(args: argparse.Namespace, settings: "Settings", token: str | None = None) -> "Api":
+    """The API a command talks to, from its --url and --api-key (or the environment); `token`
+    instead of the org's key (the admin token)."""
     from callwatch.cli.terminal import Api
 
-    key = args.api_key or os.environ.get("CALLWATCH_API_KEY")
+    key = token or args.api_key or os.environ.get("CALLWATCH_API_KEY")
     if not key:
         raise RequestError(
             "no API key: pass --api-key or set CALLWATCH_API_KEY "
@@ -46,23 +47,31 @@ def connect(args: argparse.Namespace, settings: "Settings") -> "Api":
     return Api(url, key, args.http)
 
 
+def as_json(body: Any) -> list[str]:
+    """A reply shown as it came, for commands whose reply is the point (a secret shown once)."""
+    return [json.dumps(body, indent=2)]
+
+
 def query(
     args: argparse.Namespace,
     settings: "Settings",
     fetch: "Callable[[Api], Any]",
     render: Callable[[Any], list[str]],
+    *,
+    token: str | None = None,
 ) -> int:
     """One request; its answer as JSON with --json, else as `render` lays it out; an API error
     is one line and exit status 1."""
     from callwatch.cli.terminal import ApiError
 
-    api = connect(args, settings)
+    api = connect(args, settings, token)
     try:
         body = fetch(api)
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(body, indent=2) if args.json else "\n".join(render(body)))
+    as_json = getattr(args, "json", False)  # commands whose reply is JSON anyway have no --json
+    print(json.dumps(body, indent=2) if as_json else "\n".join(render(body)))
     return 0
 
 
@@ -159,12 +168,16 @@ def add_filters(command: argparse.ArgumentParser) -> None:
     )
 
 
-def add_connection(command: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+def add_url(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--url",
         help="API base URL (default: $CALLWATCH_URL, else $CALLWATCH_PUBLIC_URL, "
         "else http://127.0.0.1:8000)",
     )
+
+
+def add_connection(command: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    add_url(command)
     command.add_argument("--api-key", help="the org's API key (default: $CALLWATCH_API_KEY)")
     if json_flag:
         command.add_argument("--json", action="store_true", help="print the API's JSON")

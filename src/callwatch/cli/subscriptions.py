@@ -2,12 +2,11 @@
 `/api/subscriptions`: signed webhooks to your endpoints, managed from the terminal."""
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from callwatch.cli.lookups import add_connection, query
+from callwatch.cli.lookups import add_connection, as_json, query
 
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
@@ -52,10 +51,6 @@ def _state(item: dict[str, Any]) -> str:
     return f"disabled ({item['disabled_reason']})" if item.get("disabled_reason") else "disabled"
 
 
-def _shown(body: dict[str, Any]) -> list[str]:
-    return [json.dumps(body, indent=2)]
-
-
 def _filters(args: argparse.Namespace) -> dict[str, list[str]]:
     return {
         name: getattr(args, name)
@@ -70,7 +65,7 @@ def cmd_list(args: argparse.Namespace, settings: "Settings") -> int:
 
 def cmd_get(args: argparse.Namespace, settings: "Settings") -> int:
     args.json = True
-    return query(args, settings, lambda api: api.json("GET", _one(args.id)), _shown)
+    return query(args, settings, lambda api: api.json("GET", _one(args.id)), as_json)
 
 
 def cmd_create(args: argparse.Namespace, settings: "Settings") -> int:
@@ -83,7 +78,7 @@ def cmd_create(args: argparse.Namespace, settings: "Settings") -> int:
     if args.description is not None:
         body["description"] = args.description
     args.json = True
-    code = query(args, settings, lambda api: api.json("POST", BASE, body=body), _shown)
+    code = query(args, settings, lambda api: api.json("POST", BASE, body=body), as_json)
     if code == 0:
         print("Keep the secret (whsec_…): it is shown only once.", file=sys.stderr)
     return code
@@ -105,7 +100,7 @@ def cmd_update(args: argparse.Namespace, settings: "Settings") -> int:
         print("error: nothing to change: pass at least one option (see --help)", file=sys.stderr)
         return 2
     args.json = True
-    return query(args, settings, lambda api: api.json("PATCH", _one(args.id), body=body), _shown)
+    return query(args, settings, lambda api: api.json("PATCH", _one(args.id), body=body), as_json)
 
 
 def cmd_delete(args: argparse.Namespace, settings: "Settings") -> int:
@@ -121,7 +116,7 @@ def cmd_delete(args: argparse.Namespace, settings: "Settings") -> int:
 def cmd_rotate_secret(args: argparse.Namespace, settings: "Settings") -> int:
     args.json = True
     code = query(
-        args, settings, lambda api: api.json("POST", _one(args.id) + "/rotate-secret"), _shown
+        args, settings, lambda api: api.json("POST", _one(args.id) + "/rotate-secret"), as_json
     )
     if code == 0:
         print("Keep the new secret: it is shown only once.", file=sys.stderr)
