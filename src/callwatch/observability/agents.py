@@ -6,7 +6,7 @@ with the most calls in the window get a label of their own, the rest are summed 
 CALLWATCH_METRICS_TOP_AGENTS + 2 label values per family.
 """
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -35,16 +35,17 @@ def quality(session: Session, now: datetime, top: int) -> list[Metric]:
     named = {agent for agent, _ in by_agent.most_common(top)}
     calls: Counter[str] = Counter()
     answered: Counter[str] = Counter()
-    turns: dict[str, tuple[Counter[str], list[float]]] = {}
+    turn_buckets: dict[str, Counter[str]] = {}
+    turn_seconds: defaultdict[str, float] = defaultdict(float)  # their sum
     for agent_id, was_answered, turn_ms in rows:
         agent = agent_id or NONE
         label = agent if agent in named else OTHER
         calls[label] += 1
         answered[label] += bool(was_answered)
         if turn_ms is not None:
-            buckets, seconds = turns.setdefault(label, (Counter(), []))
-            buckets[bucket_of(turn_ms / 1000, TURN_BUCKETS_S)] += 1
-            seconds.append(turn_ms / 1000)
+            seconds = turn_ms / 1000
+            turn_buckets.setdefault(label, Counter())[bucket_of(seconds, TURN_BUCKETS_S)] += 1
+            turn_seconds[label] += seconds
     minutes = f"{WINDOW_S / 60:g} minutes"
     calls_family = GaugeMetricFamily(
         "callwatch_recent_agent_calls",
@@ -65,6 +66,6 @@ def quality(session: Session, now: datetime, top: int) -> list[Metric]:
         "(a sliding window: use the buckets without rate()).",
         labels=["agent"],
     )
-    for label, (buckets, seconds) in sorted(turns.items()):
-        turn_family.add_metric([label], cumulative(TURN_BUCKETS_S, buckets), sum(seconds))
+    for label, buckets in sorted(turn_buckets.items()):
+        turn_family.add_metric([label], cumulative(TURN_BUCKETS_S, buckets), turn_seconds[label])
     return [calls_family, answered_family, turn_family]

@@ -139,7 +139,10 @@ def authenticate(session: Session, secret: str, now: datetime) -> str | None:
 def list_orgs(session: Session) -> list[OrgSummary]:
     """Every org with how many sources and keys it has, oldest first."""
     sources = (
-        select(Source.org_id, func.count().label("n")).group_by(Source.org_id).subquery("sources")
+        select(Source.org_id, func.count().label("n"))
+        .where(Source.deleted_at.is_(None))  # a deleted source stays only for its calls
+        .group_by(Source.org_id)
+        .subquery("sources")
     )
     keys = select(ApiKey.org_id, func.count().label("n")).group_by(ApiKey.org_id).subquery("keys")
     rows = session.execute(

@@ -7,7 +7,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field, HttpUrl, StringConstraints
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -173,10 +173,14 @@ def source_by_token(
     session: Session, vault: Vault, token: str, now: datetime | None = None
 ) -> SourceConfig | None:
     """The source whose webhook token this is, or was until a rotation's overlap ends."""
-    source = session.scalar(select(Source).where(Source.webhook_token == token))
-    if source is not None:
-        return config_of(source, vault)
-    source = session.scalar(select(Source).where(Source.previous_token == token))
+    # One read for both (each column has its unique index): a miss is one round trip.
+    found = session.scalars(
+        select(Source).where(or_(Source.webhook_token == token, Source.previous_token == token))
+    ).all()
+    current = next((source for source in found if source.webhook_token == token), None)
+    if current is not None:
+        return config_of(current, vault)
+    source = found[0] if found else None
     until = None if source is None else source.previous_token_until
     if source is None or until is None or until <= (now or datetime.now(UTC)):
         return None
