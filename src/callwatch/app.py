@@ -4,6 +4,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Match
@@ -21,6 +22,7 @@ from callwatch.observability import endpoints as observability
 from callwatch.orgs import endpoints as orgs
 from callwatch.query import endpoints as query
 from callwatch.queue import Background, Producer
+from callwatch.ratelimits import Leases
 from callwatch.runtime import Runtime, admin_token
 from callwatch.settings import Settings
 from callwatch.web import endpoints as web
@@ -59,11 +61,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if runtime.engine.dialect.name == "postgresql":
             writer = InboxWriter(settings.database_url, APPLICATION_NAME)
         intake = Intake(runtime.sessions, sources, enqueue, writer, deadline_s=deadline_s)
+        limits_redis = redis.asyncio.Redis.from_url(settings.broker_url)
         app.state.services = Services(
             runtime=runtime,
             admin_token=admin_token(settings),
             intake=intake,
             producer=producer,
+            limits=Leases(limits_redis),
         )
         # What start-up allocated lives for the whole process; keeping it out of the cyclic
         # collector's generations removes most of the GC pauses from the request tail.
@@ -74,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             intake.close()
             enqueue.close()
             producer.close()
+            await limits_redis.aclose()
             runtime.close()
             tracing.flush()
 

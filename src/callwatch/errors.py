@@ -8,7 +8,8 @@ CallwatchError
 │   ├── PayloadTooLarge          413
 │   ├── MalformedBody            400: body is not parseable at all
 │   ├── InvalidInput             422: parseable but a field is wrong (names the field)
-│   └── Conflict                 409: e.g. a duplicate name
+│   ├── Conflict                 409: e.g. a duplicate name
+│   └── TooManyRequests          429: over a source's rate limit; carries retry_after (s)
 ├── ProcessingError              failures while processing accepted work
 │   ├── Retryable                try again later (provider 5xx/429/timeout, database down)
 │   │   ├── ProviderUnavailable  the platform API failed transiently; may carry retry_after
@@ -69,6 +70,15 @@ class InvalidInput(RequestError):
 class Conflict(RequestError):
     status_code = 409
     title = "Conflict"
+
+
+class TooManyRequests(RequestError):
+    status_code = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class ProcessingError(CallwatchError):

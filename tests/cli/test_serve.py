@@ -1,4 +1,5 @@
-"""`callwatch serve --workers 2`: two receiver processes on one port, each storing its 202s."""
+"""`callwatch serve --workers 2`: two receiver processes on one port, each storing its 202s,
+sharing each source's rate limit."""
 
 import json
 import os
@@ -74,7 +75,7 @@ def _ready(base: str) -> bool:
         return False
 
 
-def _send(http: httpx.Client, url: str, secret: str, call_id: str) -> str:
+def _post(http: httpx.Client, url: str, secret: str, call_id: str) -> httpx.Response:
     body = json.dumps(
         {
             "type": "call.status_changed",
@@ -82,7 +83,11 @@ def _send(http: httpx.Client, url: str, secret: str, call_id: str) -> str:
             "data": {"call_id": call_id, "status": "ringing"},
         }
     ).encode()
-    response = http.post(url, content=body, headers=signed(secret, body))
+    return http.post(url, content=body, headers=signed(secret, body))
+
+
+def _send(http: httpx.Client, url: str, secret: str, call_id: str) -> str:
+    response = _post(http, url, secret, call_id)
     assert response.status_code == 202, response.text
     [event_id] = response.json()["events"]
     return str(event_id)
@@ -112,3 +117,28 @@ def test_two_workers_answer_on_one_port_and_store_every_202(
         count = session.scalar(select(func.count()).select_from(InboxEvent))
     assert (len(accepted), sorted(stored), count) == (40, sorted(accepted), 40)
     assert _children(process.pid) == workers  # neither was restarted meanwhile
+
+
+def test_both_receivers_draw_on_one_rate_limit(
+    served: tuple[str, subprocess.Popen[bytes]], client: TestClient
+) -> None:
+    base, process = served
+    # Refills one token per 100 s: the burst is all the run may accept, across both processes.
+    limit = {"per_second": 0.01, "burst": 6}
+    source = create_source(client, create_org(client), settings={"rate_limit": limit})
+    url, secret = base + path_of(source["webhook_url"]), source["webhook_secret"]
+    statuses, retry_afters = [], set()
+    for stopped in _children(process.pid):
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            with httpx.Client(timeout=10.0) as http:
+                for n in range(10):
+                    response = _post(http, url, secret, f"limited-{stopped}-{n}")
+                    statuses.append(response.status_code)
+                    if response.status_code == 429:
+                        assert response.headers["content-type"] == "application/problem+json"
+                        retry_afters.add(response.headers["retry-after"])
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+    assert (statuses.count(202), statuses.count(429)) == (6, 14), statuses
+    assert all(1 <= int(seconds) <= 100 for seconds in retry_afters)

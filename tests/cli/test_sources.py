@@ -76,9 +76,40 @@ def test_edit_changes_what_its_options_say(
     assert (view["name"], view["enabled"], view["settings"]) == (
         "renamed",
         False,
-        {"api_base_url": "http://127.0.0.1:9/api", "detail_url": None, "allowed_ips": []},
+        {
+            "api_base_url": "http://127.0.0.1:9/api",
+            "detail_url": None,
+            "allowed_ips": [],
+            "rate_limit": None,
+        },
     )
     assert send(client, source["webhook_url"], source["webhook_secret"]) == 410
+
+
+def test_edit_sets_and_lifts_a_rate_limit(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = create_org(client)
+    source = create_source(client, key)
+
+    limited = run(client, capsys, key, "edit", source["id"], "--rate-limit", "2.5/10")
+    defaulted = run(client, capsys, key, "edit", source["id"], "--rate-limit", "20")
+    lifted = run(client, capsys, key, "edit", source["id"], "--rate-limit", "")
+    with pytest.raises(SystemExit) as bad:
+        run(client, capsys, key, "edit", source["id"], "--rate-limit", "fast")
+
+    assert limited[1].splitlines()[2:] == ["rate limit: 2.5/s, burst 10"]
+    assert defaulted[1].splitlines()[2:] == ["rate limit: 20/s, burst 20"]
+    assert lifted[1].splitlines()[2:] == []
+    assert bad.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(
+            "argument --rate-limit: 'fast': give requests per second, and optionally /burst "
+            "(e.g. 50/100)"
+        )
+    )
 
 
 def test_edit_errors_are_one_line(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:

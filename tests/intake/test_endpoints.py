@@ -168,3 +168,55 @@ def test_disallowed_ip_is_401(client) -> None:
     response = post(client, source, body, signed(source["webhook_secret"], body))
     assert response.status_code == 401
     assert "allowed_ips" in response.json()["detail"]
+
+
+def test_past_a_sources_rate_limit_webhooks_get_429_with_retry_after(client: TestClient) -> None:
+    key = create_org(client)
+    # One token per 100 s: two webhooks pass, the third waits ~100 s for the next token.
+    limit = {"per_second": 0.01, "burst": 2}
+    source = create_source(client, key, settings={"rate_limit": limit})
+    replies = []
+    for n in range(3):
+        body = json.dumps(event(call_id=f"limited-{n}")).encode()
+        replies.append(post(client, source, body, signed(source["webhook_secret"], body)))
+    assert [reply.status_code for reply in replies] == [202, 202, 429]
+    assert replies[2].headers["retry-after"] == "100"
+    assert replies[2].json() == {
+        "type": "about:blank",
+        "title": "Too many requests",
+        "status": 429,
+        "detail": "this source's rate limit is reached",
+    }
+    metrics = client.get("/metrics").text
+    assert 'callwatch_webhooks_total{outcome="limited",provider="generic"} 1.0' in metrics
+    # Lifted through the API, the limit stops at once in this process.
+    lifted = client.patch(
+        f"/api/sources/{source['id']}",
+        json={"settings": {"rate_limit": None}},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert lifted.json()["settings"]["rate_limit"] is None
+    body = json.dumps(event(call_id="limited-3")).encode()
+    assert post(client, source, body, signed(source["webhook_secret"], body)).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("limit", "field"),
+    [
+        ({"per_second": 0}, "settings.rate_limit.per_second"),
+        ({"per_second": 1e9}, "settings.rate_limit.per_second"),
+        ({"per_second": 5, "burst": 0}, "settings.rate_limit.burst"),
+        ({"burst": 5}, "settings.rate_limit.per_second"),
+        ({"per_second": 5, "every": 1}, "settings.rate_limit.every"),
+    ],
+)
+def test_a_bad_rate_limit_is_422_naming_the_field(
+    client: TestClient, limit: dict[str, Any], field: str
+) -> None:
+    key = create_org(client)
+    response = client.post(
+        "/api/sources",
+        json={"name": "limited", "provider": "generic", "settings": {"rate_limit": limit}},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert (response.status_code, response.json()["field"]) == (422, field)

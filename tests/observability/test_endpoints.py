@@ -313,6 +313,7 @@ def test_every_metric_on_a_seeded_database_and_redis(
         'callwatch_webhooks_total{outcome="duplicate",provider="generic"}': "1",
         'callwatch_webhooks_total{outcome="rejected",provider="generic"}': "1",
         'callwatch_webhooks_total{outcome="rejected",provider="unknown"}': "1",
+        "callwatch_rate_limit_unavailable_total": "0",
         "callwatch_inbox_pending": "3",
         "callwatch_inbox_quarantined": "1",
         "callwatch_inbox_waiting_for_call": "1",

@@ -105,6 +105,7 @@ def test_patch_changes_the_fields_given_and_merges_settings_and_credentials(
             "detail_url": "http://127.0.0.1:9/calls/{call_id}",
             "api_base_url": "http://127.0.0.1:9/api",
             "allowed_ips": ["10.0.0.0/8"],
+            "rate_limit": None,
         },
         True,
     )

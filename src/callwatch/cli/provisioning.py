@@ -95,7 +95,7 @@ def cmd_source_list(args: argparse.Namespace, settings: "Settings") -> int:
 
 
 def _source_lines(view: dict[str, Any]) -> list[str]:
-    settings = view.get("settings") or {}
+    settings = dict(view.get("settings") or {})
     lines = [
         f"{view['id']}  {view['name']}  ({view['provider']}, "
         + ("enabled)" if view.get("enabled", True) else "disabled: its webhooks answer 410)"),
@@ -103,6 +103,8 @@ def _source_lines(view: dict[str, Any]) -> list[str]:
     ]
     if until := view.get("previous_token_expires_at"):
         lines.append(f"the previous webhook URL works until {until}")
+    if limit := settings.pop("rate_limit", None):
+        lines.append(f"rate limit: {limit['per_second']:g}/s, burst {limit['burst']}")
     lines += [f"{name}: {value}" for name, value in settings.items() if value not in (None, [])]
     if until := view.get("previous_secret_expires_at"):
         lines.append(f"the previous webhook secret verifies until {until}")
@@ -121,7 +123,11 @@ def _patch(args: argparse.Namespace) -> dict[str, Any]:
         changes["name"] = args.name
     if args.enabled is not None:
         changes["enabled"] = args.enabled
-    source_settings = {"detail_url": args.detail_url, "api_base_url": args.api_base_url}
+    source_settings: dict[str, Any] = {
+        "detail_url": args.detail_url,
+        "api_base_url": args.api_base_url,
+        "rate_limit": args.rate_limit,
+    }
     source_settings = {k: v or None for k, v in source_settings.items() if v is not None}
     if source_settings:
         changes["settings"] = source_settings
@@ -132,6 +138,18 @@ def _patch(args: argparse.Namespace) -> dict[str, Any]:
     if not changes:
         raise RequestError("nothing to change: pass at least one option (see --help)")
     return changes
+
+
+def _rate_limit(text: str) -> dict[str, float | int] | str:
+    if not text:
+        return ""  # lifts the limit
+    rate, _, burst = text.partition("/")
+    try:
+        return {"per_second": float(rate)} | ({"burst": int(burst)} if burst else {})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give requests per second, and optionally /burst (e.g. 50/100)"
+        ) from None
 
 
 def cmd_source_edit(args: argparse.Namespace, settings: "Settings") -> int:
@@ -199,6 +217,12 @@ def _add_source_commands(add: "Adder", source: "Subcommands") -> None:
         action="append",
         metavar="KEY=VALUE",
         help="merged into the stored credentials (repeatable)",
+    )
+    edit.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        metavar="PER_SECOND[/BURST]",
+        help="webhooks past it get 429 (burst: one second's worth unless given); '' lifts it",
     )
     delete = add("delete", cmd_source_delete, "delete a source; its calls stay", source)
     rotate_token = add(

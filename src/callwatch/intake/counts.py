@@ -13,9 +13,9 @@ from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callwatch import tracing
-from callwatch.errors import RequestError, StoreUnavailable
+from callwatch.errors import RequestError, StoreUnavailable, TooManyRequests
 
-OUTCOMES = ("accepted", "duplicate", "rejected", "unavailable", "error")
+OUTCOMES = ("accepted", "duplicate", "rejected", "limited", "unavailable", "error")
 
 
 def counts_of(app: Any) -> Counter[tuple[str, str]]:
@@ -55,6 +55,9 @@ class Counted:
         try:
             await self.app(scope, receive, send)
             outcome = scope.get(OUTCOME, "accepted")
+        except TooManyRequests:
+            outcome = "limited"
+            raise
         except RequestError:
             outcome = "rejected"
             raise

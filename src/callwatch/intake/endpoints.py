@@ -9,6 +9,7 @@ from starlette.types import Receive, Scope, Send
 from callwatch.intake import counts
 from callwatch.providers.base import RequestHeaders, WebhookRequest
 from callwatch.providers.generic import GenericEnvelope
+from callwatch.ratelimits import bucket_key
 from callwatch.validation import path_param, read_limited
 from callwatch.web.operations import Operation
 from callwatch.web.services import Services
@@ -27,9 +28,12 @@ class WebhookEndpoint:
         services: Services = scope["app"].state.services
         settings = services.runtime.settings
         token = path_param(scope, "webhook_token")
-        body = await read_limited(scope, receive, settings.max_body_bytes)
         source = await services.intake.sources.lookup(token)
         scope[counts.PROVIDER] = source.provider
+        if limit := source.settings.get("rate_limit"):
+            key = bucket_key("source", source.id)
+            await services.limits.admit(key, limit["per_second"], limit["burst"])
+        body = await read_limited(scope, receive, settings.max_body_bytes)
         headers = RequestHeaders(
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
         )
@@ -70,9 +74,10 @@ WEBHOOK = Operation(
     body=GenericEnvelope,
     ok=202,
     response=WebhookReply,
-    errors=(401, 404, 410, 413),
+    errors=(401, 404, 410, 413, 429),
     description="The body is whatever the source's platform sends; shown here is the "
     "`generic` provider's event (Standard Webhooks signed). 202 only after the event is "
     "stored durably. 404 for an unknown or deleted source's token (or a previous token after "
-    "its rotation overlap), 410 for a disabled source's.",
+    "its rotation overlap), 410 for a disabled source's, 429 with `Retry-After` past the "
+    "source's `settings.rate_limit`.",
 )

@@ -66,7 +66,8 @@ class Scraped(Collector):
 
 
 class Intake(Collector):
-    """The web process's webhook counts (kept in a plain Counter: intake/counts.py says why)."""
+    """The web process's webhook counts (kept in a plain Counter: intake/counts.py says why),
+    outcome `limited` being the 429s of sources' rate limits."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -80,6 +81,12 @@ class Intake(Collector):
         for (provider, outcome), count in sorted(intake_counts.counts_of(self.app).items()):
             family.add_metric([provider, outcome], count)
         yield family
+        yield CounterMetricFamily(
+            "callwatch_rate_limit_unavailable",
+            "Rate-limit leases this web process granted without Redis (it did not answer in "
+            "time), letting their webhooks pass.",
+            value=self.app.state.services.limits.unavailable,
+        )
 
 
 def registry_of(app: Any, runtime: Runtime) -> CollectorRegistry:

@@ -32,7 +32,9 @@ class SourcePatch(BaseModel):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     settings: dict[str, Any] | None = Field(
-        None, description="api_base_url, detail_url, allowed_ips; a key set to null is cleared"
+        None,
+        description="api_base_url, detail_url, allowed_ips, rate_limit; a key set to null is "
+        "cleared",
     )
     credentials: dict[str, str | None] | None = Field(
         None, description="merged into the stored credentials; never returned"

@@ -17,6 +17,7 @@ from callwatch.errors import Conflict, InvalidInput, NotFound
 from callwatch.orgs import keys
 from callwatch.outbound import ssrf
 from callwatch.providers.base import WEBHOOK_SECRET, SourceConfig
+from callwatch.ratelimits import RateLimit
 from callwatch.tables import Org, Source
 
 
@@ -42,6 +43,9 @@ class SourceSettings(BaseModel):
         default_factory=list,
         max_length=1000,
         description="addresses or CIDR networks (IPv4 or IPv6) webhooks may come from; empty: any",
+    )
+    rate_limit: RateLimit | None = Field(
+        None, description="webhooks past it get 429 with Retry-After; null: no limit"
     )
 
 

@@ -178,5 +178,6 @@ _ERRORS = {
     410: "gone: the source is disabled",
     413: "body over the limit",
     422: "a parameter or field is invalid; `field` names it",
+    429: "over the rate limit; `Retry-After` says when to retry",
     503: "the database is unreachable; retry",
 }

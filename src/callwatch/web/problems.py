@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from callwatch.errors import RequestError, StoreUnavailable
+from callwatch.errors import RequestError, StoreUnavailable, TooManyRequests
 from callwatch.logs import redact_path
 
 log = logging.getLogger("callwatch.web")
@@ -52,7 +52,10 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
 
 async def request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
-    return problem(exc.status_code, exc.title, exc.detail, field=exc.field)
+    response = problem(exc.status_code, exc.title, exc.detail, field=exc.field)
+    if isinstance(exc, TooManyRequests):
+        response.headers["retry-after"] = str(exc.retry_after)
+    return response
 
 
 async def store_unavailable(request: Request, exc: Exception) -> Response:

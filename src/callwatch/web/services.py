@@ -1,4 +1,4 @@
-"""What the web process holds for its lifetime: runtime, intake, producer."""
+"""What the web process holds for its lifetime: runtime, intake, producer, rate limits."""
 
 from dataclasses import dataclass, field
 
@@ -7,6 +7,7 @@ from sqlalchemy import text
 from callwatch.intake.receiver import Intake
 from callwatch.probe import Probe
 from callwatch.queue import Producer
+from callwatch.ratelimits import Leases
 from callwatch.runtime import Runtime
 
 
@@ -16,6 +17,7 @@ class Services:
     admin_token: str
     intake: Intake
     producer: Producer
+    limits: Leases
     probes: "Probes" = field(init=False)
 
     def __post_init__(self) -> None:
