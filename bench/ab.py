@@ -12,6 +12,10 @@ checkouts' `callwatch serve` at once, each with its own fresh database and Redis
 them one at a time with `bench/receiver.py`'s load generator, alternating which goes first in
 each pair. It prints each round, each pair's ratio (second checkout / first) and their median,
 and a ledger per checkout: every reply a 202, and as many inbox rows as 202s.
+
+A limit's cost: `--limit-second PER_SECOND` gives the second checkout's source a rate limit (high
+enough never to refuse), so `bench/ab.py . . --limit-second 100000` measures the same code with and
+without one.
 """
 
 from __future__ import annotations
@@ -32,16 +36,16 @@ import receiver
 def bench(args: argparse.Namespace) -> int:
     from sqlalchemy import text
 
-    checkouts = [Path(path).resolve() for path in args.checkouts]
-    labels = dict(zip(checkouts, ("A", "B"), strict=True))
-    for checkout, label in labels.items():
+    # Labelled, not keyed by path: both may be the same checkout (--limit-second).
+    checkouts = dict(zip("AB", (Path(path).resolve() for path in args.checkouts), strict=True))
+    for label, checkout in checkouts.items():
         print(f"{label} = {checkout}")
-    rps: dict[Path, list[float]] = {path: [] for path in checkouts}
-    replies: dict[Path, int] = dict.fromkeys(checkouts, 0)
-    others: dict[Path, int] = dict.fromkeys(checkouts, 0)  # non-202 replies and connection errors
+    rps: dict[str, list[float]] = {label: [] for label in checkouts}
+    replies: dict[str, int] = dict.fromkeys(checkouts, 0)
+    others: dict[str, int] = dict.fromkeys(checkouts, 0)  # non-202 replies and connection errors
     with contextlib.ExitStack() as stack:
         servers = []
-        for index, checkout in enumerate(checkouts):
+        for index, (label, checkout) in enumerate(checkouts.items()):
             database = stack.enter_context(
                 harness.temp_database(args.postgres, f"bench_ab{index}", checkout)
             )
@@ -52,7 +56,9 @@ def bench(args: argparse.Namespace) -> int:
             env = harness.callwatch_env(database, redis, base)
             server = stack.enter_context(harness.serve(env, port, checkout))
             harness.wait_http(base + "/healthz", server)
-            url, secret = harness.create_source(base)
+            limited = index == 1 and args.limit_second is not None
+            limit = {"rate_limit": {"per_second": args.limit_second}} if limited else None
+            url, secret = harness.create_source(base, limit)
             spec = receiver.LoadSpec(
                 url=url,
                 secret=secret,
@@ -63,27 +69,27 @@ def bench(args: argparse.Namespace) -> int:
                 server_pid=server.pid,
                 cycle=False,
             )
-            servers.append((checkout, spec, database))
+            servers.append((label, spec, database))
         ratios = []
         for pair in range(1, args.pairs + 1):
             results = {}
-            for checkout, spec, _ in servers if pair % 2 else reversed(servers):
-                result = results[checkout] = receiver.load(spec)
-                rps[checkout].append(result.rps)
+            for label, spec, _ in servers if pair % 2 else reversed(servers):
+                result = results[label] = receiver.load(spec)
+                rps[label].append(result.rps)
                 accepted = result.statuses.get("202", 0)
-                replies[checkout] += accepted
-                others[checkout] += sum(result.statuses.values()) - accepted + result.errors
-                print(receiver.format_row(pair, labels[checkout], result), flush=True)
-            ratios.append(results[checkouts[1]].rps / results[checkouts[0]].rps)
+                replies[label] += accepted
+                others[label] += sum(result.statuses.values()) - accepted + result.errors
+                print(receiver.format_row(pair, label, result), flush=True)
+            ratios.append(results["B"].rps / results["A"].rps)
         balanced = True
-        for checkout, _, database in servers:
+        for label, _, database in servers:
             with harness.engine_for(database) as engine, engine.connect() as connection:
                 rows = connection.execute(text("SELECT count(*) FROM inbox")).scalar_one()
-            ok = rows == replies[checkout] and others[checkout] == 0
+            ok = rows == replies[label] and others[label] == 0
             balanced &= ok
             print(
-                f"{labels[checkout]}: median {statistics.median(rps[checkout]):.0f} req/s; ledger "
-                f"{replies[checkout]} 202s, {others[checkout]} other replies or connection "
+                f"{label}: median {statistics.median(rps[label]):.0f} req/s; ledger "
+                f"{replies[label]} 202s, {others[label]} other replies or connection "
                 f"errors, {rows} inbox rows -> {'OK' if ok else 'VOID'}"
             )
     print(
@@ -102,6 +108,7 @@ def main() -> int:
     parser.add_argument("--max-rate", type=int, default=16000)
     parser.add_argument("--postgres", default=harness.DEFAULT_PG)
     parser.add_argument("--redis", default=harness.DEFAULT_REDIS)
+    parser.add_argument("--limit-second", type=float, help="the second checkout's rate limit")
     return harness.run_main(bench, parser.parse_args())
 
 

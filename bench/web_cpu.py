@@ -4,6 +4,7 @@ Usage (from the repository root):
 
     uv run python bench/web_cpu.py [--rounds 8] [--round-requests 2000] [--connections 32]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/5]
+        [--limit-second 100000]
 
 `bench/receiver.py` measures the whole receiver: load client, web process, Postgres and Redis
 sharing two cores, where one machine's runs can differ by half. This one isolates the web
@@ -14,6 +15,9 @@ group commit included; Postgres's work not). A bare Starlette app (one route, 20
 same way, in rounds alternating with callwatch's, as the baseline. Prints the median, min and
 max µs of CPU per request for each, the ratio, and the status ledger (every callwatch request
 must be a 202).
+
+`--limit-second PER_SECOND` adds a third contender: the same app, its webhooks to a second source
+with that rate limit (high enough never to refuse); it prints the limit's cost per webhook.
 """
 
 from __future__ import annotations
@@ -109,8 +113,11 @@ async def lifespan(app: Any, body: Callable[[], Awaitable[None]]) -> None:
         await task
 
 
-def source_in(database_url: str, secret_key: str) -> tuple[str, str]:
-    """An org and a generic source; returns (webhook token, signing secret)."""
+def sources_in(
+    database_url: str, secret_key: str, limit_second: float | None
+) -> list[tuple[str, str]]:
+    """An org and a generic source, and one with that rate limit if given; returns each's
+    (webhook token, signing secret)."""
     from callwatch.crypto import Vault
     from callwatch.db import make_engine, make_sessionmaker, transaction
     from callwatch.orgs import tenancy
@@ -119,14 +126,21 @@ def source_in(database_url: str, secret_key: str) -> tuple[str, str]:
     engine = make_engine(database_url, name="bench")
     try:
         now = datetime.now(UTC)
+        settings = [tenancy.SourceSettings()]
+        if limit_second is not None:
+            limit = {"per_second": limit_second}
+            settings.append(tenancy.SourceSettings.model_validate({"rate_limit": limit}))
+        made = []
         with transaction(make_sessionmaker(engine)) as session:
             org, _ = tenancy.create_org(session, tenancy.OrgIn(name="bench"), now)
-            data = tenancy.SourceIn(name="bench", provider="generic")
-            source, secret = tenancy.create_source(
-                session, Vault(secret_key), org.id, data, now, guard=Guard(allow_private=False)
-            )
-            assert secret is not None
-            return source.webhook_token, secret
+            for index, each in enumerate(settings):
+                data = tenancy.SourceIn(name=f"bench{index}", provider="generic", settings=each)
+                source, secret = tenancy.create_source(
+                    session, Vault(secret_key), org.id, data, now, guard=Guard(allow_private=False)
+                )
+                assert secret is not None
+                made.append((source.webhook_token, secret))
+        return made
     finally:
         engine.dispose()
 
@@ -137,7 +151,7 @@ def bench(args: argparse.Namespace) -> int:
 
     harness.flush_redis(args.redis)
     with harness.temp_database(args.postgres) as database_url:
-        token, secret = source_in(database_url, harness.SECRET_KEY)
+        sources = sources_in(database_url, harness.SECRET_KEY, args.limit_second)
         settings = Settings(
             database_url=database_url,
             redis_url=args.redis,
@@ -147,25 +161,32 @@ def bench(args: argparse.Namespace) -> int:
             log_level="WARNING",
         )
         size = args.round_requests
-        requests = signed_requests(secret, size * (args.rounds + 1))
-        apps: dict[str, App] = {"bare": harness.bare_app(), "callwatch": create_app(settings)}
-        cpu: dict[str, list[float]] = {name: [] for name in apps}
-        statuses: dict[str, Counter[int]] = {name: Counter() for name in apps}
+        app = create_app(settings)
+        # name → (app, path, requests); "bare" takes callwatch's requests, unverified.
+        contenders: dict[str, tuple[App, str, list[Request]]] = {}
+        for name, (token, secret) in zip(("callwatch", "limited"), sources, strict=False):
+            requests = signed_requests(secret, size * (args.rounds + 1))
+            contenders[name] = (app, f"/webhooks/{token}", requests)
+        contenders = {"bare": (harness.bare_app(), *contenders["callwatch"][1:])} | contenders
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
+        statuses: dict[str, Counter[int]] = {name: Counter() for name in contenders}
 
         async def rounds() -> None:
-            path = f"/webhooks/{token}"
-            await drive(apps["callwatch"], path, requests[:size], args.connections, Counter())
+            for name, (each, path, requests) in contenders.items():
+                if name != "bare":
+                    await drive(each, path, requests[:size], args.connections, Counter())
             for index in range(args.rounds):
-                batch = requests[(index + 1) * size : (index + 2) * size]
-                order = list(apps) if index % 2 == 0 else list(reversed(apps))
+                order = list(contenders) if index % 2 == 0 else list(reversed(contenders))
                 for name in order:
-                    used = await drive(apps[name], path, batch, args.connections, statuses[name])
+                    each, path, requests = contenders[name]
+                    batch = requests[(index + 1) * size : (index + 2) * size]
+                    used = await drive(each, path, batch, args.connections, statuses[name])
                     cpu[name].append(used)
                 print(f"round {index + 1}/{args.rounds}", file=sys.stderr)
 
         import uvloop
 
-        uvloop.run(lifespan(apps["callwatch"], rounds))
+        uvloop.run(lifespan(app, rounds))
 
     print(
         f"web-process CPU per request, {args.rounds} rounds of {size}, {args.connections} in flight"
@@ -177,9 +198,17 @@ def bench(args: argparse.Namespace) -> int:
         )
     ratio = statistics.median(cpu["callwatch"]) / statistics.median(cpu["bare"])
     print(f"callwatch / bare: {ratio:.1f} times the CPU")
+    if "limited" in cpu:
+        pairs = [
+            limited / plain for limited, plain in zip(cpu["limited"], cpu["callwatch"], strict=True)
+        ]
+        print(f"limited / callwatch per round: median {statistics.median(pairs):.3f}")
     expected = args.rounds * size
-    ok = statuses["callwatch"] == Counter({202: expected})
-    print(f"ledger: {expected} sent, {dict(statuses['callwatch'])} -> {'OK' if ok else 'VOID'}")
+    ok = True
+    for name in cpu.keys() - {"bare"}:
+        ok &= statuses[name] == Counter({202: expected})
+        print(f"ledger {name}: {expected} sent, {dict(statuses[name])}")
+    print(f"ledger -> {'OK' if ok else 'VOID'}")
     return 0 if ok else 1
 
 
@@ -190,6 +219,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--postgres", default=harness.DEFAULT_PG)
     parser.add_argument("--redis", default=harness.DEFAULT_REDIS)
+    parser.add_argument("--limit-second", type=float, help="add a source with this rate limit")
     return harness.run_main(bench, parser.parse_args())
 
 

@@ -9,14 +9,16 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
+from redis import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from callwatch import tracing
+from callwatch import queue, tracing
+from callwatch.settings import Settings
 from callwatch.simulator import BackgroundServer, DetailServer, events_for
 from tests.conftest import create_org, create_source, path_of, signed
 from tests.downstream.test_deliveries import Receiver, subscribe
@@ -140,3 +142,18 @@ def test_with_an_otlp_endpoint_spans_are_exported_to_it(monkeypatch: pytest.Monk
     assert [span.name for scope in resource_spans.scope_spans for span in scope.spans] == [
         "exported"
     ]
+
+
+def test_a_failed_task_s_span_is_marked_an_error(
+    settings: Settings, worker: None, spans: InMemorySpanExporter
+) -> None:
+    redis = Redis.from_url(settings.broker_url)
+    # Two arguments where ingest takes one: the task raises TypeError as it is called.
+    redis.lpush(queue.QUEUE, queue._task_message(queue.INGEST, [["evt_nope"], "extra"]))
+    eventually(
+        lambda: any(each.name == "run callwatch.ingest" for each in spans.get_finished_spans())
+    )
+
+    [run] = [each for each in spans.get_finished_spans() if each.name == "run callwatch.ingest"]
+    assert (run.status.status_code, run.status.description) == (StatusCode.ERROR, "TypeError")
+    assert [event.name for event in run.events] == ["exception"]

@@ -6,12 +6,13 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import (
     before_task_publish,
+    task_failure,
     task_postrun,
     task_prerun,
     worker_init,
     worker_shutdown,
 )
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from callwatch import tracing
 from callwatch.logs import configure_logging
@@ -78,7 +79,7 @@ def _stop(**_: Any) -> None:
 # Traces through the queue, as OpenTelemetry's Celery instrumentation carries them: the sender's
 # `traceparent` in the message headers (which Celery gives the worker as the task request's
 # attributes), and a consumer span around each task run.
-_running: dict[str, ExitStack] = {}
+_running: dict[str, tuple[ExitStack, Span]] = {}
 
 
 @before_task_publish.connect
@@ -98,14 +99,21 @@ def _start_span(task_id: str, task: Task[Any, Any], **_: Any) -> None:
         "celery.retries": task.request.retries or 0,
     }
     stack = ExitStack()
-    stack.enter_context(
+    span = stack.enter_context(
         tracing.continued(task.request, f"run {task.name}", SpanKind.CONSUMER, attributes)
     )
-    _running[task_id] = stack
+    _running[task_id] = stack, span
+
+
+@task_failure.connect
+def _mark_span_failed(task_id: str, exception: BaseException, **_: Any) -> None:
+    running = _running.get(task_id)
+    if running is not None:
+        tracing.failed(running[1], exception)
 
 
 @task_postrun.connect
 def _end_span(task_id: str, **_: Any) -> None:
-    stack = _running.pop(task_id, None)
-    if stack is not None:
-        stack.close()
+    running = _running.pop(task_id, None)
+    if running is not None:
+        running[0].close()

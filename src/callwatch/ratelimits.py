@@ -4,13 +4,13 @@ A bucket holds up to `burst` tokens and refills at `per_second`; it lives in Red
 receiver process and worker draws on the same one. One Lua script refills and takes atomically,
 on Redis's clock.
 
-The receiver does not ask Redis per webhook: a round trip on the event loop cost more than the
-5 % the receiver may spend on limits (docs/decisions.md, "Rate limits"). It leases tokens (as
-many as the source used in the last `LEASE_S`; twice the last lease when that went faster; at
-least one) and spends them locally. A lease unused after `LEASE_MAX_AGE_S` lapses, so a process
-never holds tokens for long. Leased tokens were taken from the bucket, so all processes together
-never pass `burst + per_second * t`. A refusal is remembered until the bucket would have a token
-again, so a flood of refused requests costs no Redis round trips either.
+The receiver does not ask Redis per webhook (the receiver may spend 5 % on limits, and a
+round trip is most of that; docs/decisions.md, "Rate limits"). It leases tokens, about what the
+source used in the last `LEASE_S` (`_want` says how), and spends them locally. A lease unused
+after `LEASE_MAX_AGE_S` lapses, so a process never holds tokens for long. Leased tokens were
+taken from the bucket, so all processes together never pass `burst + per_second * t`. A refusal
+is remembered until the bucket would have a token again, so a flood of refused requests costs
+no Redis round trips either.
 
 Redis unreachable: requests pass (a limit protects callwatch; losing Redis must not turn into
 refusing webhooks the database could store), and `Leases.unavailable` counts it.
@@ -99,8 +99,9 @@ class Buckets:
 
 @dataclass
 class _Lease:
-    tokens: int
-    size: int
+    tokens: int  # left to spend
+    size: int  # granted
+    wanted: int  # asked for
     taken_at: float
     denied_until: float = 0.0
 
@@ -137,7 +138,7 @@ class Leases:
 
     async def _lease(self, key: str, per_second: float, burst: int) -> None:
         now = asyncio.get_running_loop().time()
-        want = min(burst, self._want(self._leases.get(key), now))
+        want = _want(self._leases.get(key), now, per_second, burst)
         try:
             reply = self._take(keys=[key], args=[per_second, burst, want])
             granted, wait_s = _taken(await asyncio.wait_for(reply, REDIS_TIMEOUT_S))
@@ -146,15 +147,24 @@ class Leases:
                 log.warning("rate limits unavailable: Redis did not answer; requests pass")
             self.unavailable += 1
             granted, wait_s = want, 0.0
-        self._leases[key] = _Lease(granted, granted, now, now + wait_s if granted == 0 else 0.0)
+        denied_until = now + wait_s if granted == 0 else 0.0
+        self._leases[key] = _Lease(granted, granted, want, now, denied_until)
 
-    @staticmethod
-    def _want(lease: _Lease | None, now: float) -> int:
-        """The next lease's size: twice the last one if it was spent within `LEASE_S`, else
-        what the last one served per `LEASE_S`; at least one token."""
-        if lease is None:
-            return 1
-        elapsed = now - lease.taken_at
-        if lease.tokens == 0 and lease.size > 0 and elapsed < LEASE_S:
-            return lease.size * 2
-        return max(1, math.ceil((lease.size - lease.tokens) * LEASE_S / max(elapsed, LEASE_S)))
+
+def _want(lease: _Lease | None, now: float, per_second: float, burst: int) -> int:
+    """The next lease's size: twice the last one's if that was spent within `LEASE_S`; after a
+    lapse, what the last one served or half its size, whichever is more (a burst that paused
+    comes back without starting from one); else what the last one served per `LEASE_S`. Never
+    more than `LEASE_S` of the rate (a fair share between processes) or the burst."""
+    most = min(burst, max(1, math.ceil(per_second * LEASE_S)))
+    if lease is None:
+        return 1
+    elapsed = now - lease.taken_at
+    used = lease.size - lease.tokens
+    if lease.tokens == 0 and elapsed < LEASE_S:
+        want = lease.wanted * 2
+    elif elapsed >= LEASE_MAX_AGE_S:
+        want = max(used, lease.wanted // 2)
+    else:
+        want = math.ceil(used * LEASE_S / max(elapsed, LEASE_S))
+    return max(1, min(most, want))

@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import INVALID_SPAN, Link, SpanContext
+from opentelemetry.trace import INVALID_SPAN, Link, SpanContext, Status, StatusCode
 from opentelemetry.trace import Span as Span
 from opentelemetry.trace import SpanKind as SpanKind
 
@@ -111,6 +111,13 @@ def batch(name: str, parts: Sequence[SpanContext], attributes: Mapping[str, Any]
     links = parts[:MAX_LINKS]
     with span(name, SpanKind.PRODUCER, attributes, parent=parts[0], links=links) as made:
         yield made
+
+
+def failed(span: Span, exc: BaseException) -> None:
+    """Mark the span failed by `exc` (its type as the status; the message is recorded with it)."""
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 def current() -> SpanContext | None:

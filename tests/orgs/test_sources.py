@@ -16,7 +16,7 @@ from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 from callwatch.tables import Source
 from tests.conftest import create_org, create_source, path_of, signed
-from tests.factories import add_call, tenant
+from tests.factories import add_call, tenant, wait_for_call
 
 
 def auth(key: str) -> dict[str, str]:
@@ -180,6 +180,20 @@ def test_a_disabled_source_answers_410_and_again_202_once_enabled(client: TestCl
     enabled_again = send(client, source["webhook_url"], source["webhook_secret"])
 
     assert (disabled, while_disabled, enabled_again) == (False, 410, 202)
+
+
+def test_events_accepted_before_a_source_was_disabled_are_still_applied(
+    client: TestClient, request: pytest.FixtureRequest
+) -> None:
+    key = create_org(client)
+    source = create_source(client, key)
+    accepted = send(client, source["webhook_url"], source["webhook_secret"], "before-disable")
+    client.patch(f"/api/sources/{source['id']}", json={"enabled": False}, headers=auth(key))
+
+    request.getfixturevalue("worker")  # the worker starts only now, the source disabled
+    record = wait_for_call(client, key, "before-disable", lambda call: call["status"] == "ringing")
+
+    assert (accepted, record["source"]) == (202, "gen")
 
 
 def test_a_deleted_source_is_gone_but_its_calls_stay(client: TestClient, runtime: Runtime) -> None:
