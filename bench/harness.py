@@ -186,14 +186,17 @@ def serve(
     return child(argv, env, cwd=checkout or ROOT)
 
 
-def create_source(base_url: str, settings: dict[str, Any] | None = None) -> tuple[str, str]:
-    """Create an org and a generic source; returns (webhook_url, webhook_secret)."""
+def create_source(
+    base_url: str, settings: dict[str, Any] | None = None, name: str = "bench"
+) -> tuple[str, str]:
+    """Create an org and a generic source, both called `name`; returns (webhook_url,
+    webhook_secret)."""
     admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(base_url=base_url, timeout=10.0) as client:
-        response = client.post("/api/admin/orgs", json={"name": "bench"}, headers=admin)
+        response = client.post("/api/admin/orgs", json={"name": name}, headers=admin)
         response.raise_for_status()
         key = response.json()["api_key"]
-        payload = {"name": "bench", "provider": "generic", "settings": settings or {}}
+        payload = {"name": name, "provider": "generic", "settings": settings or {}}
         response = client.post(
             "/api/sources", json=payload, headers={"authorization": f"Bearer {key}"}
         )

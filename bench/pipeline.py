@@ -62,14 +62,16 @@ class SendStats:
     accepted: int = 0
     rejected: Counter[int] | None = None
     errors: int = 0
+    retried: int = 0
     elapsed_s: float = 0.0
 
 
 async def send_all(
-    url: str, secret: str, calls: list[SimCall], concurrency: int, rate: float
+    url: str, secret: str, calls: list[SimCall], concurrency: int, rate: float, retries: int = 0
 ) -> SendStats:
     """Each of `concurrency` players posts one call's events in order, then takes the next call;
-    call n starts no earlier than n / `rate` seconds in (0: as fast as the server answers)."""
+    call n starts no earlier than n / `rate` seconds in (0: as fast as the server answers).
+    A 503 or 429 is sent again up to `retries` times, a second apart, as a platform would."""
     stats = SendStats(rejected=Counter())
     queue: asyncio.Queue[tuple[int, SimCall]] = asyncio.Queue()
     for index, call in enumerate(calls):
@@ -86,12 +88,21 @@ async def send_all(
                 await asyncio.sleep(began + index / rate - time.perf_counter())
             for body in events_for(call, embed_detail=False):
                 content, headers = signed_request(secret, body, time.time())
-                stats.requests += 1
-                try:
-                    status = await connection.request(harness.raw_request(url, content, headers))
-                except (ConnectionError, OSError, ValueError):
-                    stats.errors += 1
-                    connection = await harness.RawConnection.open(host, port)
+                for attempt in range(retries + 1):
+                    stats.requests += 1
+                    try:
+                        request = harness.raw_request(url, content, headers)
+                        status = await connection.request(request)
+                    except (ConnectionError, OSError, ValueError):
+                        stats.errors += 1
+                        connection = await harness.RawConnection.open(host, port)
+                        status = None
+                        break
+                    if status not in (429, 503) or attempt == retries:
+                        break
+                    stats.retried += 1
+                    await asyncio.sleep(1.0)
+                if status is None:
                     continue
                 if status == 202:
                     stats.accepted += 1

@@ -3,7 +3,7 @@
 Usage (from the repository root):
 
     uv run python bench/queries.py [--calls 1000000] [--requests 100] [--warmup 5]
-        [--keep | --reuse] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+        [--keep | --reuse] [--under-load 60] [--postgres postgresql://postgres@127.0.0.1:5432/test]
 
 What it does:
 
@@ -25,6 +25,11 @@ What it does:
 4. Export of the newest 100,000 acme calls (a `date_from` that selects exactly them) as NDJSON
    and as CSV, streamed and counted by the client: rows/s, and the server's RSS before, its
    peak while streaming (/proc/<pid>/status VmRSS sampled every 10 ms) and VmHWM after.
+
+5. With `--under-load CALLS_PER_S`, all of it runs while simulated calls flow end to end at that
+   rate into the same database (bench/traffic.py: two workers, a detail server, an org and
+   source "traffic"); at the end the pipeline's ledger (sent = assembled + failed) must balance
+   and its rate be >= 50 calls/s. Measure once quiet and once under load, and report both.
 
 Goals (the issue's "Query API" performance part): GET /api/calls with typical filters
 p95 < 30 ms, and the deep page (skip=500000) bounded, read here as p95 < 500 ms;
@@ -57,6 +62,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 import psycopg
 import seed
+import traffic
 
 KEEP_DATABASE = "bench_queries_keep"
 GOAL_LIST_MS = 30.0
@@ -66,6 +72,7 @@ GOAL_STATS_AGENT_MS = 150.0
 GOAL_STATS_ORG_MS = 1000.0
 GOAL_EXPORT_ROWS_S = 20_000.0
 GOAL_EXPORT_RSS_MIB = 64.0
+GOAL_UNDER_LOAD_CALLS_S = 50.0
 EXPORT_ROWS = 100_000
 
 
@@ -685,13 +692,32 @@ def bench(args: argparse.Namespace) -> int:
         base = f"http://127.0.0.1:{port}"
         env = harness.callwatch_env(database_url, f"redis://127.0.0.1:{redis_port}/0", base)
         checks = Checks()
-        with quiet_child(redis_argv) as redis_server, harness.serve(env, port) as server:
+        ledger = None
+        with (
+            quiet_child(redis_argv) as redis_server,
+            harness.serve(env, port) as server,
+            harness.engine_for(database_url) as engine,
+        ):
             wait_redis(redis_port, redis_server)
             harness.wait_http(base + "/healthz", server)
             idle = memory_mib(server.pid)
             print(f"server pid {server.pid}, RSS at start {idle.get('VmRSS', 0):.0f} MiB\n")
-            cases, exports = run_cases(port, server.pid, facts, args.requests, args.warmup, checks)
+            with contextlib.ExitStack() as load:
+                if args.under_load:
+                    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+                    flowing = traffic.flowing(base, env, redis_url, engine, args.under_load)
+                    ledger = load.enter_context(flowing)
+                    print(f"pipeline traffic offered at {args.under_load:g} calls/s\n", flush=True)
+                cases, exports = run_cases(
+                    port, server.pid, facts, args.requests, args.warmup, checks
+                )
         summarize(cases, exports, seeded, checks)
+    if ledger is not None:
+        print(ledger.text())
+        kept_up = ledger.calls_per_s >= GOAL_UNDER_LOAD_CALLS_S
+        print(f"goal >= {GOAL_UNDER_LOAD_CALLS_S:g} calls/s: {'MET' if kept_up else 'MISSED'}")
+        if not ledger.balanced:
+            return 1
     return 1 if checks.problems else 0
 
 
@@ -755,6 +781,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=100, help="measured requests per case")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured requests per case")
+    parser.add_argument(
+        "--under-load",
+        type=float,
+        metavar="CALLS_PER_S",
+        help="measure while simulated calls flow end to end at this rate (bench/traffic.py)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--keep", action="store_true", help=f"seed and keep {KEEP_DATABASE}")
     mode.add_argument("--reuse", action="store_true", help=f"measure {KEEP_DATABASE} as it is")
