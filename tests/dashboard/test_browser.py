@@ -177,9 +177,7 @@ def test_the_call_log_filters_and_shows_new_calls_without_a_reload(
     assert (watched.dialogs, watched.violations) == ([], [])
 
 
-def test_a_call_page_plays_the_recording_and_draws_the_call(
-    watched: Watched, demo: Demo
-) -> None:
+def test_a_call_page_plays_the_recording_and_draws_the_call(watched: Watched, demo: Demo) -> None:
     page = watched.page
     call = next(
         item

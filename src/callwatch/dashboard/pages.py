@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from callwatch.dashboard import calls, overview, sessions
+from callwatch.dashboard import alerts, calls, overview, sessions, sources
 from callwatch.dashboard.render import STATIC, page, secured
 from callwatch.dashboard.sessions import CSRF_FIELD, SignInRequired, Viewer
 from callwatch.errors import Unauthorized
@@ -128,5 +128,11 @@ ROUTES: list[BaseRoute] = [
     Route("/calls/{call_id}", _page(calls.call_page), methods=["GET"]),
     Route("/calls/{call_id}/json", _page(calls.call_json), methods=["GET"]),
     Route("/calls/{call_id}/replay", _form(calls.replay_call), methods=["POST"]),
+    Route("/alerts", _page(alerts.alerts), methods=["GET"]),
+    Route("/alerts/rules", _form(alerts.create_rule), methods=["POST"]),
+    Route("/alerts/rules/{rule_id}/enabled", _form(alerts.toggle_rule), methods=["POST"]),
+    Route("/alerts/rules/{rule_id}/delete", _form(alerts.delete_rule), methods=["POST"]),
+    Route("/sources", _page(sources.sources), methods=["GET"]),
+    Route("/sources", _form(sources.create_source), methods=["POST"]),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
