@@ -6,6 +6,7 @@ A screenshot of each page goes to test-artefacts/dashboard/ (gitignored).
 
 import re
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,4 +253,36 @@ def test_hostile_strings_run_nothing(watched: Watched, demo: Demo) -> None:
     assert page.locator("audio").count() == 0
     assert page.locator("img").count() == 0
     assert page.evaluate("window.__xss") is None
+    assert (watched.dialogs, watched.violations) == ([], [])
+
+
+def test_an_alert_rule_made_on_the_page_fires(watched: Watched, demo: Demo) -> None:
+    page = watched.page
+    _sign_in(page, demo)
+    page.goto(demo.url + "/alerts")
+    page.fill("#call-rule-name", "any completed call")
+    page.fill("#call-rule-expression", "status in [completed")
+    page.click("button:has-text('Add call rule')")
+    error = page.inner_text("#rule-error")
+    page.fill("#call-rule-expression", "status in [completed]")
+    page.click("button:has-text('Add call rule')")
+    page.wait_for_url(demo.url + "/alerts")
+
+    # The demo's calls keep completing: the rule fires on the next one assembled.
+    deadline = time.monotonic() + 60
+    newest = "() => document.querySelector('#fired tbody td:nth-child(2)')?.textContent ?? ''"
+    while page.evaluate(newest) != "any completed call" and time.monotonic() < deadline:
+        time.sleep(2)
+        page.reload()
+    _shoot(page, "alerts")
+
+    api = httpx.post(
+        demo.url + "/api/alert-rules",
+        json={"name": "x", "kind": "call", "expression": "status in [completed"},
+        headers={"authorization": f"Bearer {demo.api_key}"},
+        timeout=10,
+    )
+    assert error == api.json()["detail"]
+    assert page.evaluate(newest) == "any completed call"
+    assert page.locator("#fired .status").first.inner_text() == "fired"
     assert (watched.dialogs, watched.violations) == ([], [])

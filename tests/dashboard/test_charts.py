@@ -30,4 +30,4 @@ def test_columns_scale_to_the_tallest_and_keep_a_sliver_for_zero() -> None:
         (32, 123.0, 1.0),
         (60, 4.0, 120.0),
     ]
-    assert (chart.width, chart.height) == (92, 128)
+    assert (chart.width, chart.height) == (288, 144)  # room for ten columns

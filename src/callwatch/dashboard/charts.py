@@ -9,6 +9,7 @@ ROW_HEIGHT = 22
 LABEL_WIDTH = 120
 BAR_AREA = 360
 COLUMN_AREA_HEIGHT = 120
+MIN_COLUMNS = 10
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ def horizontal(title: str, rows: Sequence[tuple[str, float, str]]) -> Chart:
 
 
 def columns(title: str, points: Sequence[tuple[str, float, str]]) -> Chart:
-    """One column per (label, value, text) point over time, left to right."""
-    width = max(len(points), 1) * 28
+    """One column per (label, value, text) point over time, left to right; room for at least
+    MIN_COLUMNS, so a day or two are not drawn across the whole width."""
+    width = max(len(points), MIN_COLUMNS) * 28
     factor = _scale([value for _, value, _ in points], COLUMN_AREA_HEIGHT)
     bars = []
     for index, (label, value, text) in enumerate(points):
@@ -64,7 +66,7 @@ def columns(title: str, points: Sequence[tuple[str, float, str]]) -> Chart:
         bars.append(
             Bar(label, value, index * 28 + 4, COLUMN_AREA_HEIGHT - height + 4, 20, height, text)
         )
-    return Chart(width + 8, COLUMN_AREA_HEIGHT + 8, bars, title, "columns")
+    return Chart(width + 8, COLUMN_AREA_HEIGHT + 24, bars, title, "columns")
 
 
 def stage_latencies(latency: Latency) -> Chart:
