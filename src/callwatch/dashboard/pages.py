@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from callwatch.dashboard import alerts, calls, overview, sessions, sources
+from callwatch.dashboard import alerts, calls, overview, sessions, sources, subscriptions
 from callwatch.dashboard.render import STATIC, page, secured
 from callwatch.dashboard.sessions import CSRF_FIELD, SignInRequired, Viewer
 from callwatch.errors import Unauthorized
@@ -134,5 +134,19 @@ ROUTES: list[BaseRoute] = [
     Route("/alerts/rules/{rule_id}/delete", _form(alerts.delete_rule), methods=["POST"]),
     Route("/sources", _page(sources.sources), methods=["GET"]),
     Route("/sources", _form(sources.create_source), methods=["POST"]),
+    Route("/subscriptions", _page(subscriptions.subscriptions_page), methods=["GET"]),
+    Route("/subscriptions", _form(subscriptions.create), methods=["POST"]),
+    Route("/subscriptions/{subscription_id}", _page(subscriptions.subscription_page)),
+    Route(
+        "/subscriptions/{subscription_id}/resend",
+        _form(subscriptions.resend_since),
+        methods=["POST"],
+    ),
+    Route("/subscriptions/{subscription_id}/rotate", _form(subscriptions.rotate), methods=["POST"]),
+    Route(
+        "/subscriptions/{subscription_id}/deliveries/{delivery_id}/retry",
+        _form(subscriptions.retry),
+        methods=["POST"],
+    ),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
