@@ -133,13 +133,25 @@ def _shoot(page: Page, name: str) -> None:
     assert overflow <= 375, f"{name} is {overflow} px wide at 375 px"
 
 
-def test_sign_in_see_the_overview_and_sign_out(watched: Watched, demo: Demo) -> None:
+def test_sign_in_by_keyboard_see_each_page_and_sign_out(watched: Watched, demo: Demo) -> None:
     page = watched.page
-    _sign_in(page, demo)
+    page.goto(demo.url + "/")
+    assert page.url == demo.url + "/login"
+    _shoot(page, "login")
+    assert page.evaluate("document.activeElement.id") == "api_key"
+    page.keyboard.type(demo.api_key)
+    page.keyboard.press("Enter")
+    page.wait_for_url(demo.url + "/")
+    _shoot(page, "overview")
+    page.keyboard.press("Tab")
+    skip = page.evaluate("document.activeElement.textContent")
 
     assert page.inner_text("h1") == "Overview"
     assert int(page.inner_text("#tile-calls")) >= 1
-    _shoot(page, "overview")
+    assert skip == "Skip to content"
+    for path, name in (("/sources", "sources"), ("/subscriptions", "subscriptions")):
+        page.goto(demo.url + path)
+        _shoot(page, name)
     page.click("button:has-text('Sign out')")
     page.wait_for_url(demo.url + "/login")
     page.goto(demo.url + "/calls")

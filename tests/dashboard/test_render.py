@@ -1,10 +1,19 @@
 """What the templates are given: only http(s) URLs, and figures as people read them."""
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from callwatch.dashboard.render import milliseconds, money, percent, safe_url, seconds, when
+from callwatch.dashboard.render import (
+    STATIC,
+    milliseconds,
+    money,
+    percent,
+    safe_url,
+    seconds,
+    when,
+)
 
 
 @pytest.mark.parametrize(
@@ -37,3 +46,37 @@ def test_figures_read_as_people_read_them() -> None:
         "2026-11-01 12:00:00 UTC",
         "2026-11-01 12:00:00 UTC",
     ]
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[index : index + 2], 16) / 255 for index in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(one: str, other: str) -> float:
+    high, low = sorted((_luminance(one), _luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_text_colours_pass_wcag_aa() -> None:
+    css = (STATIC / "app.css").read_text()
+    colours = dict(re.findall(r"--([a-z]+): (#[0-9a-f]{6})", css))
+    white = "#ffffff"
+    # (text, background) as the stylesheet pairs them.
+    pairs = [
+        (colours["ink"], colours["bg"]),
+        (colours["muted"], colours["bg"]),
+        (colours["muted"], colours["panel"]),
+        (colours["link"], colours["bg"]),
+        (colours["link"], colours["panel"]),
+        (white, colours["top"]),
+        (white, colours["accent"]),
+        (white, colours["bad"]),
+        (colours["good"], "#dcfce7"),
+        (colours["bad"], "#fee2e2"),
+        (colours["ink"], "#e5e7eb"),
+        (colours["muted"], "#eef4ff"),
+        (colours["muted"], "#f1f5f1"),
+    ]
+    assert [pair for pair in pairs if _contrast(*pair) < 4.5] == []
