@@ -17,6 +17,7 @@ directly or around a loop (tests/test_layers.py checks both).
 10. alerts — rules and their firing
 11. pipeline — the worker's steps, the sweeper, quarantine and replay
 12. observability web — what `/metrics` reads; the HTTP edge's plumbing
-13. endpoints — each package's `endpoints` module: its routes with their OpenAPI operations
+13. endpoints dashboard — each package's `endpoints` module: its routes with their OpenAPI
+    operations; the dashboard's pages, at the same edge
 14. app cli __main__ — the composition roots: the web process and the command line
 """

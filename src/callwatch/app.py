@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from callwatch import tracing
 from callwatch.alerts import endpoints as alerts
+from callwatch.dashboard import pages as dashboard
 from callwatch.downstream import endpoints as downstream
 from callwatch.intake import endpoints as intake
 from callwatch.intake.inbox_writer import InboxWriter
@@ -40,7 +41,7 @@ WEBHOOK, *API = routes(
         *downstream.ENDPOINTS,
     ]
 )
-ROUTES = [WEBHOOK, *API, *web.ROUTES]
+ROUTES = [WEBHOOK, *API, *web.ROUTES, *dashboard.ROUTES]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # Celery task events, for Flower or celery-exporter (`worker_send_task_events`).
     celery_events: bool = False
 
+    # Dashboard: a signed-in browser session lasts this long (its API key is checked on each
+    # request as well, so a revoked key's sessions end at once).
+    dashboard_session_s: int = Field(12 * 3600, gt=0)
+
     @model_validator(mode="after")
     def _fetch_ends_within_its_lease(self) -> Self:
         if self.fetch_deadline_s >= self.lease_s:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callwatch.model.call_metrics import compute, percentile, stats
+from callwatch.model.call_metrics import compute, percentile, stats, turn_latencies
 from callwatch.model.events import CallStatus
 from callwatch.model.records import (
     CallDetails,
@@ -501,3 +501,17 @@ def test_compute_full_call() -> None:
         turns=Turns(count=4, user_talk_s=2.5, agent_talk_s=2.75),
         cost=Cost(total=0.05, currency="USD", per_minute=0.3),
     )
+
+
+def test_turn_latencies_name_each_reply_its_wait() -> None:
+    transcript = [
+        Utterance(role="assistant", content="hi", start_s=0.5, end_s=1.0),
+        Utterance(role="user", content="hello", start_s=1.2, end_s=2.0),
+        Utterance(role="assistant", content="yes?", start_s=2.75, end_s=3.0),
+        Utterance(role="user", content="so", start_s=3.5, end_s=4.0),
+        Utterance(role="assistant", content="overlap", start_s=3.9),
+        Utterance(role="user", content="untimed"),
+        Utterance(role="assistant", content="after", start_s=9.0),
+    ]
+    assert turn_latencies(transcript) == [None, None, 750.0, None, None, None, None]
+    assert turn_latencies([]) == []

@@ -94,13 +94,21 @@ def _stage(samples: Sequence[float], summary: Stats | None) -> Stats | None:
 
 
 def _turn_latency_samples(transcript: Sequence[Utterance]) -> list[float]:
-    samples = []
-    for user, reply in _adjacent(transcript, "user", "assistant"):
-        if user.end_s is not None and reply.start_s is not None:
-            gap_ms = (reply.start_s - user.end_s) * 1000
+    return [gap for gap in turn_latencies(transcript) if gap is not None]
+
+
+def turn_latencies(transcript: Sequence[Utterance]) -> list[float | None]:
+    """Per utterance, the ms from the user's end to this assistant reply's start (None for
+    any other utterance, or where a time is missing or the reply overlapped)."""
+    gaps: list[float | None] = [None] * len(transcript)
+    for index, (before, reply) in enumerate(pairwise(transcript), start=1):
+        if before.role != "user" or reply.role != "assistant":
+            continue
+        if before.end_s is not None and reply.start_s is not None:
+            gap_ms = (reply.start_s - before.end_s) * 1000
             if gap_ms >= 0:
-                samples.append(gap_ms)
-    return samples
+                gaps[index] = gap_ms
+    return gaps
 
 
 def _time_to_first_word_ms(transcript: Sequence[Utterance]) -> float | None:

@@ -114,6 +114,12 @@ def org_of(session: Session, secret: str) -> str | None:
 
 def authenticate(session: Session, secret: str, now: datetime) -> str | None:
     """The org whose key this is, or None; notes the key's use when the stored one is stale."""
+    found = identify(session, secret, now)
+    return None if found is None else found[1]
+
+
+def identify(session: Session, secret: str, now: datetime) -> tuple[str, str] | None:
+    """(key id, org id) of this key, or None; notes the key's use when the stored one is stale."""
     found = session.execute(
         select(ApiKey.id, ApiKey.org_id, ApiKey.last_used_at).where(
             ApiKey.key_hash == hash_key(secret)
@@ -133,7 +139,12 @@ def authenticate(session: Session, secret: str, now: datetime) -> str | None:
             )
             .values(last_used_at=now)
         )
-    return str(org_id)
+    return str(key_id), str(org_id)
+
+
+def org_of_key(session: Session, key_id: str) -> str | None:
+    """The org of the key with this id, or None once it is revoked; nothing is written."""
+    return session.scalar(select(ApiKey.org_id).where(ApiKey.id == key_id))
 
 
 def list_orgs(session: Session) -> list[OrgSummary]:

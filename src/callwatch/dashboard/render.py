@@ -1,0 +1,106 @@
+"""Templates (autoescaped), their filters, and the headers every dashboard response carries."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+
+# No inline script or style anywhere: scripts and styles come from /static only. Recordings play
+# from wherever the platform keeps them (http/https only; `safe_url` drops any other scheme).
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' https: http:; connect-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "cache-control": "no-store",
+}
+
+# Autoescaping on, always: every string a platform sent is untrusted.
+templates = Jinja2Templates(
+    env=Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
+)
+
+
+def safe_url(value: Any) -> str | None:
+    """The URL if it is http(s), else None: a platform-supplied `javascript:` URL never lands
+    in an href or src."""
+    if not isinstance(value, str):
+        return None
+    try:
+        scheme = urlsplit(value.strip()).scheme.lower()
+    except ValueError:
+        return None
+    return value if scheme in ("http", "https") else None
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes}:{rest:02d}" if minutes else f"{value:.1f} s"
+
+
+def milliseconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} ms"
+
+
+def money(value: float | None, currency: str | None = None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.4f} {currency or ''}".strip()
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def pretty_json(value: Any) -> str:
+    text: str = json.dumps(value, indent=2, sort_keys=True, default=str)
+    return text
+
+
+for name, function in {
+    "safe_url": safe_url,
+    "seconds": seconds,
+    "ms": milliseconds,
+    "money": money,
+    "percent": percent,
+    "when": when,
+    "pretty_json": pretty_json,
+}.items():
+    templates.env.filters[name] = function
+
+
+def page(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    response.headers.update(HEADERS)
+    return response
+
+
+def secured(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    return response
