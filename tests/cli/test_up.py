@@ -26,7 +26,7 @@ from callwatch.runtime import Runtime, utcnow
 from callwatch.settings import Settings
 from callwatch.simulator import PLATFORMS, DetailServer
 
-BANNER_TIMEOUT_S = 60.0
+BANNER_TIMEOUT_S = 150.0  # more than `up`'s own HEALTH_TIMEOUT_S
 ASSEMBLED_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 20.0
 
