@@ -44,6 +44,10 @@ _CARD_NETWORKS = frozenset("23456")
 # As written (dashes) or as a speech-to-text engine writes it said (spaces).
 _SSN = re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])")
 _DIGIT_OR_AT = re.compile(r"[\d@]")
+# A value that is a time and nothing else (a webhook body's timestamps): no need to look.
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?"
+)
 # What the phone matcher takes for a number but a person writes as a date.
 _DATE = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}|\d{4}([./-])\d{1,2}\2\d{1,2}")
 # A number right after one of these words is a reference, not a phone number.
@@ -60,7 +64,7 @@ _REFERENCE = re.compile(
 def find(text: str, region: str = DEFAULT_REGION) -> list[Found]:
     """The personal data in `text`, in order and never overlapping; `region` (ISO 3166 alpha-2)
     is where a number written without its country code is read as dialled."""
-    if not _DIGIT_OR_AT.search(text):
+    if _unremarkable(text):
         return []
     found: list[Found] = []
     taken = bytearray(len(text))  # 1 where an earlier (more specific) kind has matched
@@ -91,6 +95,16 @@ def find(text: str, region: str = DEFAULT_REGION) -> list[Found]:
         start = number.start + (number.raw_string.count("(") > number.raw_string.count(")"))
         add(start, number.end, "PHONE")
     return sorted(found)
+
+
+def _unremarkable(text: str) -> bool:
+    """Text that holds nothing `find` looks for, known cheaply: no `@` and under 5 digits (no
+    card, IBAN or SSN is shorter, nor a phone number but a few Pacific islands' 4-digit ones),
+    or a time and nothing else."""
+    if "@" in text:
+        return False
+    digits = sum(char.isdigit() for char in text) if _DIGIT_OR_AT.search(text) else 0
+    return digits < 5 or _TIMESTAMP.fullmatch(text) is not None
 
 
 def _card_span(candidate: str) -> tuple[int, int] | None:
@@ -128,7 +142,26 @@ def redact(text: str, region: str = DEFAULT_REGION) -> str:
     """`text` with each personal datum replaced by its kind in brackets (`[PHONE]`, `[EMAIL]`,
     `[CARD]`, `[IBAN]`, `[SSN]`); a placeholder holds no digit or `@`, so redacting again
     changes nothing."""
-    spans = find(text, region)
+    if _unremarkable(text):
+        return text
+    key = (text, region)
+    done = _REDACTED.get(key)
+    if done is None:
+        done = _replace(text, find(text, region))
+        if len(_REDACTED) >= _REDACTED_MAX:
+            _REDACTED.clear()
+        # A call's turns are redacted in its details, its record and its raw bodies: once.
+        _REDACTED[key] = _REDACTED[(done, region)] = done
+    return done
+
+
+# Texts redacted lately, and their redactions (which redact to themselves): a pure function's
+# memo, bounded, shared by the worker's threads (a dict's get and set are atomic).
+_REDACTED: dict[tuple[str, str], str] = {}
+_REDACTED_MAX = 4096
+
+
+def _replace(text: str, spans: list[Found]) -> str:
     if not spans:
         return text
     parts = []
