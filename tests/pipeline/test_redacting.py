@@ -19,7 +19,7 @@ from callwatch.model.records import (
 )
 from callwatch.runtime import Runtime
 from callwatch.simulator import SimCall, events_for
-from callwatch.tables import Call, InboxEvent
+from callwatch.tables import Call, Delivery, InboxEvent
 from callwatch.tables import Org as Org_
 from tests import factories
 from tests.conftest import create_org, create_source, path_of, signed
@@ -140,6 +140,9 @@ def test_an_org_that_redacts_stores_its_calls_free_text_redacted_and_numbers_kep
 ) -> None:
     org_id, key, source = org(client, runtime, "careful")
     runtime.redact_pii = lambda session, asking: asking == org_id
+    subscription = {"url": "http://127.0.0.1:9/hook", "event_types": ["call.assembled"]}
+    headers = {"authorization": f"Bearer {key}"}
+    assert client.post("/api/subscriptions", json=subscription, headers=headers).status_code == 201
     call = talkative_call("call-redacted")
     send(client, source, events_for(call, embed_detail=True))
 
@@ -152,6 +155,9 @@ def test_an_org_that_redacts_stores_its_calls_free_text_redacted_and_numbers_kep
     completion = bodies[-1]["data"]
     assert [turn["content"] for turn in completion["transcript"]] == REDACTED["transcript"]
     assert (completion["from_number"], completion["call_id"]) == ("[PHONE]", call.call_id)
+    with runtime.sessions() as session:  # what subscribers are sent
+        delivered = session.scalars(select(Delivery.payload)).one()
+    assert free_text(delivered["data"]["record"]) == REDACTED
 
     # An event after assembly rebuilds the record: redacted too, and so is its body.
     send(client, source, [late_note(call, "now on 020 7946 0000")])

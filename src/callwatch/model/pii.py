@@ -43,7 +43,7 @@ _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,60}(?![\d-]|[.,]\d)")
 _CARD_NETWORKS = frozenset("23456")
 # As written (dashes) or as a speech-to-text engine writes it said (spaces).
 _SSN = re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])")
-_DIGIT_OR_AT = re.compile(r"[\d@]")
+_FIVE_DIGITS = re.compile(r"\d(?:\D*\d){4}")
 # A value that is a time and nothing else (a webhook body's timestamps): no need to look.
 _TIMESTAMP = re.compile(
     r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?"
@@ -103,8 +103,7 @@ def _unremarkable(text: str) -> bool:
     or a time and nothing else."""
     if "@" in text:
         return False
-    digits = sum(char.isdigit() for char in text) if _DIGIT_OR_AT.search(text) else 0
-    return digits < 5 or _TIMESTAMP.fullmatch(text) is not None
+    return not _FIVE_DIGITS.search(text) or _TIMESTAMP.fullmatch(text) is not None
 
 
 def _card_span(candidate: str) -> tuple[int, int] | None:
