@@ -90,7 +90,8 @@ _TEXT = st.text(_ALPHABET, max_size=120)
 def test_redacting_twice_changes_nothing_more(text: str, region: str) -> None:
     once = pii.redact(text, region)
 
-    assert pii.redact(once, region) == once
+    # `find`, not `redact` again: the memo would answer that the redaction redacts to itself.
+    assert (pii.find(once, region), pii.redact(once, region)) == ([], once)
 
 
 @given(st.text(st.characters(exclude_characters="@0123456789", codec="utf-8"), max_size=200))
