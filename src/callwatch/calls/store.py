@@ -15,7 +15,6 @@ from callwatch.calls import assembly, correlation
 from callwatch.calls.fold import CallState, fold
 from callwatch.db import insert_ignore, json_recordset, memo
 from callwatch.errors import NotFound
-from callwatch.model import pii, redaction
 from callwatch.model.events import CallEvent
 from callwatch.model.record_columns import RECORD_COLUMNS
 from callwatch.model.records import Assembly, CallDetails, CallRecord, Metrics, Recording
@@ -225,6 +224,8 @@ def keep_details(call: Call, details: CallDetails, *, redact: bool) -> None:
     """Store the platform's details on the (locked) call's row; with `redact` (the org's
     `redact_pii`), their free text's personal data replaced first (docs/data.md#redaction)."""
     if redact:
+        from callwatch.model import redaction  # only where it redacts: see `_region`
+
         details = redaction.redact_facts(details, _region(call))
     call.details = details.model_dump(mode="json", exclude_none=True)
 
@@ -236,6 +237,8 @@ def keep_record(session: Session, call: Call, record: CallRecord, *, redact: boo
     call's applied events have their personal data replaced first; the call's own numbers stay.
     """
     if redact:
+        from callwatch.model import redaction  # only where it redacts: see `_region`
+
         region = _region(call)
         record = redaction.redact_facts(record, region)
         _redact_bodies(session, call.id, region)
@@ -245,12 +248,20 @@ def keep_record(session: Session, call: Call, record: CallRecord, *, redact: boo
 
 
 def _region(call: Call) -> str:
-    """How the call's people write numbers: as in its own numbers' country."""
+    """How the call's people write numbers: as in its own numbers' country.
+
+    Redaction's modules are imported when a call is first redacted: the web process imports
+    this module but never redacts, and libphonenumber's and stdnum's tables cost ~0.3 s of a
+    start (more on a busy host)."""
+    from callwatch.model import pii
+
     return pii.region_of(call.customer_number, call.from_number, call.to_number)
 
 
 def _redact_bodies(session: Session, call_id: str, region: str) -> None:
     """The raw bodies of the call's applied events, redacted where they hold personal data."""
+    from callwatch.model import redaction
+
     rows = session.execute(
         select(InboxEvent.id, InboxEvent.raw_body, InboxEvent.content_type).where(
             InboxEvent.call_id == call_id, InboxEvent.processed_at.is_not(None)
