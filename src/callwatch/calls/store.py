@@ -220,6 +220,68 @@ def _apply_state(call: Call, state: CallState, now: datetime) -> Applied:
     )
 
 
+def keep_details(call: Call, details: CallDetails, *, redact: bool) -> None:
+    """Store the platform's details on the (locked) call's row; with `redact` (the org's
+    `redact_pii`), their free text's personal data replaced first (docs/data.md#redaction)."""
+    if redact:
+        from callwatch.model import redaction  # only where it redacts: see `_region`
+
+        details = redaction.redact_facts(details, _region(call))
+    call.details = details.model_dump(mode="json", exclude_none=True)
+
+
+def keep_record(session: Session, call: Call, record: CallRecord, *, redact: bool) -> CallRecord:
+    """Store the record on the (locked) call's row and copy its query columns; the record kept.
+
+    With `redact` (the org's `redact_pii`), the record's free text and the raw bodies of the
+    call's applied events have their personal data replaced first; the call's own numbers stay.
+    """
+    if redact:
+        from callwatch.model import redaction  # only where it redacts: see `_region`
+
+        region = _region(call)
+        record = redaction.redact_facts(record, region)
+        _redact_bodies(session, call.id, region)
+    call.record = record.model_dump(mode="json")
+    copy_columns(call, record)
+    return record
+
+
+def _region(call: Call) -> str:
+    """How the call's people write numbers: as in its own numbers' country.
+
+    Redaction's modules are imported when a call is first redacted: the web process imports
+    this module but never redacts, and libphonenumber's and stdnum's tables cost ~0.3 s of a
+    start (more on a busy host)."""
+    from callwatch.model import pii
+
+    return pii.region_of(call.customer_number, call.from_number, call.to_number)
+
+
+def _redact_bodies(session: Session, call_id: str, region: str) -> None:
+    """The raw bodies of the call's applied events, redacted where they hold personal data."""
+    from callwatch.model import redaction
+
+    rows = session.execute(
+        select(InboxEvent.id, InboxEvent.raw_body, InboxEvent.content_type).where(
+            InboxEvent.call_id == call_id, InboxEvent.processed_at.is_not(None)
+        )
+    )
+    changed = []
+    for row_id, body, content_type in rows:
+        redacted = redaction.redact_body(body, content_type, region)
+        if redacted != body:
+            changed.append({"row_id": row_id, "body": redacted})
+    if changed:
+        table = InboxEvent.__table__
+        session.execute(
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.id == bindparam("row_id"))
+            .values(raw_body=bindparam("body")),
+            changed,
+        )
+
+
 def copy_columns(call: Call, record: CallRecord) -> None:
     """Copy what queries filter and aggregate on from the record onto the call's row."""
     for column in RECORD_COLUMNS:

@@ -37,6 +37,7 @@ class Claimed:
     source: SourceConfig
     context: FetchContext
     lease_until: datetime
+    redact: bool  # the org's personal data is redacted before it is stored (`_redacts`)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def _ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
         with session.no_autoflush:
             for change in applied:
                 if change.assembled:
-                    _rebuild(session, change.call, change.state, now)
+                    _rebuild(session, rt, change.call, change.state, now)
                 if change.status_changed:
                     previous = change.previous_status
                     effects.add(fanout.status_changed(session, change.call, previous, now))
@@ -266,7 +267,14 @@ def _claimed(session: Session, rt: Runtime, call: Call, state: CallState) -> Cla
     )
     context = FetchContext(call.provider_call_id, state.completion, state.fields)
     assert call.assembly_lease_until is not None  # taken by _begin_run
-    return Claimed(call.id, source, context, call.assembly_lease_until)
+    redact = _redacts(session, rt, call.org_id)
+    return Claimed(call.id, source, context, call.assembly_lease_until, redact)
+
+
+def _redacts(session: Session, rt: Runtime, org_id: str) -> bool:
+    """Whether the org's calls have their personal data redacted before it is stored (its
+    `redact_pii`): the one place the pipeline asks, once per transaction and org."""
+    return memo(session, ("redact_pii", org_id), lambda: rt.redact_pii(session, org_id))
 
 
 def _finish_failed(session: Session, call: Call, error: str, now: datetime) -> Effects:
@@ -327,7 +335,7 @@ def _complete(
 ) -> float | None:
     merged = assembly.merge(state, providers.settled(call.provider, details, state.fields))
     recording = assembly.recording_of(merged, now)
-    call.details = details.model_dump(mode="json", exclude_none=True)
+    store.keep_details(call, details, redact=claimed.redact)
     call.assembly_failures = 0
     call.assembly_last_error = None
     call.assembly_lease_until = None
@@ -349,13 +357,15 @@ def _complete(
     call.assembly_state = "assembled"
     call.assembled_at = now
     call.assembly_next_at = None
-    record = _store_record(call, claimed.source.name, state, merged, recording, now)
+    record = _store_record(
+        session, call, claimed.source.name, state, merged, recording, now, redact=claimed.redact
+    )
     effects.add(fanout.assembled(session, call, record, now))
     log.info("call assembled", extra={"call_id": call.id, "recording": recording.status})
     return None
 
 
-def _rebuild(session: Session, call: Call, state: CallState, now: datetime) -> None:
+def _rebuild(session: Session, rt: Runtime, call: Call, state: CallState, now: datetime) -> None:
     """A late event for an assembled (locked) call: recompute its record from the details."""
     if call.record is None:
         return
@@ -365,20 +375,24 @@ def _rebuild(session: Session, call: Call, state: CallState, now: datetime) -> N
     late = assembly.recording_of(merged, now)
     if late.status == "available" and recording.status != "available":
         recording = late  # a recording event after the wait gave up: the record gains it
-    _store_record(call, store.source_name(session, call), state, merged, recording, now)
+    source = store.source_name(session, call)
+    redact = _redacts(session, rt, call.org_id)
+    _store_record(session, call, source, state, merged, recording, now, redact=redact)
 
 
 def _store_record(
+    session: Session,
     call: Call,
     source: str,
     state: CallState,
     merged: CallDetails,
     recording: Recording,
     now: datetime,
+    *,
+    redact: bool,
 ) -> CallRecord:
     computed = call_metrics.compute(merged, ringing_at=state.ringing_at)
-    record = store.build_record(call, source, state, merged, recording, computed, now)
-    call.record = record.model_dump(mode="json")
-    store.copy_columns(call, record)
+    built = store.build_record(call, source, state, merged, recording, computed, now)
+    record = store.keep_record(session, call, built, redact=redact)
     call.updated_at = now
     return record
