@@ -29,7 +29,7 @@ from callwatch.cli.status import read as status_read
 from callwatch.settings import Settings
 
 # Only a web process that hangs meets it: on a loaded 2-core machine importing the app alone took
-# 12–14 s, and 30 s was missed.
+# 12 to 14 s, and 30 s was missed.
 HEALTH_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 5.0
