@@ -42,7 +42,9 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 def _layers() -> list[list[str]]:
     doc = callwatch.__doc__ or ""
     return [
-        match.group(1).split() for match in re.finditer(r"^\d+\. ([\w ]+?) — ", doc, re.MULTILINE)
+        # A layer's names may go on over several lines, up to the dash.
+        match.group(1).split()
+        for match in re.finditer(r"^\d+\. ([\w\s]+?) — ", doc, re.MULTILINE)
     ]
 
 

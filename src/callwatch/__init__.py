@@ -4,8 +4,9 @@ The packages are the rooms (docs/design.md §1 draws the pipeline). Layers, lowe
 module imports only from its own layer and those below it, and no two modules import each other,
 directly or around a loop (tests/test_layers.py checks both).
 
-1. errors ids settings logs tracing crypto signatures validation probe queue db tables migrate — the
-   base (tracing: OpenTelemetry spans, which every layer may start)
+1. errors ids settings logs tracing crypto signatures validation probe queue ratelimits db tables
+   migrate — the base (tracing: OpenTelemetry spans, which every layer may start; ratelimits:
+   token buckets in Redis, shared by every process)
 2. model — the call as data: events, the record, endings, per-call metrics
 3. outbound runtime — the SSRF guard and guarded HTTP client; one process's resources
 4. providers — one adapter per platform: verify, parse, fetch details
