@@ -379,6 +379,11 @@ def bench(args: argparse.Namespace) -> int:
                 assembled = connection.execute(
                     text("SELECT count(*) FROM calls WHERE assembly_state = 'assembled'")
                 ).scalar_one()
+                outcomes = dict(
+                    connection.execute(
+                        text("SELECT outcome, count(*) FROM delivery_attempts GROUP BY outcome")
+                    ).all()
+                )
     harness.flush_redis(args.redis)
     result = Result(
         calls=args.calls,
@@ -387,6 +392,7 @@ def bench(args: argparse.Namespace) -> int:
         producer_errors=errors,
         states=states,
         rows=rows,
+        attempts=outcomes,
         seen=seen,
         worker_cpu_s=cpu,
         sequential_rps=sequential,
@@ -458,6 +464,7 @@ class Result:
     producer_errors: int
     states: dict[str, int]
     rows: list[Any]
+    attempts: dict[str, int]  # attempts by outcome
     seen: dict[str, Any]
     worker_cpu_s: float
     sequential_rps: float
@@ -527,6 +534,7 @@ def report(result: Result) -> int:
         and pending == 0
         and missing_at_receiver == 0
     )
+    print(f"attempts by outcome: {dict(sorted(result.attempts.items()))}")
     print(
         f"ledger: assembled {result.assembled} = delivered {delivered} + failed {failed} "
         f"(pending {pending}); delivered but never received: {missing_at_receiver}; "
