@@ -34,7 +34,8 @@ What it does:
    assembly (`deliveries.created_at`, the assembly transaction's time) to first receipt at the
    receiver (same machine clock), p50 / p95 / max, worker CPU per delivery, and the ledger:
    assembled = delivered + failed with none pending, and the receiver saw every delivered
-   `webhook-id` (repeats counted apart). A ledger that does not balance makes the run VOID.
+   `webhook-id` (repeats counted apart), with the attempts by outcome (a retry or an
+   interrupted attempt shows there). A ledger that does not balance makes the run VOID.
 
 Internal mode (used by the script itself): `--receiver PORT`.
 """
