@@ -48,6 +48,7 @@ import itertools
 import json
 import os
 import random
+import socket
 import sys
 import threading
 import time
@@ -334,6 +335,7 @@ def bench(args: argparse.Namespace) -> int:
         receiver = f"http://127.0.0.1:{receiver_port}"
         env = harness.callwatch_env(database_url, args.redis, base)
         env["CALLWATCH_ALLOW_PRIVATE_TARGETS"] = "true"
+        hostnames = [f"bench-{n}-{os.getpid()}@{socket.gethostname()}" for n in range(args.workers)]
         workers = [
             [
                 harness.PYTHON,
@@ -343,9 +345,9 @@ def bench(args: argparse.Namespace) -> int:
                 "--concurrency",
                 str(args.worker_threads),
                 "--hostname",
-                f"bench-{n}-{os.getpid()}@%h",
+                hostname,
             ]
-            for n in range(args.workers)
+            for hostname in hostnames
         ]
         receiver_argv = [harness.PYTHON, __file__, "--receiver", str(receiver_port)]
         with (
@@ -365,7 +367,11 @@ def bench(args: argparse.Namespace) -> int:
             try:
                 with contextlib.ExitStack() as stack:
                     processes = [stack.enter_context(harness.child(argv, env)) for argv in workers]
-                    time.sleep(2.0)  # let the workers connect to the broker
+                    # Measured from when both workers consume: a worker's start-up (imports, its
+                    # first connections) takes seconds, more on a loaded host, and deliveries
+                    # made before it would wait behind it (the paced tail, until 2026-12-08).
+                    ready_s = harness.wait_workers(args.redis, hostnames)
+                    print(f"workers ready after {ready_s:.1f} s", flush=True)
                     cpu_before = sum(harness.cpu_seconds(p.pid) for p in processes)
                     took, errors = produce(rt, tenant, built, args.producers, args.rate)
                     states = wait_settled(engine, args.calls, args.timeout)
