@@ -11,7 +11,8 @@ What it does:
 
 1. A fresh Postgres database (created, migrated, dropped at the end), the Redis db flushed,
    `python -m callwatch serve` and `--workers` `python -m callwatch worker` processes
-   (`--worker-threads` threads each) with CALLWATCH_ALLOW_PRIVATE_TARGETS=true, and a receiver:
+   (`--worker-threads` threads each; production starts once each answers a ping) with
+   CALLWATCH_ALLOW_PRIVATE_TARGETS=true, and a receiver:
    a Starlette app under uvicorn in its own process on loopback that answers 200 at once and
    records each `webhook-id` with the time it first arrived (and counts repeats).
 2. Through the public API: an org, a generic source, and ONE subscription
