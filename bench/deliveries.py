@@ -11,7 +11,8 @@ What it does:
 
 1. A fresh Postgres database (created, migrated, dropped at the end), the Redis db flushed,
    `python -m callwatch serve` and `--workers` `python -m callwatch worker` processes
-   (`--worker-threads` threads each) with CALLWATCH_ALLOW_PRIVATE_TARGETS=true, and a receiver:
+   (`--worker-threads` threads each; production starts once each answers a ping) with
+   CALLWATCH_ALLOW_PRIVATE_TARGETS=true, and a receiver:
    a Starlette app under uvicorn in its own process on loopback that answers 200 at once and
    records each `webhook-id` with the time it first arrived (and counts repeats).
 2. Through the public API: an org, a generic source, and ONE subscription
@@ -34,7 +35,8 @@ What it does:
    assembly (`deliveries.created_at`, the assembly transaction's time) to first receipt at the
    receiver (same machine clock), p50 / p95 / max, worker CPU per delivery, and the ledger:
    assembled = delivered + failed with none pending, and the receiver saw every delivered
-   `webhook-id` (repeats counted apart). A ledger that does not balance makes the run VOID.
+   `webhook-id` (repeats counted apart), with the attempts by outcome (a retry or an
+   interrupted attempt shows there). A ledger that does not balance makes the run VOID.
 
 Internal mode (used by the script itself): `--receiver PORT`.
 """
@@ -47,6 +49,7 @@ import itertools
 import json
 import os
 import random
+import socket
 import sys
 import threading
 import time
@@ -333,6 +336,7 @@ def bench(args: argparse.Namespace) -> int:
         receiver = f"http://127.0.0.1:{receiver_port}"
         env = harness.callwatch_env(database_url, args.redis, base)
         env["CALLWATCH_ALLOW_PRIVATE_TARGETS"] = "true"
+        hostnames = [f"bench-{n}-{os.getpid()}@{socket.gethostname()}" for n in range(args.workers)]
         workers = [
             [
                 harness.PYTHON,
@@ -342,9 +346,9 @@ def bench(args: argparse.Namespace) -> int:
                 "--concurrency",
                 str(args.worker_threads),
                 "--hostname",
-                f"bench-{n}-{os.getpid()}@%h",
+                hostname,
             ]
-            for n in range(args.workers)
+            for hostname in hostnames
         ]
         receiver_argv = [harness.PYTHON, __file__, "--receiver", str(receiver_port)]
         with (
@@ -364,7 +368,11 @@ def bench(args: argparse.Namespace) -> int:
             try:
                 with contextlib.ExitStack() as stack:
                     processes = [stack.enter_context(harness.child(argv, env)) for argv in workers]
-                    time.sleep(2.0)  # let the workers connect to the broker
+                    # Measured from when both workers consume: a worker's start-up (imports, its
+                    # first connections) takes seconds, more on a loaded host, and deliveries
+                    # made before it would wait behind it (the paced tail, until 2026-12-08).
+                    ready_s = harness.wait_workers(args.redis, hostnames)
+                    print(f"workers ready after {ready_s:.1f} s", flush=True)
                     cpu_before = sum(harness.cpu_seconds(p.pid) for p in processes)
                     took, errors = produce(rt, tenant, built, args.producers, args.rate)
                     states = wait_settled(engine, args.calls, args.timeout)
@@ -379,6 +387,11 @@ def bench(args: argparse.Namespace) -> int:
                 assembled = connection.execute(
                     text("SELECT count(*) FROM calls WHERE assembly_state = 'assembled'")
                 ).scalar_one()
+                outcomes = dict(
+                    connection.execute(
+                        text("SELECT outcome, count(*) FROM delivery_attempts GROUP BY outcome")
+                    ).all()
+                )
     harness.flush_redis(args.redis)
     result = Result(
         calls=args.calls,
@@ -387,6 +400,7 @@ def bench(args: argparse.Namespace) -> int:
         producer_errors=errors,
         states=states,
         rows=rows,
+        attempts=outcomes,
         seen=seen,
         worker_cpu_s=cpu,
         sequential_rps=sequential,
@@ -458,6 +472,7 @@ class Result:
     producer_errors: int
     states: dict[str, int]
     rows: list[Any]
+    attempts: dict[str, int]  # attempts by outcome
     seen: dict[str, Any]
     worker_cpu_s: float
     sequential_rps: float
@@ -527,6 +542,7 @@ def report(result: Result) -> int:
         and pending == 0
         and missing_at_receiver == 0
     )
+    print(f"attempts by outcome: {dict(sorted(result.attempts.items()))}")
     print(
         f"ledger: assembled {result.assembled} = delivered {delivered} + failed {failed} "
         f"(pending {pending}); delivered but never received: {missing_at_receiver}; "

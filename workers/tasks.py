@@ -6,7 +6,7 @@ from celery import Task
 
 from callwatch.alerts import firing
 from callwatch.db import transaction
-from callwatch.downstream import deliveries, streams
+from callwatch.downstream import attempts, deliveries, streams
 from callwatch.downstream.effects import Effects
 from callwatch.errors import StoreUnavailable
 from callwatch.pipeline import steps as pipeline
@@ -62,12 +62,13 @@ def follow(steps: pipeline.Steps) -> None:
 
 @app.task(name=DELIVER, bind=True, max_retries=12)
 def deliver(self: Task[Any, Any], delivery_id: str) -> None:
+    """A batch: the due deliveries of this one's subscription."""
     try:
-        countdown = deliveries.deliver(runtime(), delivery_id)
+        countdowns = attempts.deliver(runtime(), delivery_id)
     except StoreUnavailable as exc:
         raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
-    if countdown is not None:
-        deliver.apply_async((delivery_id,), countdown=countdown)
+    for each, countdown in countdowns.items():
+        deliver.apply_async((each,), countdown=countdown)
 
 
 def heartbeat(task: str) -> None:

@@ -8,7 +8,8 @@ directly or around a loop (tests/test_layers.py checks both).
    migrate — the base (tracing: OpenTelemetry spans, which every layer may start; ratelimits:
    token buckets in Redis, shared by every process)
 2. model — the call as data: events, the record, endings, per-call metrics
-3. outbound runtime — the SSRF guard and guarded HTTP client; one process's resources
+3. outbound runtime ratelimits — the SSRF guard and guarded HTTP client; one process's
+   resources; token buckets in Redis
 4. providers — one adapter per platform: verify, parse, fetch details
 5. orgs simulator — tenancy (orgs, keys, sources); fake platforms for demos and tests
 6. intake — webhooks in, stored in the inbox

@@ -3,6 +3,7 @@
 import random
 import secrets
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +64,8 @@ class Runtime:
     http: httpx.Client
     # Subscriber deliveries: through the same guard, never following redirects.
     outbound: httpx.Client
+    # The threads a batch of deliveries is sent on (started only when a batch is sent).
+    senders: ThreadPoolExecutor
     # Ops streams; None where no Redis is configured (a CLI command on the database alone).
     redis: Redis | None = None
     clock: Callable[[], datetime] = utcnow
@@ -83,11 +86,13 @@ class Runtime:
             vault=Vault(secret_key(settings)),
             http=ssrf.fetch_client(settings),
             outbound=ssrf.client(settings),
+            senders=ThreadPoolExecutor(settings.delivery_concurrency, "callwatch-send"),
             redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
         )
 
     def close(self) -> None:
         self.http.close()
+        self.senders.shutdown()
         self.outbound.close()
         if self.redis is not None:
             self.redis.close()

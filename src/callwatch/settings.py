@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
     )
     delivery_lease_s: float = Field(60.0, gt=0)
+    # One task claims up to this many due deliveries of a subscription and sends them at once.
+    delivery_batch: int = Field(50, ge=1, le=1000)
+    # Sends in flight at once per worker process, across its tasks' batches.
+    delivery_concurrency: int = Field(32, ge=1, le=1000)
     # A subscription failing without a success for this long is disabled.
     subscription_disable_after_s: float = Field(5 * 24 * 3600.0, gt=0)
     secret_rotation_overlap_s: float = Field(24 * 3600.0, ge=0)

@@ -280,6 +280,8 @@ class Subscription(Base):
     previous_secret_until: Mapped[datetime | None]
     failing_since: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # {"per_second": float, "burst": int} (ratelimits.RateLimit); NULL: no limit.
+    rate_limit: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -293,6 +295,8 @@ class Delivery(Base):
         UniqueConstraint("subscription_id", "event_key"),
         Index("ix_deliveries_due", "state", "next_attempt_at"),
         Index("ix_deliveries_subscription_created", "subscription_id", "created_at"),
+        # A batch claims one subscription's due deliveries.
+        Index("ix_deliveries_subscription_due", "subscription_id", "state", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the `webhook-id`

@@ -87,6 +87,36 @@ def test_a_subscription_update_needs_a_change(
     )
 
 
+def test_a_subscriptions_rate_limit_is_set_changed_and_lifted(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acme = tenant(client, "acme")
+    code, out, _ = run(
+        client, capsys, acme.key, "subscription", "create", "--endpoint", ENDPOINT,
+        "--rate-limit", "5/10",
+    )  # fmt: skip
+    sid = json.loads(out)["id"]
+
+    def update(*argv: str) -> object:
+        code, out, _ = run(client, capsys, acme.key, "subscription", "update", sid, *argv)
+        return code, json.loads(out)["rate_limit"]
+
+    assert (code, json.loads(out)["rate_limit"]) == (0, {"per_second": 5.0, "burst": 10})
+    assert update("--rate-limit", "2.5") == (0, {"per_second": 2.5, "burst": 3})
+    assert update("--rate-limit", "") == (0, None)
+    with pytest.raises(SystemExit) as bad:
+        run(client, capsys, acme.key, "subscription", "update", sid, "--rate-limit", "x/y")
+    assert bad.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(
+            "argument --rate-limit: 'x/y': give requests per second, and optionally /burst "
+            "(e.g. 50/100)"
+        )
+    )
+
+
 def test_alert_rules_are_created_listed_and_deleted(
     client: TestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from callwatch.db import transaction
-from callwatch.downstream import deliveries
+from callwatch.downstream import attempts, deliveries
 from callwatch.downstream.deliveries import Result
 from callwatch.downstream.effects import Effects
 from callwatch.runtime import Runtime
@@ -413,7 +413,7 @@ def test_a_far_retry_is_left_to_the_sweeper(client, runtime, receiver) -> None:
     subscribe(client, owner, receiver.script("hook", Reply(503)))
     [created] = fan_out(runtime, owner)
 
-    countdown = deliveries.deliver(runtime, created)
+    countdowns = attempts.deliver(runtime, created)
     with transaction(runtime.sessions) as session:
         due = session.get_one(Delivery, created).next_attempt_at
         assert due is not None
@@ -421,8 +421,8 @@ def test_a_far_retry_is_left_to_the_sweeper(client, runtime, receiver) -> None:
         swept = deliveries.overdue(session, due)
         again = deliveries.overdue(session, due + timedelta(seconds=60))
 
-    assert (countdown, not_yet, swept, again) == (None, [], [created], [])
-    assert deliveries.deliver(runtime, created) is None  # not due yet: no second send
+    assert (countdowns, not_yet, swept, again) == ({}, [], [created], [])
+    assert attempts.deliver(runtime, created) == {}  # not due yet: no second send
     assert len(receiver.at("hook")) == 1
 
 

@@ -63,6 +63,7 @@ def test_create_shows_the_secret_once(client) -> None:
         "enabled": True,
         "disabled_reason": None,
         "failing_since": None,
+        "rate_limit": None,
         "previous_secret_expires_at": None,
         "created_at": shown["created_at"],
         "updated_at": shown["updated_at"],
@@ -126,6 +127,23 @@ def test_patch_changes_only_what_is_given(client) -> None:
     )
     assert (changed.json()["url"], changed.json()["description"]) == (HOOK, "before")
     assert cleared.json()["description"] is None
+
+
+def test_a_rate_limit_is_set_shown_changed_and_lifted(client) -> None:
+    owner = tenant(client, "acme")
+    created = create(client, owner, rate_limit={"per_second": 5, "burst": 10})
+    path = f"/api/subscriptions/{created['id']}"
+
+    shown = client.get(path, headers=owner.headers).json()["rate_limit"]
+    defaulted = client.patch(path, json={"rate_limit": {"per_second": 2.5}}, headers=owner.headers)
+    kept = client.patch(path, json={"description": "other"}, headers=owner.headers)
+    lifted = client.patch(path, json={"rate_limit": None}, headers=owner.headers)
+    listed = client.get("/api/subscriptions", headers=owner.headers).json()["items"]
+
+    assert (created["rate_limit"], shown) == ({"per_second": 5.0, "burst": 10},) * 2
+    assert defaulted.json()["rate_limit"] == {"per_second": 2.5, "burst": 3}  # a second's worth
+    assert kept.json()["rate_limit"] == {"per_second": 2.5, "burst": 3}
+    assert (lifted.json()["rate_limit"], listed[0]["rate_limit"]) == (None, None)
 
 
 def test_disabling_cancels_pending_deliveries_and_enabling_clears_the_reason(
@@ -256,6 +274,30 @@ BAD_BODIES = [
         b'{"url": "http://127.0.0.1:9/\\u0000", "event_types": ["call.assembled"]}',
         422,
         "url",
+    ),
+    (
+        b'{"url": "http://127.0.0.1:9/", "event_types": ["call.assembled"],'
+        b' "rate_limit": {"per_second": 0}}',
+        422,
+        "rate_limit.per_second",
+    ),
+    (
+        b'{"url": "http://127.0.0.1:9/", "event_types": ["call.assembled"],'
+        b' "rate_limit": {"per_second": 5, "burst": 0}}',
+        422,
+        "rate_limit.burst",
+    ),
+    (
+        b'{"url": "http://127.0.0.1:9/", "event_types": ["call.assembled"],'
+        b' "rate_limit": {"per_second": 5, "burst_size": 9}}',
+        422,
+        "rate_limit.burst_size",
+    ),
+    (
+        b'{"url": "http://127.0.0.1:9/", "event_types": ["call.assembled"],'
+        b' "rate_limit": {"per_second": 1e9}}',
+        422,
+        "rate_limit.per_second",
     ),
 ]
 

@@ -361,6 +361,7 @@ def test_every_metric_on_a_seeded_database_and_redis(
         "callwatch_assembly_latency_seconds_count": "2",
         'callwatch_alerts_total{type="alert.triggered"}': "1",
         'callwatch_alerts_total{type="alert.resolved"}': "0",
+        "callwatch_deliveries_rate_limited_total": "0",
         'callwatch_worker_heartbeat_timestamp_seconds{task="sweep"}': "1793534405",
         'callwatch_dependency_up{dependency="database"}': "1",
         'callwatch_dependency_up{dependency="redis"}': "1",

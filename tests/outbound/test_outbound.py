@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 
 from callwatch.app import create_app
 from callwatch.db import transaction
-from callwatch.downstream import deliveries, subscriptions
+from callwatch.downstream import attempts, deliveries, subscriptions
 from callwatch.downstream.subscriptions import SubscriptionIn
 from callwatch.errors import InvalidInput, UnusableResponse
 from callwatch.orgs import tenancy
@@ -546,7 +546,7 @@ def test_a_receiver_dripping_its_answer_is_cut_off_by_the_delivery_timeout(
             [created] = deliveries.fan_out(
                 session, owner.org_id, "call.assembled", call_data(owner), "k", runtime.clock()
             )
-        deliveries.deliver(runtime, created)
+        attempts.deliver(runtime, created)
 
     [item] = log_of(client, owner, subscription.id)
     assert summary(item)["attempts"] == [(1, None, "retry", "timed out after 0.5 s (ReadTimeout)")]

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from callwatch.app import create_app
 from callwatch.db import transaction
-from callwatch.downstream import deliveries, subscriptions
+from callwatch.downstream import attempts, deliveries, subscriptions
 from callwatch.downstream.subscriptions import SubscriptionIn
 from callwatch.errors import InvalidInput
 from callwatch.outbound import ssrf
@@ -203,7 +203,7 @@ def test_a_delivery_to_an_address_refused_at_delivery_time_fails(client, runtime
             )
         runtime.outbound = guarded(runtime.settings, resolver({"rebind.test": ["127.0.0.1"]}))
 
-        assert deliveries.deliver(runtime, created) is None
+        assert attempts.deliver(runtime, created) == {}
         [item] = log_of(client, owner, subscription.id)
 
         assert summary(item) == {

@@ -140,7 +140,7 @@ def _patch(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-def _rate_limit(text: str) -> dict[str, float | int] | str:
+def rate_limit_arg(text: str) -> dict[str, float | int] | str:
     if not text:
         return ""  # lifts the limit
     rate, _, burst = text.partition("/")
@@ -220,7 +220,7 @@ def _add_source_commands(add: "Adder", source: "Subcommands") -> None:
     )
     edit.add_argument(
         "--rate-limit",
-        type=_rate_limit,
+        type=rate_limit_arg,
         metavar="PER_SECOND[/BURST]",
         help="webhooks past it get 429 (burst: one second's worth unless given); '' lifts it",
     )

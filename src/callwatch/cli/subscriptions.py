@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from callwatch.cli.lookups import add_connection, as_json, query
+from callwatch.cli.provisioning import rate_limit_arg
 
 if TYPE_CHECKING:
     from callwatch.cli.commands import Adder, Subcommands
@@ -77,6 +78,8 @@ def cmd_create(args: argparse.Namespace, settings: "Settings") -> int:
     }
     if args.description is not None:
         body["description"] = args.description
+    if args.rate_limit:
+        body["rate_limit"] = args.rate_limit
     args.json = True
     code = query(args, settings, lambda api: api.json("POST", BASE, body=body), as_json)
     if code == 0:
@@ -96,6 +99,8 @@ def cmd_update(args: argparse.Namespace, settings: "Settings") -> int:
         body["description"] = args.description
     if args.enabled is not None:
         body["enabled"] = args.enabled
+    if args.rate_limit is not None:
+        body["rate_limit"] = args.rate_limit or None  # '' lifts it
     if not body:
         print("error: nothing to change: pass at least one option (see --help)", file=sys.stderr)
         return 2
@@ -171,3 +176,9 @@ def _add_fields(command: argparse.ArgumentParser) -> None:
     command.add_argument("--source", action="append", help="only these sources; repeatable")
     command.add_argument("--status", action="append", help="only these call statuses")
     command.add_argument("--description")
+    command.add_argument(
+        "--rate-limit",
+        type=rate_limit_arg,
+        metavar="PER_SECOND[/BURST]",
+        help="deliveries past it wait (burst: one second's worth unless given); '' lifts it",
+    )

@@ -23,6 +23,7 @@ CALLS_STREAM = "callwatch:calls"
 ALERTS_STREAM = "callwatch:alerts"
 # A hash of counters that every worker adds to while it publishes, read by `GET /metrics`.
 COUNTERS = "callwatch:counters"
+RATE_LIMITED = "deliveries_rate_limited"  # in COUNTERS: deliveries put off by a rate limit
 # Periodic task → the Unix time it last finished, read by /metrics (alerts: beat or workers down).
 HEARTBEATS = "callwatch:heartbeats"
 # From the end of a call to its assembled record; the recording wait is part of it.

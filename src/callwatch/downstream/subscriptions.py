@@ -12,6 +12,7 @@ from callwatch import ids, signatures
 from callwatch.crypto import Vault
 from callwatch.errors import InvalidInput, NotFound
 from callwatch.model.events import CallStatus
+from callwatch.ratelimits import RateLimit
 from callwatch.tables import Delivery, Source, Subscription
 
 log = logging.getLogger("callwatch.subscriptions")
@@ -27,6 +28,10 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 # Filter name → the key of the event's `data` it is matched against.
 FILTER_KEYS = {"agent_id": "agent_id", "source": "source_id", "status": "status"}
+RATE_LIMIT = (
+    "deliveries per second, with a burst; those past it wait for the limit (not a failed "
+    "attempt); null: no limit"
+)
 
 
 class Filters(BaseModel):
@@ -49,6 +54,7 @@ class SubscriptionIn(BaseModel):
     filters: Filters = Field(default_factory=Filters)
     enabled: bool = True
     description: str | None = Field(None, max_length=200)
+    rate_limit: RateLimit | None = Field(None, description=RATE_LIMIT)
 
     @field_validator("event_types")
     @classmethod
@@ -66,6 +72,7 @@ class SubscriptionPatch(BaseModel):
     filters: Filters | None = None
     enabled: bool | None = None
     description: str | None = Field(None, max_length=200)
+    rate_limit: RateLimit | None = Field(None, description=RATE_LIMIT + " (null lifts it)")
 
     @model_validator(mode="after")
     def _no_nulls(self) -> "SubscriptionPatch":
@@ -84,6 +91,7 @@ class SubscriptionView(BaseModel):
     enabled: bool
     disabled_reason: str | None = Field(description="why callwatch disabled it, if it did")
     failing_since: datetime | None = Field(description="first failure since the last success")
+    rate_limit: RateLimit | None = Field(description=RATE_LIMIT)
     previous_secret_expires_at: datetime | None = Field(
         description="after a rotation, the old secret signs too until then"
     )
@@ -127,6 +135,7 @@ def create(
         event_types=list(data.event_types),
         filters=_stored_filters(session, org_id, data.filters),
         enabled=data.enabled,
+        rate_limit=_stored_limit(data.rate_limit),
         secret=vault.seal({"secret": secret}),
         created_at=now,
         updated_at=now,
@@ -134,6 +143,15 @@ def create(
     session.add(subscription)
     session.flush()
     return subscription, secret
+
+
+def _stored_limit(limit: RateLimit | None) -> dict[str, Any] | None:
+    return None if limit is None else limit.model_dump()
+
+
+def rate_limit_of(subscription: Subscription) -> RateLimit | None:
+    stored = subscription.rate_limit
+    return None if stored is None else RateLimit.model_validate(stored)
 
 
 def _stored_filters(session: Session, org_id: str, filters: Filters) -> dict[str, list[str]]:
@@ -192,6 +210,8 @@ def update_subscription(
         subscription.filters = _stored_filters(session, org_id, patch.filters)
     if "description" in given:
         subscription.description = patch.description
+    if "rate_limit" in given:
+        subscription.rate_limit = _stored_limit(patch.rate_limit)
     if patch.enabled is True and not subscription.enabled:
         subscription.enabled = True
         subscription.disabled_reason = None
@@ -296,6 +316,7 @@ def view(subscription: Subscription, now: datetime) -> SubscriptionView:
         enabled=subscription.enabled,
         disabled_reason=subscription.disabled_reason,
         failing_since=subscription.failing_since,
+        rate_limit=rate_limit_of(subscription),
         previous_secret_expires_at=until if until is not None and until > now else None,
         created_at=subscription.created_at,
         updated_at=subscription.updated_at,

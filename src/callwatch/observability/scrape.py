@@ -24,6 +24,7 @@ from callwatch.downstream.streams import (
     CALLS_STREAM,
     COUNTERS,
     HEARTBEATS,
+    RATE_LIMITED,
     bucket_of,
 )
 from callwatch.pipeline import quarantine
@@ -248,6 +249,12 @@ def redis(client: Redis) -> list[Metric]:
     )
     for kind in ALERT_TYPES:
         alerts_total.add_metric([kind], counters.get(f"alerts|{kind}", 0))
+    rate_limited = CounterMetricFamily(
+        "callwatch_deliveries_rate_limited",
+        "Deliveries put off by their subscription's rate limit (one each time it was; counted "
+        "in Redis by the workers).",
+        value=counters.get(RATE_LIMITED, 0),
+    )
     heartbeat = GaugeMetricFamily(
         "callwatch_worker_heartbeat_timestamp_seconds",
         "When each periodic worker task (run by celery beat) last finished, in Unix time.",
@@ -272,5 +279,6 @@ def redis(client: Redis) -> list[Metric]:
             counters.get("assembly_s|sum", 0.0),
         ),
         alerts_total,
+        rate_limited,
         heartbeat,
     ]
