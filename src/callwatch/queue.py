@@ -31,6 +31,7 @@ ASSEMBLE = "callwatch.assemble"
 SWEEP = "callwatch.sweep"
 DELIVER = "callwatch.deliver"
 EVALUATE_WINDOWS = "callwatch.evaluate_windows"
+ARCHIVE_RECORDING = "callwatch.archive_recording"
 QUEUE = "celery"  # Celery's default queue; kombu's Redis transport keeps it as a list of that name
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"

@@ -21,6 +21,7 @@ from callwatch.orgs import tenancy
 from callwatch.outbound import http
 from callwatch.pipeline import fanout, quarantine
 from callwatch.providers.base import FetchContext, SourceConfig
+from callwatch.recordings import archive
 from callwatch.runtime import Runtime
 from callwatch.tables import Call, InboxEvent
 
@@ -101,7 +102,7 @@ def _ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
         with session.no_autoflush:
             for change in applied:
                 if change.assembled:
-                    _rebuild(session, change.call, change.state, now)
+                    _rebuild(session, change.call, change.state, now, effects)
                 if change.status_changed:
                     previous = change.previous_status
                     effects.add(fanout.status_changed(session, change.call, previous, now))
@@ -349,13 +350,17 @@ def _complete(
     call.assembly_state = "assembled"
     call.assembled_at = now
     call.assembly_next_at = None
-    record = _store_record(call, claimed.source.name, state, merged, recording, now)
+    record = _store_record(
+        session, call, claimed.source.name, state, merged, recording, now, effects
+    )
     effects.add(fanout.assembled(session, call, record, now))
     log.info("call assembled", extra={"call_id": call.id, "recording": recording.status})
     return None
 
 
-def _rebuild(session: Session, call: Call, state: CallState, now: datetime) -> None:
+def _rebuild(
+    session: Session, call: Call, state: CallState, now: datetime, effects: Effects
+) -> None:
     """A late event for an assembled (locked) call: recompute its record from the details."""
     if call.record is None:
         return
@@ -365,17 +370,25 @@ def _rebuild(session: Session, call: Call, state: CallState, now: datetime) -> N
     late = assembly.recording_of(merged, now)
     if late.status == "available" and recording.status != "available":
         recording = late  # a recording event after the wait gave up: the record gains it
-    _store_record(call, store.source_name(session, call), state, merged, recording, now)
+    source = store.source_name(session, call)
+    _store_record(session, call, source, state, merged, recording, now, effects)
 
 
 def _store_record(
+    session: Session,
     call: Call,
     source: str,
     state: CallState,
     merged: CallDetails,
     recording: Recording,
     now: datetime,
+    effects: Effects,
 ) -> CallRecord:
+    # The archive of the recording, started once it is available (recordings/archive.py).
+    shown, start = archive.plan(session, call, recording, now)
+    recording = recording.model_copy(update={"archive": shown})
+    if start:
+        effects.archives.append(call.id)
     computed = call_metrics.compute(merged, ringing_at=state.ringing_at)
     record = store.build_record(call, source, state, merged, recording, computed, now)
     call.record = record.model_dump(mode="json")
