@@ -53,12 +53,17 @@ def _serve(request: Request, *, dual: bool) -> Response:
         call = store.find(session, org_id, path_param(request, "call_id"))
         row = session.get(RecordingArchive, call.id)
         if row is not None and row.status == "archived" and row.key is not None:
-            return _file(request, _stored(row, dual), runtime.settings)
-        record = CallRecord.model_validate(call.record) if call.record else None
-        url = _platform_url(record, dual)
-        if url is None:
-            raise NotFound("the call has no recording archived")
-        source = tenancy.source_by_id(session, runtime.vault, call.source_id)
+            stored = _stored(row, dual)
+        else:
+            stored = None
+            record = CallRecord.model_validate(call.record) if call.record else None
+            url = _platform_url(record, dual)
+            if url is None:
+                raise NotFound("the call has no recording archived")
+            source = tenancy.source_by_id(session, runtime.vault, call.source_id)
+    if stored is not None:  # read from the store with no database connection held
+        return _file(request, stored, runtime.settings)
+    assert url is not None  # not archived: the platform's URL, found above
     if providers.recording_headers_for(source, url) is not None:
         raise NotFound("the call's recording is not archived yet (its URL needs credentials)")
     return RedirectResponse(url, status_code=307, headers={"cache-control": "no-store"})
