@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # The recording archive (issue 25): where archived recordings are kept — unset: files under
     # DATA_DIR/recordings; `s3://bucket/prefix`: an S3-compatible bucket; `file:///path`: files
     # there — and how one download is bounded and retried.
+    # false: this deployment archives no recording (records carry no `recording.archive`),
+    # whatever each org chose.
+    archive_recordings: bool = True
     recordings_url: str | None = None
     recordings_endpoint_url: str | None = None  # a MinIO, R2, … endpoint; unset: AWS's
     recordings_region: str | None = None

@@ -66,6 +66,12 @@ APP = Starlette(
 )
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The archive on, as it is by default (tests elsewhere leave it off: tests/conftest.py)."""
+    return settings.model_copy(update={"archive_recordings": True})
+
+
 @pytest.fixture(scope="module")
 def platform() -> Iterator[str]:
     with BackgroundServer(APP) as server:
@@ -90,7 +96,7 @@ def pending(rt: Runtime, owner: Tenant, call_id: str, url: str, dual: str | None
     with rt.sessions.begin() as session:
         call = session.get(Call, call_id)
         assert call is not None
-        shown, start = archive.plan(session, call, recording, utcnow())
+        shown, start = archive.plan(session, rt.settings, call, recording, utcnow())
         assert start
         call.record = {
             **call.record,

@@ -102,7 +102,7 @@ def _ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
         with session.no_autoflush:
             for change in applied:
                 if change.assembled:
-                    _rebuild(session, change.call, change.state, now, effects)
+                    _rebuild(session, rt, change.call, change.state, now, effects)
                 if change.status_changed:
                     previous = change.previous_status
                     effects.add(fanout.status_changed(session, change.call, previous, now))
@@ -350,16 +350,15 @@ def _complete(
     call.assembly_state = "assembled"
     call.assembled_at = now
     call.assembly_next_at = None
-    record = _store_record(
-        session, call, claimed.source.name, state, merged, recording, now, effects
-    )
+    source = claimed.source.name
+    record = _store_record(session, rt, call, source, state, merged, recording, now, effects)
     effects.add(fanout.assembled(session, call, record, now))
     log.info("call assembled", extra={"call_id": call.id, "recording": recording.status})
     return None
 
 
 def _rebuild(
-    session: Session, call: Call, state: CallState, now: datetime, effects: Effects
+    session: Session, rt: Runtime, call: Call, state: CallState, now: datetime, effects: Effects
 ) -> None:
     """A late event for an assembled (locked) call: recompute its record from the details."""
     if call.record is None:
@@ -371,11 +370,12 @@ def _rebuild(
     if late.status == "available" and recording.status != "available":
         recording = late  # a recording event after the wait gave up: the record gains it
     source = store.source_name(session, call)
-    _store_record(session, call, source, state, merged, recording, now, effects)
+    _store_record(session, rt, call, source, state, merged, recording, now, effects)
 
 
 def _store_record(
     session: Session,
+    rt: Runtime,
     call: Call,
     source: str,
     state: CallState,
@@ -385,7 +385,7 @@ def _store_record(
     effects: Effects,
 ) -> CallRecord:
     # The archive of the recording, started once it is available (recordings/archive.py).
-    shown, start = archive.plan(session, call, recording, now)
+    shown, start = archive.plan(session, rt.settings, call, recording, now)
     recording = recording.model_copy(update={"archive": shown})
     if start:
         effects.archives.append(call.id)

@@ -69,12 +69,13 @@ def view(row: RecordingArchive) -> Archive:
 
 
 def plan(
-    session: Session, call: Call, recording: Recording, now: datetime
+    session: Session, settings: Settings, call: Call, recording: Recording, now: datetime
 ) -> tuple[Archive | None, bool]:
-    """The record's `recording.archive` for this recording (None: nothing to archive), and
-    whether a worker is to start archiving it now. An archived copy stays; an archive of other
-    URLs (a platform that re-signed them) starts again."""
-    if recording.status != "available" or not recording.url:
+    """The record's `recording.archive` for this recording (None: nothing to archive, or a
+    deployment that archives nothing), and whether a worker is to start archiving it now. An
+    archived copy stays; an archive of other URLs (a platform that re-signed them) starts
+    again."""
+    if not settings.archive_recordings or recording.status != "available" or not recording.url:
         return None, False
     row = session.get(RecordingArchive, call.id)
     if row is not None and (
