@@ -7,9 +7,10 @@ Usage (from the repository root):
 
 A fresh Postgres database (bench/harness.py), the recording served by a loopback uvicorn in a
 process of its own, `moto_server` (moto's standalone S3) in a process of its own, and the runs
-in this process's main thread, as a worker thread runs `archive_recording`. Prints, per store,
-the wall time and this process's CPU per archived call and per MB, and the ledger: every call
-archived with the file's SHA-256, or VOID.
+in this process's main thread, as a worker thread runs `archive_recording`. Prints the baseline
+(the same file streamed by a plain httpx client and dropped), then per store the wall time and
+this process's CPU per archived call and per MB (moto's own CPU, in its process, not counted),
+and the ledger: every call archived with the file's SHA-256, or VOID.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import boto3
 import harness
+import httpx
 from pydantic import SecretStr
 
 from callwatch import ids
@@ -118,6 +120,17 @@ def measure(settings: Settings, url: str, calls: int, mb: int) -> tuple[float, f
     )
 
 
+def bare(url: str, calls: int) -> tuple[float, float]:
+    """The baseline: the same file streamed by a plain httpx client and dropped."""
+    with httpx.Client() as client:
+        wall, cpu = time.monotonic(), time.process_time()
+        for _ in range(calls):
+            with client.stream("GET", url) as response:
+                for _chunk in response.iter_bytes():
+                    pass
+        return (time.monotonic() - wall) / calls, (time.process_time() - cpu) / calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=5)
@@ -167,6 +180,11 @@ def main() -> None:
                     "recordings_access_key_id": SecretStr("bench"),
                     "recordings_secret_access_key": SecretStr("bench"),
                 }
+            )
+            wall, cpu = bare(url, args.calls)
+            print(
+                f"baseline, a plain httpx download: {wall * 1000:.1f} ms wall, "
+                f"{cpu * 1000:.1f} ms CPU per call ({cpu * 1000 / args.mb:.1f} ms CPU per MB)"
             )
             for name, chosen in (("files", base), ("s3 (moto)", s3_settings)):
                 wall, cpu, ledger = measure(chosen, url, args.calls, args.mb)
