@@ -23,8 +23,8 @@ def dispatch(effects: Effects) -> None:
     recordings that became available."""
     for delivery_id in effects.deliveries:
         deliver.delay(delivery_id)
-    for call_id in effects.archives:
-        archive_recording.delay(call_id)
+    if effects.archives:
+        app.producer().archive(effects.archives)
     rt = runtime()
     if effects.entries and rt.redis is not None:
         streams.publish(rt.redis, effects.entries, rt.settings.stream_maxlen)
@@ -112,6 +112,6 @@ def sweep() -> None:
         assemble.delay(call_id)
     for delivery_id in lost_deliveries:
         deliver.delay(delivery_id)
-    for call_id in overdue.archive_ids:
-        archive_recording.delay(call_id)
+    if overdue.archive_ids:
+        app.producer().archive(overdue.archive_ids)
     heartbeat("sweep")

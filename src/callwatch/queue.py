@@ -103,6 +103,10 @@ class Producer:
         """One delivery task per delivery."""
         self._one_task_each(DELIVER, delivery_ids)
 
+    def archive(self, call_ids: list[str]) -> None:
+        """One recording archive task per call."""
+        self._one_task_each(ARCHIVE_RECORDING, call_ids)
+
     def _one_task_each(self, name: str, ids: list[str]) -> None:
         """In the order given, `PUSH_AT_MOST` messages per LPUSH."""
         for start in range(0, len(ids), PUSH_AT_MOST):
