@@ -7,9 +7,11 @@ CALLWATCH_TEST_REDIS_URL: a Redis to use (its db is flushed); unset → an embed
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
@@ -82,6 +84,9 @@ def make_settings(database_url: str, redis_url: str, data_dir: Path, **overrides
         # turn this off.
         "allow_private_targets": True,
         "sweep_grace_s": 0.0,
+        # Off but where a test is about the archive (tests/recordings): a record's copy made
+        # by a worker, at its own pace, is no part of what the other tests compare.
+        "archive_recordings": False,
         "source_cache_s": 0.0,
         "log_level": "WARNING",
     }
@@ -168,6 +173,49 @@ def signed(
 
 def path_of(webhook_url: str) -> str:
     return "/webhooks/" + webhook_url.rsplit("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """moto's standalone S3-compatible server on a loopback port, with a bucket of its own."""
+
+    endpoint_url: str
+    bucket: str
+
+    def settings(self, settings: Settings, prefix: str = "archive") -> Settings:
+        """These settings, with the recording store in this server's bucket."""
+        return settings.model_copy(
+            update={
+                "recordings_url": f"s3://{self.bucket}/{prefix}",
+                "recordings_endpoint_url": self.endpoint_url,
+                "recordings_region": "us-east-1",
+                "recordings_access_key_id": SecretStr("testing"),
+                "recordings_secret_access_key": SecretStr("testing"),
+            }
+        )
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3 API (moto's ThreadedMotoServer), never a mocked client."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    found = S3Server(f"http://{host}:{port}", "callwatch-recordings")
+    found.client().create_bucket(Bucket=found.bucket)
+    yield found
+    server.stop()
 
 
 _PROVIDER: TracerProvider | None = None

@@ -114,13 +114,15 @@ def get(path: str, token: bytes | None = None) -> Callable[[Target], httpx.Respo
     return send
 
 
-def post(path: str, body: bytes, token: bytes | None = None) -> Callable[[Target], httpx.Response]:
+def post(
+    path: str, body: bytes, token: bytes | None = None, method: str = "POST"
+) -> Callable[[Target], httpx.Response]:
     def send(t: Target) -> httpx.Response:
         headers = {
             "authorization": b"Bearer " + (token or t.key.encode()),
             "content-type": b"application/json",
         }
-        return t.client.post(path, content=body, headers=headers)
+        return t.client.request(method, path, content=body, headers=headers)
 
     return send
 
@@ -339,6 +341,17 @@ CASES: dict[str, tuple[Callable[[Target], httpx.Response], dict[str, Any]]] = {
     "NUL in search": (get("/api/calls?search=%00"), invalid("search")),
     "unicode call id": (get("/api/calls/%E2%98%8E%F0%9F%93%9E"), NOT_FOUND),
     "NUL in a call id": (get("/api/calls/a%00b/events"), NOT_FOUND),
+    "NUL in a recording's call id": (get("/api/calls/a%00b/recording"), NOT_FOUND),
+    # Data settings.
+    "a 30-digit retention": (
+        post("/api/settings", b'{"retention_days": ' + b"9" * 30 + b"}", method="PATCH"),
+        invalid("retention_days"),
+    ),
+    "deep JSON settings": (post("/api/settings", DEEP_LIST, method="PATCH"), MALFORMED),
+    "settings body over the limit": (
+        post("/api/settings", b" " * (MB + 1), method="PATCH"),
+        TOO_LARGE,
+    ),
     "unicode webhook token": (
         lambda t: t.client.post("/webhooks/%E2%98%8E", content=b"{}"),
         problem(404, "Not found"),

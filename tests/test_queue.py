@@ -21,7 +21,15 @@ import workers.tasks  # noqa: F401  (registers the tasks, whose options Celery's
 from callwatch import tracing
 from callwatch.ids import new_id
 from callwatch.intake.receiver import MAX_UNSENT
-from callwatch.queue import ASSEMBLE, DELIVER, INGEST, QUEUE, Background, Producer
+from callwatch.queue import (
+    ARCHIVE_RECORDING,
+    ASSEMBLE,
+    DELIVER,
+    INGEST,
+    QUEUE,
+    Background,
+    Producer,
+)
 from callwatch.settings import Settings
 from tests.factories import eventually
 from workers.app import app as celery
@@ -29,13 +37,14 @@ from workers.app import configure
 
 # Every task the web process and the command line send, by the Producer method that sends it:
 # intake and `replay --quarantined` ingest, `replay` assembles, the subscriptions API's re-sends
-# deliver.
+# deliver; and the workers' archive messages, one per call.
 SENDERS: dict[str, Callable[[Producer, list[str]], None]] = {
     INGEST: Producer.ingest,
     ASSEMBLE: Producer.assemble,
     DELIVER: Producer.deliver,
+    ARCHIVE_RECORDING: Producer.archive,
 }
-PREFIXES = {INGEST: "evt", ASSEMBLE: "call", DELIVER: "dlv"}
+PREFIXES = {INGEST: "evt", ASSEMBLE: "call", DELIVER: "dlv", ARCHIVE_RECORDING: "call"}
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from callwatch import tracing
 from callwatch.logs import configure_logging
-from callwatch.queue import EVALUATE_WINDOWS, SWEEP
+from callwatch.queue import EVALUATE_WINDOWS, SWEEP, Producer
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 
@@ -24,6 +24,15 @@ from callwatch.settings import Settings
 class CallwatchCelery(Celery):
     runtime: Runtime | None = None
     settings: Settings
+    # Messages a task sends per call (archives): queue.Producer's one LPUSH, not Celery's
+    # publish (~600 µs a message, bench/README.md); made on first use, per broker.
+    producers: dict[str, Producer] = {}
+
+    def producer(self) -> Producer:
+        url = self.settings.broker_url
+        if url not in self.producers:
+            self.producers[url] = Producer(url)
+        return self.producers[url]
 
 
 def configure(celery: CallwatchCelery, settings: Settings) -> None:

@@ -11,16 +11,20 @@ from callwatch.downstream.effects import Effects
 from callwatch.errors import StoreUnavailable
 from callwatch.pipeline import steps as pipeline
 from callwatch.pipeline import sweeper
-from callwatch.queue import ASSEMBLE, DELIVER, EVALUATE_WINDOWS, INGEST, SWEEP
+from callwatch.queue import ARCHIVE_RECORDING, ASSEMBLE, DELIVER, EVALUATE_WINDOWS, INGEST, SWEEP
+from callwatch.recordings import copying
 from workers.app import app, runtime
 
 DB_RETRY_S = 5
 
 
 def dispatch(effects: Effects) -> None:
-    """After the commit: send the deliveries it created, add its stream entries."""
+    """After the commit: send the deliveries it created, add its stream entries, archive the
+    recordings that became available."""
     for delivery_id in effects.deliveries:
         deliver.delay(delivery_id)
+    if effects.archives:
+        app.producer().archive(effects.archives)
     rt = runtime()
     if effects.entries and rt.redis is not None:
         streams.publish(rt.redis, effects.entries, rt.settings.stream_maxlen)
@@ -71,6 +75,16 @@ def deliver(self: Task[Any, Any], delivery_id: str) -> None:
         deliver.apply_async((each,), countdown=countdown)
 
 
+@app.task(name=ARCHIVE_RECORDING, bind=True, max_retries=12)
+def archive_recording(self: Task[Any, Any], call_id: str) -> None:
+    try:
+        countdown = copying.run(runtime(), call_id)
+    except StoreUnavailable as exc:
+        raise self.retry(exc=exc, countdown=DB_RETRY_S) from exc
+    if countdown is not None:
+        archive_recording.apply_async((call_id,), countdown=countdown)
+
+
 def heartbeat(task: str) -> None:
     """A periodic task finished: `/metrics` shows when (alerts fire when it stops)."""
     rt = runtime()
@@ -99,4 +113,6 @@ def sweep() -> None:
         assemble.delay(call_id)
     for delivery_id in lost_deliveries:
         deliver.delay(delivery_id)
+    if overdue.archive_ids:
+        app.producer().archive(overdue.archive_ids)
     heartbeat("sweep")

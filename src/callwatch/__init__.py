@@ -13,7 +13,8 @@ directly or around a loop (tests/test_layers.py checks both).
 4. providers — one adapter per platform: verify, parse, fetch details
 5. orgs simulator — tenancy (orgs, keys, sources); fake platforms for demos and tests
 6. intake — webhooks in, stored in the inbox
-7. calls — events folded into calls, correlated and assembled into records
+7. calls recordings — events folded into calls, correlated and assembled into records; their
+   recordings archived into the org's store
 8. downstream — subscriptions, signed deliveries, ops streams
 9. query — the read side: filters, lists, stats, export
 10. alerts — rules and their firing

@@ -24,6 +24,7 @@ from callwatch.orgs import endpoints as orgs
 from callwatch.query import endpoints as query
 from callwatch.queue import Background, Producer
 from callwatch.ratelimits import Leases
+from callwatch.recordings import endpoints as recordings
 from callwatch.runtime import Runtime, admin_token
 from callwatch.settings import Settings
 from callwatch.web import endpoints as web
@@ -36,6 +37,7 @@ WEBHOOK, *API = routes(
         intake.WEBHOOK,
         *orgs.ENDPOINTS,
         *query.ENDPOINTS,
+        *recordings.ENDPOINTS,
         *observability.ENDPOINTS,
         *alerts.ENDPOINTS,
         *downstream.ENDPOINTS,

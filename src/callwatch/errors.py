@@ -13,7 +13,8 @@ CallwatchError
 ├── ProcessingError              failures while processing accepted work
 │   ├── Retryable                try again later (provider 5xx/429/timeout, database down)
 │   │   ├── ProviderUnavailable  the platform API failed transiently; may carry retry_after
-│   │   └── StoreUnavailable     the database is unreachable (503 at the web edge)
+│   │   ├── StoreUnavailable     the database is unreachable (503 at the web edge)
+│   │   └── RecordingStoreUnavailable  the recording store (files, S3) failed to read or write
 │   └── Permanent                retrying cannot help (provider 4xx, bad credentials)
 │       ├── ProviderRejected
 │       │   └── UnusableResponse a platform's answer that cannot be read: a redirect, not
@@ -97,6 +98,10 @@ class ProviderUnavailable(Retryable):
 
 
 class StoreUnavailable(Retryable):
+    pass
+
+
+class RecordingStoreUnavailable(Retryable):
     pass
 
 

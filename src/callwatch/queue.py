@@ -31,6 +31,7 @@ ASSEMBLE = "callwatch.assemble"
 SWEEP = "callwatch.sweep"
 DELIVER = "callwatch.deliver"
 EVALUATE_WINDOWS = "callwatch.evaluate_windows"
+ARCHIVE_RECORDING = "callwatch.archive_recording"
 QUEUE = "celery"  # Celery's default queue; kombu's Redis transport keeps it as a list of that name
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
@@ -101,6 +102,10 @@ class Producer:
     def deliver(self, delivery_ids: list[str]) -> None:
         """One delivery task per delivery."""
         self._one_task_each(DELIVER, delivery_ids)
+
+    def archive(self, call_ids: list[str]) -> None:
+        """One recording archive task per call."""
+        self._one_task_each(ARCHIVE_RECORDING, call_ids)
 
     def _one_task_each(self, name: str, ids: list[str]) -> None:
         """In the order given, `PUSH_AT_MOST` messages per LPUSH."""

@@ -24,11 +24,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def keeps_personal_data(session: Session, org_id: str) -> bool:
-    """No org's calls are redacted: the policy until each org's `redact_pii` is stored."""
-    return False
-
-
 def _persisted(path: Path, make: Callable[[], str]) -> str:
     if path.exists():
         return path.read_text().strip()
@@ -70,9 +65,6 @@ class Runtime:
     redis: Redis | None = None
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
-    # Whether an org's calls have their personal data redacted before they are stored
-    # (`pipeline.steps._redacts` asks it, in the worker's transaction).
-    redact_pii: Callable[[Session, str], bool] = keeps_personal_data
 
     @classmethod
     def start(cls, settings: Settings) -> "Runtime":

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,23 @@ class Settings(BaseSettings):
     window_eval_interval_s: float = Field(60.0, gt=0)
     stream_maxlen: int = Field(100_000, gt=0)
 
+    # The recording archive (issue 25): where archived recordings are kept — unset: files under
+    # DATA_DIR/recordings; `s3://bucket/prefix`: an S3-compatible bucket; `file:///path`: files
+    # there — and how one download is bounded and retried.
+    # false: this deployment archives no recording (records carry no `recording.archive`),
+    # whatever each org chose.
+    archive_recordings: bool = True
+    recordings_url: str | None = None
+    recordings_endpoint_url: str | None = None  # a MinIO, R2, … endpoint; unset: AWS's
+    recordings_region: str | None = None
+    # Unset: boto3's own chain (environment, shared config, instance role).
+    recordings_access_key_id: SecretStr | None = None
+    recordings_secret_access_key: SecretStr | None = None
+    recording_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    recording_deadline_s: float = Field(300.0, gt=0)
+    recording_max_failures: int = Field(6, ge=1)
+    recording_backoff_base_s: float = Field(10.0, gt=0)
+
     # Observability: per-agent metrics name the busiest agents only (Prometheus label cardinality).
     metrics_top_agents: int = Field(20, ge=0)
     # Celery task events, for Flower or celery-exporter (`worker_send_task_events`).
@@ -78,6 +95,15 @@ class Settings(BaseSettings):
     # Dashboard: a signed-in browser session lasts this long (its API key is checked on each
     # request as well, so a revoked key's sessions end at once).
     dashboard_session_s: int = Field(12 * 3600, gt=0)
+
+    @field_validator("recordings_url")
+    @classmethod
+    def _a_store_callwatch_knows(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("s3://", "file:///")):
+            raise ValueError("RECORDINGS_URL is s3://bucket/prefix or file:///path")
+        if value is not None and value.startswith("s3://") and not value[5:].split("/")[0]:
+            raise ValueError("RECORDINGS_URL s3://bucket/prefix names no bucket")
+        return value
 
     @model_validator(mode="after")
     def _fetch_ends_within_its_lease(self) -> Self:

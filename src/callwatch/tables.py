@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -55,6 +56,20 @@ class Org(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime]
+
+
+class OrgSettings(Base):
+    """An org's data settings (migration 0013); an org without a row has the defaults
+    (orgs/data_settings.py)."""
+
+    __tablename__ = "org_settings"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True)
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    raw_event_retention_days: Mapped[int | None] = mapped_column(Integer)
+    archive_recordings: Mapped[bool] = mapped_column(Boolean)
+    redact_pii: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime]
 
 
 FIRST_KEY = (
@@ -374,3 +389,36 @@ class Alert(Base):
     state: Mapped[str] = mapped_column(String(10))  # open, resolved (per-call alerts: open)
     triggered_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+
+
+class RecordingArchive(Base):
+    """A call's recording copied into the org's recording store (migration 0013): the truth of
+    the record's `recording.archive`, and the archive task's lease and retries."""
+
+    __tablename__ = "recording_archives"
+    __table_args__ = (Index("ix_recording_archives_due", "status", "next_at"),)
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[str] = mapped_column(String(40), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # pending, archived, failed, skipped
+    url: Mapped[str] = mapped_column(Text)  # the platform's URLs that were (to be) archived
+    dual_url: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The stored files: the recording, and a separate dual-channel file when the platform has one.
+    key: Mapped[str | None] = mapped_column(Text)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    dual_key: Mapped[str | None] = mapped_column(Text)
+    dual_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    dual_sha256: Mapped[str | None] = mapped_column(String(64))
+    dual_content_type: Mapped[str | None] = mapped_column(String(100))
+    archived_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -103,7 +103,10 @@ def comparable(scenario: str, record: dict[str, Any]) -> dict[str, Any]:
     """The record but for what depends on processing, or on arrival for this scenario."""
     arrival_timed = ARRIVAL_TIMED.get(scenario, frozenset())
     kept = {key: value for key, value in record.items() if key not in PROCESSING | arrival_timed}
-    kept["recording"] = {k: v for k, v in record["recording"].items() if k != "available_at"}
+    # The archive is the worker's copy of the file, made after the record: processing too.
+    kept["recording"] = {
+        k: v for k, v in record["recording"].items() if k not in ("available_at", "archive")
+    }
     if "timeline" in arrival_timed:
         kept["timeline"] = sorted(
             (entry["status"] or "", entry["event"]) for entry in record["timeline"]

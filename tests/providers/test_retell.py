@@ -213,7 +213,13 @@ def test_an_unconnected_call_has_no_answer_and_no_recording_to_wait_for() -> Non
         "answered_at": None,
         "ended_at": "2026-03-12T15:04:33.250000Z",
         "duration_s": 0.0,
-        "recording": {"status": "none", "url": None, "dual_url": None, "available_at": None},
+        "recording": {
+            "status": "none",
+            "url": None,
+            "dual_url": None,
+            "available_at": None,
+            "archive": None,
+        },
     }
 
 

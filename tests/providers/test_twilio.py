@@ -167,6 +167,7 @@ def test_an_unanswered_call_maps_its_status_and_has_no_recording(
         "url": None,
         "dual_url": None,
         "available_at": None,
+        "archive": None,
     }
     assert record["ring_duration_s"] == 69.0  # ringing until Twilio gave up
 

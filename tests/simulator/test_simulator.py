@@ -136,6 +136,7 @@ def test_completed_calls_are_realistic() -> None:
             "url": f"{SIM_RECORDING_BASE}/recordings/{call.call_id}.wav",
             "dual_url": f"{SIM_RECORDING_BASE}/recordings/{call.call_id}.wav?channels=2",
             "available_at": None,
+            "archive": None,
         }
         assert detail.analysis is not None
         assert detail.analysis.summary

@@ -64,7 +64,11 @@ def recording_of(details: CallDetails, now: datetime) -> Recording:
     given = details.recording or Recording()
     if given.url:
         return given.model_copy(
-            update={"status": "available", "available_at": given.available_at or now}
+            update={
+                "status": "available",
+                "available_at": given.available_at or now,
+                "archive": None,  # callwatch's own, whatever a platform's details say
+            }
         )
     if given.status in ("missing", "none"):
         return Recording(status=given.status)  # the platform says there is none, or never will be

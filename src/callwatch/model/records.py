@@ -19,6 +19,7 @@ EndReason = Literal[
     "other",
 ]
 RecordingStatus = Literal["available", "pending", "missing", "none"]
+ArchiveStatus = Literal["pending", "archived", "failed", "skipped"]
 AssemblyState = Literal["pending", "fetching", "awaiting_recording", "assembled", "failed"]
 
 
@@ -96,11 +97,34 @@ class Cost(_Model):
     per_minute: Number | None = None
 
 
+class ArchivedFile(_Model):
+    """A file in the org's recording store: its size, SHA-256 (hex) and media type."""
+
+    bytes: Count
+    sha256: str
+    content_type: str
+
+
+class Archive(_Model):
+    """The recording's copy in callwatch's own store (design.md §7): `pending` until a worker
+    has it, `archived` with the file's facts, `failed` with the last error, `skipped` when the
+    org keeps no copies. `dual`: the platform's separate dual-channel file, archived too."""
+
+    status: ArchiveStatus
+    bytes: Count | None = None
+    sha256: str | None = None
+    content_type: str | None = None
+    archived_at: datetime | None = None
+    error: str | None = None
+    dual: ArchivedFile | None = None
+
+
 class Recording(_Model):
     status: RecordingStatus = "pending"
     url: str | None = None
     dual_url: str | None = None
     available_at: datetime | None = None
+    archive: Archive | None = None  # set by callwatch, never taken from a platform
 
 
 class Analysis(_Model):

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callwatch.db import transaction
-from callwatch.orgs import keys, sources, tenancy
+from callwatch.orgs import data_settings, keys, sources, tenancy
 from callwatch.outbound import ssrf
 from callwatch.runtime import utcnow
 from callwatch.tables import Source
@@ -229,6 +229,21 @@ def rotate_secret(request: Request, body: bytes) -> JSONResponse:
     return JSONResponse(rotated.model_dump(mode="json"))
 
 
+def get_data_settings(request: Request) -> JSONResponse:
+    org_id = require_org(request)
+    with transaction(_services(request).runtime.sessions) as session:
+        found = data_settings.get(session, org_id)
+    return JSONResponse(found.model_dump(mode="json"))
+
+
+def patch_data_settings(request: Request, body: bytes) -> JSONResponse:
+    org_id = require_org(request)
+    change = parse_body(data_settings.DataSettingsPatch, body)
+    with transaction(_services(request).runtime.sessions) as session:
+        updated = data_settings.patch(session, org_id, change, utcnow())
+    return JSONResponse(updated.model_dump(mode="json"))
+
+
 _OVERLAP = (
     "The body is optional: `overlap_s` (default 86400, 0: at once) is how long the previous "
     "one keeps working; a previous one still in its overlap stops now. Other receiver "
@@ -351,5 +366,25 @@ ENDPOINTS = [
         description="For platforms whose secret callwatch generates (generic's whsec_…): the "
         "new one is shown once, and both verify during the overlap. 409 for a platform that "
         "issues its own secret. " + _OVERLAP,
+    ),
+    Operation(
+        get_data_settings,
+        "get",
+        "/api/settings",
+        "The org's data settings: retention, recording archive, redaction",
+        "settings",
+        response=data_settings.DataSettings,
+    ),
+    Operation(
+        with_body(patch_data_settings),
+        "patch",
+        "/api/settings",
+        "Change some of the org's data settings",
+        "settings",
+        body=data_settings.DataSettingsPatch,
+        response=data_settings.DataSettings,
+        description="Fields left out stay as they are; a retention of null keeps data for ever. "
+        "`archive_recordings: false` leaves recordings that become available from then on "
+        "`skipped`; those archived stay.",
     ),
 ]

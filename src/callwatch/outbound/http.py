@@ -9,7 +9,7 @@ not be read) and nothing of its content.
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -134,24 +134,33 @@ def _get(
     where: str,
     span: tracing.Span,
 ) -> Fetched | None:
+    with _translated(where), client.stream("GET", url, headers=headers) as response:
+        span.set_attribute("http.response.status_code", response.status_code)
+        if response.status_code in absent:
+            return None
+        _refuse_unless_ok(response, where)
+        described = f"{where}: HTTP {response.status_code}, {_content_type(response)}"
+        return Fetched(_read(response, described), described)
+
+
+def _refuse_unless_ok(response: httpx.Response, where: str) -> None:
+    """ProviderUnavailable (retry) or ProviderRejected / UnusableResponse unless a 2xx."""
+    if response.status_code in RETRYABLE_STATUS:
+        raise ProviderUnavailable(
+            f"{where}: HTTP {response.status_code}",
+            retry_after=retry_after(response.headers.get("retry-after")),
+        )
+    if response.status_code >= 400:
+        raise ProviderRejected(f"{where}: HTTP {response.status_code}")
+    if 300 <= response.status_code < 400:
+        raise UnusableResponse(f"{where}: HTTP {response.status_code}, a redirect (not followed)")
+
+
+@contextmanager
+def _translated(where: str) -> Iterator[None]:
+    """httpx's failures as callwatch's, in words that never quote what the platform sent."""
     try:
-        with client.stream("GET", url, headers=headers) as response:
-            span.set_attribute("http.response.status_code", response.status_code)
-            if response.status_code in absent:
-                return None
-            if response.status_code in RETRYABLE_STATUS:
-                raise ProviderUnavailable(
-                    f"{where}: HTTP {response.status_code}",
-                    retry_after=retry_after(response.headers.get("retry-after")),
-                )
-            if response.status_code >= 400:
-                raise ProviderRejected(f"{where}: HTTP {response.status_code}")
-            if 300 <= response.status_code < 400:
-                raise UnusableResponse(
-                    f"{where}: HTTP {response.status_code}, a redirect (not followed)"
-                )
-            described = f"{where}: HTTP {response.status_code}, {_content_type(response)}"
-            return Fetched(_read(response, described), described)
+        yield
     except TargetRefused as exc:
         raise TargetRefused(f"{where}: refused: {exc}") from None
     except httpx.TimeoutException as exc:
@@ -164,6 +173,44 @@ def _get(
         raise UnusableResponse(f"{where}: its content-encoding could not be decoded") from exc
     except httpx.TransportError as exc:  # a protocol error's text can quote what was sent
         raise ProviderUnavailable(f"{where}: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A file streamed into a sink: its media type as sent (None: none, or not a valid one)."""
+
+    content_type: str | None
+    size: int
+
+
+def download(
+    client: httpx.Client,
+    url: str,
+    sink: Callable[[bytes], object],
+    headers: Mapping[str, str] | None = None,
+) -> Downloaded:
+    """GET a file (a recording) through the guard, chunk by chunk into `sink`, never holding it
+    whole; inside `bounded()`, whose cap it is refused past. Raises as `get` does."""
+    where = f"GET {shown(url)}"
+    try:
+        ssrf.parse_url(url)
+    except ValueError as exc:
+        raise TargetRefused(f"{where}: refused: the URL {exc}") from None
+    attributes = {"http.request.method": "GET", "server.address": urlsplit(url).hostname or ""}
+    with (
+        tracing.span("GET", tracing.SpanKind.CLIENT, attributes) as span,
+        _translated(where),
+        client.stream("GET", url, headers=headers) as response,
+    ):
+        span.set_attribute("http.response.status_code", response.status_code)
+        _refuse_unless_ok(response, where)
+        described = f"{where}: HTTP {response.status_code}, {_content_type(response)}"
+        size = 0
+        for chunk in _chunks(response, described):
+            size += len(chunk)
+            sink(chunk)
+        media = _content_type(response)
+        return Downloaded(media if _MEDIA_TYPE.fullmatch(media) else None, size)
 
 
 def get_json(
@@ -180,18 +227,21 @@ def get_json(
 
 def _read(response: httpx.Response, described: str) -> bytes:
     """The body, refused (unread past the cap) if larger than the fetch's cap."""
+    return b"".join(_chunks(response, described))
+
+
+def _chunks(response: httpx.Response, described: str) -> Iterator[bytes]:
+    """The body's chunks, refused (unread past the cap) once larger than the fetch's cap."""
     cap = _max_bytes.get()
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise UnusableResponse(f"{described}, {int(declared)} bytes: larger than {cap} bytes")
-    chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > cap:
             raise UnusableResponse(f"{described}: larger than {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
 
 
 def _content_type(response: httpx.Response) -> str:

@@ -17,10 +17,11 @@ from callwatch.downstream.effects import Effects
 from callwatch.errors import Permanent, Retryable, StoreUnavailable, internal_error
 from callwatch.model import call_metrics
 from callwatch.model.records import CallDetails, CallRecord, Recording
-from callwatch.orgs import tenancy
+from callwatch.orgs import data_settings, tenancy
 from callwatch.outbound import http
 from callwatch.pipeline import fanout, quarantine
 from callwatch.providers.base import FetchContext, SourceConfig
+from callwatch.recordings import archive
 from callwatch.runtime import Runtime
 from callwatch.tables import Call, InboxEvent
 
@@ -102,7 +103,7 @@ def _ingest(rt: Runtime, inbox_ids: list[str]) -> Ingested:
         with session.no_autoflush:
             for change in applied:
                 if change.assembled:
-                    _rebuild(session, rt, change.call, change.state, now)
+                    _rebuild(session, rt, change.call, change.state, now, effects)
                 if change.status_changed:
                     previous = change.previous_status
                     effects.add(fanout.status_changed(session, change.call, previous, now))
@@ -274,7 +275,7 @@ def _claimed(session: Session, rt: Runtime, call: Call, state: CallState) -> Cla
 def _redacts(session: Session, rt: Runtime, org_id: str) -> bool:
     """Whether the org's calls have their personal data redacted before it is stored (its
     `redact_pii`): the one place the pipeline asks, once per transaction and org."""
-    return memo(session, ("redact_pii", org_id), lambda: rt.redact_pii(session, org_id))
+    return data_settings.of_org(session, org_id).redact_pii
 
 
 def _finish_failed(session: Session, call: Call, error: str, now: datetime) -> Effects:
@@ -357,15 +358,18 @@ def _complete(
     call.assembly_state = "assembled"
     call.assembled_at = now
     call.assembly_next_at = None
+    source = claimed.source.name
     record = _store_record(
-        session, call, claimed.source.name, state, merged, recording, now, redact=claimed.redact
+        session, rt, call, source, state, merged, recording, now, effects, redact=claimed.redact
     )
     effects.add(fanout.assembled(session, call, record, now))
     log.info("call assembled", extra={"call_id": call.id, "recording": recording.status})
     return None
 
 
-def _rebuild(session: Session, rt: Runtime, call: Call, state: CallState, now: datetime) -> None:
+def _rebuild(
+    session: Session, rt: Runtime, call: Call, state: CallState, now: datetime, effects: Effects
+) -> None:
     """A late event for an assembled (locked) call: recompute its record from the details."""
     if call.record is None:
         return
@@ -377,20 +381,27 @@ def _rebuild(session: Session, rt: Runtime, call: Call, state: CallState, now: d
         recording = late  # a recording event after the wait gave up: the record gains it
     source = store.source_name(session, call)
     redact = _redacts(session, rt, call.org_id)
-    _store_record(session, call, source, state, merged, recording, now, redact=redact)
+    _store_record(session, rt, call, source, state, merged, recording, now, effects, redact=redact)
 
 
 def _store_record(
     session: Session,
+    rt: Runtime,
     call: Call,
     source: str,
     state: CallState,
     merged: CallDetails,
     recording: Recording,
     now: datetime,
+    effects: Effects,
     *,
     redact: bool,
 ) -> CallRecord:
+    # The archive of the recording, started once it is available (recordings/archive.py).
+    shown, start = archive.plan(session, rt.settings, call, recording, now)
+    recording = recording.model_copy(update={"archive": shown})
+    if start:
+        effects.archives.append(call.id)
     computed = call_metrics.compute(merged, ringing_at=state.ringing_at)
     built = store.build_record(call, source, state, merged, recording, computed, now)
     record = store.keep_record(session, call, built, redact=redact)

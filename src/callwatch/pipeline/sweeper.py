@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from callwatch.calls import correlation
 from callwatch.pipeline import quarantine
+from callwatch.recordings import archive
 from callwatch.tables import Call, InboxEvent
 
 MAX_INBOX_DELIVERIES = 10
@@ -18,6 +19,7 @@ BATCH = 1000
 class Overdue:
     inbox_ids: list[str]
     call_ids: list[str]
+    archive_ids: list[str]  # calls whose recording archive is overdue
 
 
 def sweep(session: Session, now: datetime, grace_s: float) -> Overdue:
@@ -64,4 +66,5 @@ def sweep(session: Session, now: datetime, grace_s: float) -> Overdue:
     if due:
         # Pushed forward so the next sweep does not send them again while they are queued.
         session.execute(update(Call).where(Call.id.in_(due)).values(assembly_next_at=now))
-    return Overdue(inbox_ids=retry + orphans, call_ids=due)
+    archives = archive.overdue(session, now, cutoff)
+    return Overdue(inbox_ids=retry + orphans, call_ids=due, archive_ids=archives)

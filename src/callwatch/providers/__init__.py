@@ -5,7 +5,7 @@ from collections.abc import Callable
 from callwatch.model.events import CallFields
 from callwatch.model.records import CallDetails
 from callwatch.providers.atoms import AtomsProvider
-from callwatch.providers.base import WEBHOOK_SECRET, Provider
+from callwatch.providers.base import WEBHOOK_SECRET, Provider, SourceConfig
 from callwatch.providers.bolna.provider import BolnaProvider
 from callwatch.providers.burki import BurkiProvider
 from callwatch.providers.fixa import FixaProvider
@@ -14,7 +14,7 @@ from callwatch.providers.origins.provider import OriginsProvider
 from callwatch.providers.retell.provider import RetellProvider
 from callwatch.providers.telnyx.details import with_direction
 from callwatch.providers.telnyx.provider import TelnyxProvider
-from callwatch.providers.twilio.provider import TwilioProvider
+from callwatch.providers.twilio.provider import TwilioProvider, recording_headers
 from callwatch.providers.vapi.provider import VapiProvider
 
 _REGISTRY: dict[str, Provider] = {
@@ -51,6 +51,19 @@ _SETTLE: dict[str, Callable[[CallDetails, CallFields], CallDetails]] = {
 def settled(name: str, details: CallDetails, fields: CallFields) -> CallDetails:
     settle = _SETTLE.get(name)
     return settle(details, fields) if settle else details
+
+
+# The platforms whose recordings need the source's credentials (the others' URLs are public or
+# pre-signed): the headers a download of that URL sends, None where it sends none.
+_RECORDING_AUTH: dict[str, Callable[[SourceConfig, str], dict[str, str] | None]] = {
+    "twilio": recording_headers,
+}
+
+
+def recording_headers_for(source: SourceConfig, url: str) -> dict[str, str] | None:
+    """What a download of this recording URL must send (its secret), or None: it needs none."""
+    auth = _RECORDING_AUTH.get(source.provider)
+    return auth(source, url) if auth else None
 
 
 # The platforms' old names for `webhook_secret`, still accepted on input (docs/platforms/).

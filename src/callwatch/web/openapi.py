@@ -84,6 +84,9 @@ def _operation(operation: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
             "description": _ERRORS[status],
             "content": {"application/problem+json": {"schema": refs[(Problem, "serialization")]}},
         }
+    # Answers that are neither the success nor a problem (a partial file, a redirect).
+    for status, text in operation.extra.get("responses", {}).items():
+        spec["responses"][str(status)] = {"description": text}
     return spec
 
 
@@ -177,6 +180,7 @@ _ERRORS = {
     409: "conflicts with what exists (a duplicate name, or a state that forbids it)",
     410: "gone: the source is disabled",
     413: "body over the limit",
+    416: "the Range asks for bytes the file does not have; `Content-Range` gives its size",
     422: "a parameter or field is invalid; `field` names it",
     429: "over the rate limit; `Retry-After` says when to retry",
     503: "the database is unreachable; retry",

@@ -5,7 +5,7 @@ import json
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import Field, ValidationError
@@ -134,6 +134,19 @@ class TwilioProvider:
             return call_details(found, recordings, base)
         except (ValidationError, AttributeError, TypeError, ValueError) as exc:
             raise mismatch("Twilio call", exc) from None
+
+
+def recording_headers(source: SourceConfig, url: str) -> dict[str, str] | None:
+    """Basic auth for a recording's media on the source's Twilio API host (Twilio's "HTTP Basic
+    auth for media"); None for any other host, which is never sent the account's secret."""
+    base = str(source.settings.get("api_base_url") or API_BASE)
+    if urlsplit(url).netloc.lower() != urlsplit(base).netloc.lower():
+        return None
+    found = re.search(r"/Accounts/(AC[0-9a-fA-F]{32})/", urlsplit(url).path)
+    account = source.credentials.get("account_sid") or (found.group(1) if found else None)
+    if not account or not source.credentials.get("auth_token"):
+        return None
+    return {"authorization": _basic_auth(source.credentials, account)}
 
 
 def _basic_auth(credentials: dict[str, str], account: str) -> str:

@@ -3,8 +3,8 @@
 `rate_limit` is NULL (no limit) for every subscription from before. A batch of deliveries is one
 subscription's due ones, oldest first: `(subscription_id, state, next_attempt_at)` finds them.
 
-Revision ID: 0015
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 """
 
 import sqlalchemy as sa
@@ -12,8 +12,8 @@ from alembic import op
 
 from callwatch.tables import JSONType
 
-revision = "0015"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
