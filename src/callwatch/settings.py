@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     window_eval_interval_s: float = Field(60.0, gt=0)
     stream_maxlen: int = Field(100_000, gt=0)
 
+    # Query: GET /api/stats over at most this many calls reads them for exact percentiles; over
+    # more, it answers from the stats rollups (percentiles within 1 %, docs/design.md §stats).
+    stats_exact_up_to: int = Field(20_000, ge=0)
+
     # Observability: per-agent metrics name the busiest agents only (Prometheus label cardinality).
     metrics_top_agents: int = Field(20, ge=0)
     # Celery task events, for Flower or celery-exporter (`worker_send_task_events`).
