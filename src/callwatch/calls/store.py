@@ -184,11 +184,11 @@ def save(session: Session, calls: Sequence[Call]) -> None:
     rows = [{"call_id": call.id} | {c.key: getattr(call, c.key) for c in _SAVED} for call in calls]
     if not rows:
         return
-    # The one writer of the columns stats read: the rollups move with the rows (calls/rollups.py).
     with session.no_autoflush:
+        # The one writer of the columns stats read: the rollups move with the rows
+        # (calls/rollups.py), from the rows as stored (locked) to the rows as they will be.
         before = rollups.shares_of(session, [call.id for call in calls])
-    rollups.move(session, [(before.get(call.id), rollups.share_of(call)) for call in calls])
-    with session.no_autoflush:
+        rollups.move(session, [(before.get(call.id), rollups.share_of(call)) for call in calls])
         if session.get_bind().dialect.name == "postgresql":
             session.execute(_PG_SAVE, {"rows": to_json(rows).decode()})
         else:

@@ -12,7 +12,6 @@ from alembic import op
 from sqlalchemy.orm import Session
 
 from callwatch.calls import rollups
-
 from callwatch.tables import BIN_DIMENSIONS, ROLLUP_COUNTERS, ROLLUP_DIMENSIONS, UTCDateTime
 
 revision = "0012"
