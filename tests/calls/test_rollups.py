@@ -6,18 +6,24 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
+from callwatch import migrate
 from callwatch.calls import rollups
 from callwatch.calls.rollups import Contribution
 from callwatch.cli.main import main
+from callwatch.db import make_engine
 from callwatch.model import histogram
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 from callwatch.simulator import DetailServer
-from callwatch.tables import ROLLUP_COUNTERS, WHOLE_ORG, stats_bins, stats_rollups
+from callwatch.tables import ROLLUP_COUNTERS, WHOLE_ORG, Base, stats_bins, stats_rollups
 from tests.factories import T0, in_state, wait_for_call
+from tests.orgs.test_migration import ROWS, _table_of, fresh_database  # noqa: F401
 from tests.pipeline.test_replay import api, cli, hand_call, org, play, record  # noqa: F401
 
 ROW: dict[str, Any] = {
@@ -184,3 +190,50 @@ def test_rebuilt_rollups_equal_the_ones_the_worker_kept(
 
 def test_settings_default_reads_calls_for_small_windows(settings: Settings) -> None:
     assert settings.stats_exact_up_to == 20_000
+
+
+def stats_tables_differences(url: str) -> list[Any]:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    return [d for d in differences if _table_of(d) in ("stats_rollups", "stats_bins")]
+
+
+def test_the_migrated_rollup_tables_are_the_ones_tables_declares(database_url: str) -> None:
+    assert stats_tables_differences(database_url) == []
+
+
+def test_migration_0012_fills_the_rollups_from_the_calls_stored(
+    fresh_database: str,  # noqa: F811
+) -> None:
+    config = migrate.config(fresh_database)
+    command.upgrade(config, "0011")
+    engine = make_engine(fresh_database)
+    with engine.begin() as connection:
+        for row in MIGRATION_ROWS:
+            connection.execute(text(row))
+
+    command.upgrade(config, "0012")
+
+    with engine.connect() as connection:
+        buckets = connection.execute(
+            select(stats_rollups.c.tier, stats_rollups.c.status, stats_rollups.c.calls)
+        ).all()
+        bins = connection.execute(select(stats_bins.c["count"])).scalars().all()
+    engine.dispose()
+    assert sorted(buckets) == [(tier, "completed", 1) for tier in rollups.TIERS]
+    assert bins == [1] * len(rollups.TIERS) * 2  # its duration, by dimensions and whole-org
+    command.downgrade(config, "0011")
+    command.upgrade(config, "head")
+    assert stats_tables_differences(fresh_database) == []
+
+
+MIGRATION_ROWS = [
+    *ROWS[:2],
+    "INSERT INTO calls (id, org_id, source_id, provider, provider_call_id, started_at, status, "
+    "duration_s, fields, assembly_state, assembly_attempts, assembly_failures, has_recording, "
+    "created_at, updated_at) VALUES ('call_1', 'org_1', 'src_1', 'generic', 'p-1', "
+    "CURRENT_TIMESTAMP, 'completed', 12.5, '{}', 'assembled', 1, 0, false, CURRENT_TIMESTAMP, "
+    "CURRENT_TIMESTAMP)",
+]
