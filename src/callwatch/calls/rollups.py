@@ -59,6 +59,7 @@ COLUMNS = (
     *(column for _, column in METRIC_COLUMNS),
 )
 MICRO = 1_000_000
+_CREATED = "rollups: calls created"  # session.info key
 BIN_KEY = ("org_id", "scope", "tier", "period_start", *BIN_DIMENSIONS, "metric", "bin")
 
 
@@ -201,11 +202,23 @@ _PG = PGDialect()  # type: ignore[no-untyped-call]
 _PG_UPSERTS = {table.name: _pg_upsert(table) for table in (stats_rollups, stats_bins)}
 
 
+def created(session: Session, call_ids: Iterable[str]) -> None:
+    """Calls inserted by this transaction: in no rollup yet, whatever their rows say."""
+    session.info.setdefault(_CREATED, set()).update(call_ids)
+
+
 def shares_of(session: Session, call_ids: Sequence[str]) -> dict[str, Contribution | None]:
-    """The calls' shares as their rows stand in the database now (lock the rows first)."""
+    """The calls' shares in the rollups now: their rows' as stored (lock the rows first), or
+    None for those inserted by this transaction (`created`)."""
     columns = [Call.__table__.c[name] for name in COLUMNS]
     rows = session.execute(select(Call.__table__.c.id, *columns).where(Call.id.in_(call_ids)))
-    return {row.id: contribution(row._mapping) for row in rows}
+    shares = {row.id: contribution(row._mapping) for row in rows}
+    new: set[str] = session.info.get(_CREATED, set())
+    for call_id in new.intersection(call_ids):
+        shares[call_id] = None
+    # Once a new call is saved, its share is in the rollups; a later save reads its row.
+    new.difference_update(call_ids)
+    return shares
 
 
 def share_of(call: Call) -> Contribution | None:

@@ -62,11 +62,8 @@ def _lock_calls(
             }
     if values:
         statement = insert_ignore(session, Call.__table__).returning(Call.__table__.c.id)  # type: ignore[arg-type]
-        inserted = set(session.scalars(statement, list(values.values())))
-        # A new call counts in the stats from its first event on, as its row does.
-        created = [value for value in values.values() if value["id"] in inserted]
-        new = [{name: value.get(name) for name in rollups.COLUMNS} for value in created]
-        rollups.move(session, [(None, rollups.contribution(row)) for row in new])
+        # `save` adds the new calls to the stats rollups (they are in none yet).
+        rollups.created(session, session.scalars(statement, list(values.values())))
     # Row locks serialise concurrent work on a call (Postgres; SQLite locks the whole file),
     # taken in id order, in one statement, for the same reason.
     wanted: ColumnElement[bool] = tuple_(Call.source_id, Call.provider_call_id).in_(list(values))
