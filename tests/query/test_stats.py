@@ -225,9 +225,14 @@ def test_filters_that_are_rollup_dimensions_are_answered_from_the_rollups(
 def test_other_filters_read_the_calls_exactly(rolled: TestClient, runtime: Runtime) -> None:
     acme = four_calls(rolled, runtime)
 
-    body = get_stats(rolled, acme, end_reason="agent_hangup")
+    by_end_reason = get_stats(rolled, acme, end_reason="agent_hangup")
+    without_recording = get_stats(rolled, acme, has_recording="false")
 
-    assert (body["percentiles"], body["overall"]["calls"]) == ("exact", 1)
+    assert (by_end_reason["percentiles"], by_end_reason["overall"]["calls"]) == ("exact", 1)
+    assert (without_recording["percentiles"], without_recording["overall"]["calls"]) == (
+        "exact",
+        1,
+    )
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -61,7 +61,9 @@ class Tally:
 
 def answers(filters: Any) -> bool:
     """Whether the rollups answer these filters (every one given is a rollup dimension)."""
-    given = {name for name in type(filters).model_fields if getattr(filters, name)}
+    given = {
+        name for name in type(filters).model_fields if getattr(filters, name) not in (None, [])
+    }
     return given - {"group_by"} <= ROLLUP_FILTERS
 
 
