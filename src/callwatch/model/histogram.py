@@ -7,8 +7,10 @@ counts bin by bin, and a count can be taken away again (a call whose record chan
 
 Bins keep the order of values, so the i-th smallest value of the histogram is the representative
 of the bin that holds the i-th smallest value: a percentile interpolated between two of them (as
-`percentile_cont` and `call_metrics.percentile` do) is within `a` of the exact one too. Values
-nearer to 0 than SMALLEST count as 0 (an absolute error below 0.001, less than what the API shows).
+`percentile_cont` and `call_metrics.percentile` do) is within `a` of the exact one too, when
+the two are of one sign (durations and latencies are never negative; between a negative and a
+positive value the bound is on their sizes, not on the result). Values nearer to 0 than SMALLEST
+count as 0 (an absolute error below 0.001, less than what the API shows).
 """
 
 import math
