@@ -14,7 +14,7 @@ import httpx
 from starlette.testclient import TestClient
 
 from callwatch import providers
-from callwatch.calls import assembly, store
+from callwatch.calls import assembly, rollups, store
 from callwatch.calls.fold import CallState
 from callwatch.model import call_metrics
 from callwatch.model.records import (
@@ -131,6 +131,7 @@ def add_call(runtime: Runtime, owner: Tenant, call_id: str, **fields: Any) -> Ca
         )
         store.copy_columns(call, built)
         session.add(call)
+        rollups.move(session, [(None, rollups.share_of(call))])  # as `store.save` would
     return built
 
 

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     recording_deadline_s: float = Field(300.0, gt=0)
     recording_max_failures: int = Field(6, ge=1)
     recording_backoff_base_s: float = Field(10.0, gt=0)
+    # Query: GET /api/stats over at most this many calls reads them for exact percentiles; over
+    # more, it answers from the stats rollups (percentiles within 1 %, docs/design.md §stats).
+    stats_exact_up_to: int = Field(20_000, ge=0)
 
     # Observability: per-agent metrics name the busiest agents only (Prometheus label cardinality).
     metrics_top_agents: int = Field(20, ge=0)

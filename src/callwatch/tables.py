@@ -7,13 +7,16 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -422,3 +425,52 @@ class RecordingArchive(Base):
     archived_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+# Stats rollups (calls/rollups.py; docs/design.md §stats): what every call adds to its buckets.
+# A bucket is (org, tier, period_start, dimensions); tier is the bucket's length in hours (hour,
+# day, 4, 16 and 64 days, aligned to 1970-01-01) and a dimension that a call has not is ''.
+# Sums are integers in millionths (of a currency unit, a second, a millisecond): adding and
+# taking away a call leaves them exactly as they were, as floats would not.
+ROLLUP_DIMENSIONS = ("agent_id", "source_id", "direction", "status", "end_reason", "currency")
+ROLLUP_METRICS = (
+    "duration_s",
+    "turn_latency_p50_ms",
+    "turn_latency_p95_ms",
+    "time_to_first_word_ms",
+)
+ROLLUP_COUNTERS = (
+    "calls",
+    "answered",
+    "costed",
+    *(f"cost_{part}" for part in ("total", "llm", "stt", "tts", "telephony", "platform")),
+    *(f"{metric}_{part}" for metric in ROLLUP_METRICS for part in ("count", "sum")),
+)
+# The histogram bins' dimensions: the rollups' less end_reason and currency (filters on those
+# read the records). Each call's values are in two scopes: by those dimensions, and the whole
+# org's (dimensions ''), which stats without those filters and groupings read: far fewer rows.
+BIN_DIMENSIONS = ROLLUP_DIMENSIONS[:4]
+BY_DIMENSIONS, WHOLE_ORG = 0, 1  # stats_bins.scope
+
+stats_rollups = Table(
+    "stats_rollups",
+    Base.metadata,
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tier", SmallInteger, primary_key=True),
+    Column("period_start", UTCDateTime, primary_key=True),
+    *(Column(name, String(200), primary_key=True) for name in ROLLUP_DIMENSIONS),
+    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_COUNTERS),
+)
+
+stats_bins = Table(
+    "stats_bins",
+    Base.metadata,
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    Column("scope", SmallInteger, primary_key=True),  # BIN_SCOPES
+    Column("tier", SmallInteger, primary_key=True),
+    Column("period_start", UTCDateTime, primary_key=True),
+    *(Column(name, String(200), primary_key=True) for name in BIN_DIMENSIONS),
+    Column("metric", SmallInteger, primary_key=True),  # index into ROLLUP_METRICS
+    Column("bin", Integer, primary_key=True),  # model/histogram.py
+    Column("count", BigInteger, nullable=False),
+)

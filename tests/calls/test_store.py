@@ -253,8 +253,9 @@ def test_save_writes_the_calls_in_one_statement_and_detaches_them(
         )
         saved = [tuple(row) for row in rows]
 
+    # The calls' stats as stored, the rollups' buckets and bins moved, then the calls' rows.
     assert (written, detached, saved) == (
-        [["UPDATE", "calls"]],
+        [["SELECT", "calls.id,"], ["INSERT", "INTO"], ["INSERT", "INTO"], ["UPDATE", "calls"]],
         [True, True],
         [
             ("call_1", "failed", True, {"agent_name": "x"}, 1, None),

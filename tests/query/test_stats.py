@@ -1,12 +1,18 @@
 """GET /api/stats: counts, answer rate, spreads and cost per currency, overall and grouped."""
 
+import copy
+import random
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
+from callwatch.app import create_app
 from callwatch.model.records import Cost, Latency, Recording, Stats
 from callwatch.runtime import Runtime
+from callwatch.settings import Settings
 from tests.factories import T0, Tenant, add_call, add_source, tenant
 
 
@@ -121,3 +127,149 @@ def test_unknown_group_by_is_a_422_naming_it(client: TestClient) -> None:
     response = client.get("/api/stats?group_by=planet", headers=acme.headers)
 
     assert (response.status_code, response.json()["field"]) == (422, "group_by")
+
+
+# ---------------------------------------------------------------- from the rollups
+
+GROUPINGS = (None, "agent", "source", "direction", "status", "hour", "day", "week")
+PERCENTILES = ("p50", "p95")
+SPREADS = ("duration_s", "turn_latency_p50_ms", "turn_latency_p95_ms", "time_to_first_word_ms")
+
+
+@pytest.fixture
+def rolled(settings: Settings) -> Iterator[TestClient]:
+    """The API answering every stats query it can from the rollups (no window is small)."""
+    with TestClient(create_app(settings.model_copy(update={"stats_exact_up_to": 0}))) as client:
+        yield client
+
+
+def without_percentiles(body: dict[str, Any]) -> dict[str, Any]:
+    """The stats less their percentiles and means (compared apart)."""
+    kept = copy.deepcopy(body)
+    del kept["percentiles"], kept["percentile_relative_error"]
+    for aggregate in [kept["overall"], *kept["groups"]]:
+        for name in SPREADS:
+            for percentile in PERCENTILES:
+                aggregate[name].pop(percentile)
+            aggregate[name].pop("mean")
+    return kept
+
+
+def assert_same_but_percentiles_within_1_percent(
+    rolled: dict[str, Any], exact: dict[str, Any]
+) -> None:
+    if not exact["overall"]["calls"]:  # no call: nothing is rolled up, it reads the calls
+        assert rolled == exact
+        return
+    assert (rolled["percentiles"], exact["percentiles"]) == ("histogram", "exact")
+    assert without_percentiles(rolled) == without_percentiles(exact)
+    for rolled_group, exact_group in zip(
+        [rolled["overall"], *rolled["groups"]], [exact["overall"], *exact["groups"]], strict=True
+    ):
+        for name in SPREADS:
+            # The calls' path sums floats, whose mean may round a tie (x.xx5) the other way
+            # than the rollups' exact integer sums: at most 0.01 apart.
+            mean, expected_mean = rolled_group[name]["mean"], exact_group[name]["mean"]
+            assert (mean is None) == (expected_mean is None)
+            assert mean is None or abs(mean - expected_mean) <= 0.0100001
+            for percentile in PERCENTILES:
+                value, expected = rolled_group[name][percentile], exact_group[name][percentile]
+                if expected is None:
+                    assert value is None
+                else:  # 1 %, and the 0.01 both are rounded to
+                    assert abs(value - expected) <= 0.01 * abs(expected) + 0.01, (name, percentile)
+
+
+def test_every_grouping_from_the_rollups_is_the_exact_answer(
+    client: TestClient, rolled: TestClient, runtime: Runtime
+) -> None:
+    acme = four_calls(client, runtime)
+
+    for group_by in GROUPINGS:
+        params = {} if group_by is None else {"group_by": group_by}
+        exact = get_stats(client, acme, **params)
+        assert_same_but_percentiles_within_1_percent(get_stats(rolled, acme, **params), exact)
+
+
+def test_time_groupings_name_the_hour_day_and_monday_of_the_week(
+    client: TestClient, runtime: Runtime
+) -> None:
+    acme = four_calls(client, runtime)
+
+    def keys(group_by: str) -> list[str]:
+        return [group["key"] for group in get_stats(client, acme, group_by=group_by)["groups"]]
+
+    # T0 is Sunday 2026-11-01 12:00 UTC; its week began on Monday 2026-10-26.
+    assert keys("hour") == ["2026-11-01T12:00:00Z", "2026-11-02T12:00:00Z"]
+    assert keys("week") == ["2026-10-26", "2026-11-02"]
+    assert keys("direction") == ["outbound"]
+    assert keys("status") == ["completed", "no_answer"]
+
+
+def test_filters_that_are_rollup_dimensions_are_answered_from_the_rollups(
+    client: TestClient, rolled: TestClient, runtime: Runtime
+) -> None:
+    acme = four_calls(client, runtime)
+    filters: list[dict[str, Any]] = [
+        {"agent_id": "a", "status": "completed"},
+        {"source": "backup"},
+        {"direction": "outbound", "group_by": "agent"},
+        {"status": ["completed", "no_answer"], "group_by": "day"},
+    ]
+
+    for params in filters:
+        exact = get_stats(client, acme, **params)
+        assert_same_but_percentiles_within_1_percent(get_stats(rolled, acme, **params), exact)
+
+
+def test_other_filters_read_the_calls_exactly(rolled: TestClient, runtime: Runtime) -> None:
+    acme = four_calls(rolled, runtime)
+
+    by_end_reason = get_stats(rolled, acme, end_reason="agent_hangup")
+    without_recording = get_stats(rolled, acme, has_recording="false")
+
+    assert (by_end_reason["percentiles"], by_end_reason["overall"]["calls"]) == ("exact", 1)
+    assert (without_recording["percentiles"], without_recording["overall"]["calls"]) == (
+        "exact",
+        1,
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_generated_calls_and_windows_off_the_bucket_edges(
+    client: TestClient, rolled: TestClient, runtime: Runtime, seed: int
+) -> None:
+    """Calls over 40 days, windows starting and ending inside hours: counts and sums exact,
+    percentiles within 1 %, for every grouping."""
+    rng = random.Random(seed)
+    acme = tenant(client, "acme")
+    backup = add_source(client, acme, "backup")
+    for index in range(120):
+        status = rng.choice(["completed", "completed", "completed", "no_answer", "busy"])
+        answered = status == "completed"
+        add_call(
+            runtime,
+            rng.choice([acme, backup]),
+            f"g{index}",
+            started_at=T0 + timedelta(seconds=rng.randrange(40 * 86400)),
+            agent_id=rng.choice(["a", "b", "c", None]),
+            direction=rng.choice(["inbound", "outbound"]),
+            status=status,
+            end_reason=rng.choice(["user_hangup", "agent_hangup"]) if answered else status,
+            answered_at=None if not answered else T0,
+            duration_s=round(rng.lognormvariate(4, 1), 3) if answered else 0.0,
+            latency=latency(*sorted(round(rng.uniform(300, 3000), 1) for _ in range(3)))
+            if answered
+            else Latency(),
+            cost=Cost(total=round(rng.uniform(0, 2), 4), currency=rng.choice(["USD", "EUR"]))
+            if answered
+            else None,
+        )
+    for _ in range(6):
+        start = T0 + timedelta(seconds=rng.randrange(20 * 86400))
+        end = start + timedelta(seconds=rng.randrange(1, 25 * 86400))
+        window = {"date_from": start.isoformat(), "date_to": end.isoformat()}
+        for group_by in GROUPINGS:
+            params = window | ({} if group_by is None else {"group_by": group_by})
+            exact = get_stats(client, acme, **params)
+            assert_same_but_percentiles_within_1_percent(get_stats(rolled, acme, **params), exact)

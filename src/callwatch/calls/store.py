@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import Session
 
 from callwatch import ids
-from callwatch.calls import assembly, correlation
+from callwatch.calls import assembly, correlation, rollups
 from callwatch.calls.fold import CallState, fold
 from callwatch.db import insert_ignore, json_recordset, memo
 from callwatch.errors import NotFound
@@ -61,7 +61,9 @@ def _lock_calls(
                 "updated_at": now,
             }
     if values:
-        session.execute(insert_ignore(session, Call.__table__), list(values.values()))  # type: ignore[arg-type]
+        statement = insert_ignore(session, Call.__table__).returning(Call.__table__.c.id)  # type: ignore[arg-type]
+        # `save` adds the new calls to the stats rollups (they are in none yet).
+        rollups.created(session, session.scalars(statement, list(values.values())))
     # Row locks serialise concurrent work on a call (Postgres; SQLite locks the whole file),
     # taken in id order, in one statement, for the same reason.
     wanted: ColumnElement[bool] = tuple_(Call.source_id, Call.provider_call_id).in_(list(values))
@@ -173,11 +175,17 @@ def save(session: Session, calls: Sequence[Call]) -> None:
     """Write the (locked) calls' rows in one statement and detach them from the session.
 
     The last step of a transaction that changed them: changes made afterwards are not saved.
+    Every change to a call's stats columns is saved here (never flushed by the session), so the
+    stats rollups move from the rows as they are stored to the rows as they will be.
     """
     rows = [{"call_id": call.id} | {c.key: getattr(call, c.key) for c in _SAVED} for call in calls]
     if not rows:
         return
     with session.no_autoflush:
+        # The one writer of the columns stats read: the rollups move with the rows
+        # (calls/rollups.py), from the rows as stored (locked) to the rows as they will be.
+        before = rollups.shares_of(session, [call.id for call in calls])
+        rollups.move(session, [(before.get(call.id), rollups.share_of(call)) for call in calls])
         if session.get_bind().dialect.name == "postgresql":
             session.execute(_PG_SAVE, {"rows": to_json(rows).decode()})
         else:

@@ -15,6 +15,7 @@ from callwatch.cli import (
     lookups,
     provisioning,
     replays,
+    rollups,
     subscriptions,
 )
 from callwatch.cli.commands import CommandParser, Handler, Subcommands
@@ -272,6 +273,7 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("--redis-url", help="default: $CALLWATCH_REDIS_URL")
 
     replays.add_commands(add, sub)
+    rollups.add_commands(add, sub)
 
     calls = add("calls", lambda a, s: 0, "query and export calls over the HTTP API")
     calls_commands = calls.add_subparsers(dest="calls_command", required=True)

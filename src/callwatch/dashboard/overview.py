@@ -94,7 +94,8 @@ def overview(request: Request, viewer: Viewer) -> Response:
 
     def compute(group_by: Any) -> stats.StatsResult:
         query = stats.StatsQuery(date_from=since, group_by=group_by)
-        return stats.compute(runtime.sessions, viewer.org_id, query)
+        exact_up_to = runtime.settings.stats_exact_up_to
+        return stats.compute(runtime.sessions, viewer.org_id, query, exact_up_to)
 
     by_agent, by_day, by_source = compute("agent"), compute("day"), compute("source")
     agents = [summary(group) for group in by_agent.groups]

@@ -125,15 +125,18 @@ def replay(session: Session, call_ids: Sequence[str], now: datetime) -> list[str
     its assembly goes back to `pending` with no attempts, failures, error, lease or recording
     deadline, due now. A call that a replay would leave alone is, even if it was chosen before
     (a worker may have taken it since)."""
-    ready = []
-    for call in _locked(session, call_ids):
-        events = store.events_of(session, call.id)
-        if _left_alone(call.ended_at, call.assembly_state, bool(events)) is not None:
-            continue
-        store.forget_record(call)
-        _restart(call)
-        if store.refold(call, events, now).ready_to_assemble:
-            ready.append(call.id)
+    ready, changed = [], []
+    with session.no_autoflush:
+        for call in _locked(session, call_ids):
+            events = store.events_of(session, call.id)
+            if _left_alone(call.ended_at, call.assembly_state, bool(events)) is not None:
+                continue
+            store.forget_record(call)
+            _restart(call)
+            changed.append(call)
+            if store.refold(call, events, now).ready_to_assemble:
+                ready.append(call.id)
+    store.save(session, changed)  # the stats rollups move with the forgotten records
     return ready
 
 

@@ -77,7 +77,8 @@ def agent_call_stats(request: Request) -> JSONResponse:
 def call_aggregates(request: Request) -> JSONResponse:
     org_id = require_org(request)
     query = parse(stats.StatsQuery, request.query_params)
-    return _json(stats.compute(_services(request).runtime.sessions, org_id, query))
+    runtime = _services(request).runtime
+    return _json(stats.compute(runtime.sessions, org_id, query, runtime.settings.stats_exact_up_to))
 
 
 def export_calls(request: Request) -> StreamingResponse:

@@ -1,251 +1,143 @@
-"""Aggregates over the org's calls (`GET /api/stats`), overall and per agent, day or source."""
+"""Aggregates over the org's calls (`GET /api/stats`), overall and per group (design.md §stats).
 
-import math
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal
+From the stats rollups when every filter given is a rollup dimension (`rollup_reads.answers`):
+counts and sums exact, percentiles from histograms (within 1 %), in time O(buckets) rather than
+O(calls). A window of at most `exact_up_to` calls, or any other filter, reads the calls
+(`stats_exact`): exact percentiles, and cheap for so few calls.
+"""
 
-from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Date, Float, cast, func, select, text
-from sqlalchemy.dialects.postgresql import array
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from callwatch.db import transaction
-from callwatch.model.call_metrics import percentile
-from callwatch.query.filters import CallFilters
-from callwatch.tables import Call, Source
-
-GroupBy = Literal["agent", "day", "source"]
-COST_PARTS = ("total", "llm", "stt", "tts", "telephony", "platform")
-# (name in the response, column); each gets mean, p50 and p95 over the calls that have a value.
-DISTRIBUTIONS = (
-    ("duration_s", Call.duration_s),
-    ("turn_latency_p50_ms", Call.latency_turn_p50_ms),
-    ("turn_latency_p95_ms", Call.latency_turn_p95_ms),
-    ("time_to_first_word_ms", Call.time_to_first_word_ms),
+from callwatch.model import histogram
+from callwatch.query import rollup_reads, stats_exact
+from callwatch.query.rollup_reads import Tally
+from callwatch.query.stats_models import (
+    Aggregate,
+    CostTotals,
+    GroupBy,
+    Spread,
+    StatsQuery,
+    StatsResult,
 )
+from callwatch.tables import ROLLUP_COUNTERS, ROLLUP_METRICS
+
+__all__ = ["Aggregate", "CostTotals", "GroupBy", "Spread", "StatsQuery", "StatsResult", "compute"]
+
+_INDEX = {name: index for index, name in enumerate(ROLLUP_COUNTERS)}
+_MICRO = 1_000_000
 
 
-class StatsQuery(CallFilters):
-    group_by: GroupBy | None = None
+def compute(
+    sessions: sessionmaker[Session],
+    org_id: str,
+    query: StatsQuery,
+    exact_up_to: int,
+) -> StatsResult:
+    if rollup_reads.answers(query):
+        rolled = from_rollups(sessions, org_id, query)
+        if rolled.overall.calls > exact_up_to:
+            return rolled
+    return stats_exact.compute(sessions, org_id, query)
 
 
-class Spread(BaseModel):
-    count: int = 0
-    mean: float | None = None
-    p50: float | None = None
-    p95: float | None = None
-
-
-class CostTotals(BaseModel):
-    currency: str | None
-    calls: int = 0
-    total: float = 0.0
-    llm: float = 0.0
-    stt: float = 0.0
-    tts: float = 0.0
-    telephony: float = 0.0
-    platform: float = 0.0
-
-
-class Aggregate(BaseModel):
-    key: str | None = Field(None, description="the agent id, UTC day or source name")
-    calls: int = 0
-    by_status: dict[str, int] = Field(default_factory=dict)
-    by_end_reason: dict[str, int] = Field(default_factory=dict)
-    answered: int = 0
-    answer_rate: float | None = Field(None, description="answered / calls")
-    duration_s: Spread = Field(default_factory=Spread)
-    turn_latency_p50_ms: Spread = Field(default_factory=Spread, description="of per-call p50s")
-    turn_latency_p95_ms: Spread = Field(default_factory=Spread, description="of per-call p95s")
-    time_to_first_word_ms: Spread = Field(default_factory=Spread)
-    cost: list[CostTotals] = Field(default_factory=list, description="one entry per currency")
-
-
-class StatsResult(BaseModel):
-    group_by: GroupBy | None
-    overall: Aggregate
-    groups: list[Aggregate]
-
-
-@dataclass
-class _Tally:
-    """The aggregates being filled in: overall, and per value of `group` when grouping."""
-
-    where: list[ColumnElement[bool]]
-    group: ColumnElement[Any] | None
-    overall: Aggregate = field(default_factory=Aggregate)
-    groups: dict[Any, Aggregate] = field(default_factory=lambda: defaultdict(Aggregate))
-
-    def targets(self, key: Any) -> list[Aggregate]:
-        return [self.overall] if self.group is None else [self.overall, self.groups[key]]
-
-
-def compute(sessions: sessionmaker[Session], org_id: str, query: StatsQuery) -> StatsResult:
+def from_rollups(sessions: sessionmaker[Session], org_id: str, query: StatsQuery) -> StatsResult:
+    """The stats from the rollups' buckets and the calls at the window's edges."""
+    tallies: dict[Any, Tally] = {}
     with transaction(sessions) as session:
-        postgres = session.get_bind().dialect.name == "postgresql"
-        names = _names(session, org_id) if query.group_by == "source" else {}
-    where, group = query.where(org_id), _group_column(query.group_by, postgres)
-    counts, overall, grouped = _Tally(where, group), _Tally(where, None), _Tally(where, group)
-    if postgres:
-        # The counting scan (parallel workers) and the percentile sorts (one process each) run
-        # side by side, each in its own transaction: the request takes the longest, not the sum.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            jobs = [pool.submit(_run, sessions, _add_counts, counts)]
-            if group is not None:
-                jobs.append(pool.submit(_run, sessions, _add_spreads_in_sql, grouped))
-            _run(sessions, _add_spreads_in_sql, overall)
-            for job in jobs:
-                job.result()
-    else:
-        _run(sessions, _add_counts, counts)
-        _run(sessions, _add_spreads_in_python, grouped)
-        overall = grouped
-    for key, aggregate in [(None, counts.overall), *counts.groups.items()]:
-        source = overall.overall if key is None else grouped.groups[key]
-        for name, _ in DISTRIBUTIONS:
-            setattr(aggregate, name, getattr(source, name))
-    for key, aggregate in counts.groups.items():
-        aggregate.key = None if key is None else names.get(key, str(key))
-    ordered = sorted(
-        counts.groups.values(), key=lambda aggregate: (aggregate.key is None, aggregate.key)
+        window = _window(session, org_id, query)
+        buckets: list[tuple[int, datetime]] = []
+        edges: list[tuple[datetime, datetime]] = []
+        if window is not None:
+            for start, end in rollup_reads.pieces(query.group_by, *window):
+                covered, left = rollup_reads.cover(start, end)
+                buckets += covered
+                edges += left
+        runs = rollup_reads.runs(buckets)
+        rollup_reads.add_buckets(session, org_id, query, query.group_by, runs, tallies)
+        rollup_reads.add_edges(session, query.where(org_id), query.group_by, edges, tallies)
+        names = stats_exact.names_of(session, org_id) if query.group_by == "source" else {}
+    overall = Tally()
+    for tally in tallies.values():
+        for combination, values in tally.counters.items():
+            overall.add_counters(combination, values)
+        for metric, counts in tally.bins.items():
+            for bin, count in counts.items():
+                overall.add_bin(metric, bin, count)
+    groups = []
+    if query.group_by is not None:
+        for key, tally in tallies.items():
+            aggregate = aggregate_of(tally)
+            if aggregate.calls:
+                aggregate.key = None if key is None else names.get(key, key)
+                groups.append(aggregate)
+    groups.sort(key=lambda aggregate: (aggregate.key is None, aggregate.key))
+    return StatsResult(
+        group_by=query.group_by,
+        percentiles="histogram",
+        percentile_relative_error=histogram.RELATIVE_ERROR,
+        overall=aggregate_of(overall),
+        groups=groups,
     )
-    return StatsResult(group_by=query.group_by, overall=counts.overall, groups=ordered)
 
 
-def _run(
-    sessions: sessionmaker[Session], step: Callable[[Session, "_Tally"], None], tally: "_Tally"
-) -> None:
-    with transaction(sessions) as session:
-        if session.get_bind().dialect.name == "postgresql":
-            # Sorting up to a million values per percentile: in memory, not on disk. And the
-            # covering index is a third of the table's size; over most of an org the planner
-            # would still pick the table.
-            session.execute(text("SET LOCAL work_mem = '64MB'"))
-            session.execute(text("SET LOCAL enable_seqscan = off"))
-        step(session, tally)
-
-
-def _group_column(group_by: GroupBy | None, postgres: bool) -> ColumnElement[Any] | None:
-    if group_by == "agent":
-        return Call.agent_id.expression
-    if group_by == "source":
-        return Call.source_id.expression
-    if group_by == "day":
-        if postgres:
-            return cast(func.timezone("UTC", Call.started_at), Date)
-        return func.date(Call.started_at)  # SQLite stores UTC text
-    return None
-
-
-def _add_counts(session: Session, tally: _Tally) -> None:
-    keys = [Call.status, Call.end_reason, Call.cost_currency]
-    columns = [
-        *keys,
-        func.count(),
-        func.count(Call.answered_at),
-        func.count(Call.cost_total),
-        *(func.coalesce(func.sum(getattr(Call, f"cost_{part}")), 0.0) for part in COST_PARTS),
-    ]
-    if tally.group is not None:
-        keys.append(tally.group)  # type: ignore[arg-type]
-        columns.append(tally.group)
-    rows = session.execute(select(*columns).where(*tally.where).group_by(*keys))
-    for row in rows:
-        status, end_reason, currency, calls, answered, costed, *sums = row[: 6 + len(COST_PARTS)]
-        for aggregate in tally.targets(row[-1]):
-            aggregate.calls += calls
-            aggregate.answered += answered
-            if status is not None:
-                aggregate.by_status[status] = aggregate.by_status.get(status, 0) + calls
-            if end_reason is not None:
-                aggregate.by_end_reason[end_reason] = (
-                    aggregate.by_end_reason.get(end_reason, 0) + calls
-                )
-            if costed:
-                _cost_of(aggregate, currency).calls += costed
-                for part, value in zip(COST_PARTS, sums, strict=True):
-                    totals = _cost_of(aggregate, currency)
-                    setattr(totals, part, round(getattr(totals, part) + value, 6))
-    for aggregate in [tally.overall, *tally.groups.values()]:
-        aggregate.answer_rate = (
-            round(aggregate.answered / aggregate.calls, 4) if aggregate.calls else None
-        )
-        aggregate.cost.sort(key=lambda totals: totals.currency or "")
-
-
-def _cost_of(aggregate: Aggregate, currency: str | None) -> CostTotals:
+def aggregate_of(tally: Tally) -> Aggregate:
+    aggregate = Aggregate()
+    for (status, end_reason, currency), values in sorted(tally.counters.items()):
+        calls = values[_INDEX["calls"]]
+        if not calls:
+            continue
+        aggregate.calls += calls
+        aggregate.answered += values[_INDEX["answered"]]
+        if status:
+            aggregate.by_status[status] = aggregate.by_status.get(status, 0) + calls
+        if end_reason:
+            aggregate.by_end_reason[end_reason] = aggregate.by_end_reason.get(end_reason, 0) + calls
+        if values[_INDEX["costed"]]:
+            _add_cost(aggregate, currency or None, values)
     for totals in aggregate.cost:
-        if totals.currency == currency:
-            return totals
-    totals = CostTotals(currency=currency)
-    aggregate.cost.append(totals)
-    return totals
+        for part in stats_exact.COST_PARTS:
+            setattr(totals, part, round(getattr(totals, part) / _MICRO, 6))
+    aggregate.cost.sort(key=lambda totals: totals.currency or "")
+    aggregate.answer_rate = (
+        round(aggregate.answered / aggregate.calls, 4) if aggregate.calls else None
+    )
+    for metric, name in enumerate(ROLLUP_METRICS):
+        count = sum(values[_INDEX[f"{name}_count"]] for values in tally.counters.values())
+        total = sum(values[_INDEX[f"{name}_sum"]] for values in tally.counters.values())
+        setattr(aggregate, name, _spread(count, total, tally.bins.get(metric, {})))
+    return aggregate
 
 
-def _add_spreads_in_sql(session: Session, tally: _Tally) -> None:
-    """Postgres: percentile_cont (linear interpolation, as metrics.percentile), per group if
-    the tally groups, else overall."""
-    columns: list[Any] = []
-    for _, column in DISTRIBUTIONS:
-        columns += [
-            func.count(column),
-            func.avg(column),
-            func.percentile_cont(array([0.5, 0.95])).within_group(cast(column, Float)),
-        ]
-    statement = select(*columns).where(*tally.where)
-    if tally.group is not None:
-        statement = select(*columns, tally.group).where(*tally.where).group_by(tally.group)
-    for row in session.execute(statement):
-        aggregate = tally.overall if tally.group is None else tally.groups[row[-1]]
-        for index, (name, _) in enumerate(DISTRIBUTIONS):
-            count, mean, quantiles = row[3 * index : 3 * index + 3]
-            setattr(aggregate, name, _spread(count, mean, quantiles))
+def _add_cost(aggregate: Aggregate, currency: str | None, values: list[int]) -> None:
+    """Sums in millionths until `aggregate_of` divides them: added exactly, as integers."""
+    totals = next((cost for cost in aggregate.cost if cost.currency == currency), None)
+    if totals is None:
+        totals = CostTotals(currency=currency)
+        aggregate.cost.append(totals)
+    totals.calls += values[_INDEX["costed"]]
+    for part in stats_exact.COST_PARTS:
+        setattr(totals, part, getattr(totals, part) + values[_INDEX[f"cost_{part}"]])
 
 
-def _add_spreads_in_python(session: Session, tally: _Tally) -> None:
-    """SQLite has no percentile aggregate; the embedded database is small enough to sort here."""
-    columns = [column for _, column in DISTRIBUTIONS]
-    samples: dict[int, list[list[float]]] = {}
-    grouping = [tally.group] if tally.group is not None else []
-    for row in session.execute(select(*columns, *grouping).where(*tally.where)):
-        for aggregate in tally.targets(row[-1]):
-            lists = samples.setdefault(id(aggregate), [[] for _ in DISTRIBUTIONS])
-            for index, value in enumerate(row[: len(DISTRIBUTIONS)]):
-                if value is not None:
-                    lists[index].append(float(value))
-    for aggregate in [tally.overall, *tally.groups.values()]:
-        lists = samples.get(id(aggregate), [[] for _ in DISTRIBUTIONS])
-        for (name, _), values in zip(DISTRIBUTIONS, lists, strict=True):
-            setattr(aggregate, name, _spread_of(values))
-
-
-def _spread(count: int, mean: float | None, quantiles: Iterable[float] | None) -> Spread:
-    if not count or mean is None or quantiles is None:
+def _spread(count: int, total: int, bins: dict[int, int]) -> Spread:
+    if not count:
         return Spread()
-    p50, p95 = quantiles
-    return Spread(count=count, mean=_round(mean), p50=_round(p50), p95=_round(p95))
-
-
-def _spread_of(samples: list[float]) -> Spread:
-    if not samples:
-        return Spread()
-    samples.sort()
+    p50, p95 = histogram.percentiles(bins.items(), (0.5, 0.95))
     return Spread(
-        count=len(samples),
-        mean=_round(math.fsum(samples) / len(samples)),
-        p50=_round(percentile(samples, 50)),
-        p95=_round(percentile(samples, 95)),
+        count=count, mean=round(total / _MICRO / count, 2), p50=round(p50, 2), p95=round(p95, 2)
     )
 
 
-def _round(value: float) -> float:
-    return round(float(value), 2)
-
-
-def _names(session: Session, org_id: str) -> dict[Any, str]:
-    return dict(
-        session.execute(select(Source.id, Source.name).where(Source.org_id == org_id)).all()
-    )
+def _window(session: Session, org_id: str, query: StatsQuery) -> tuple[datetime, datetime] | None:
+    """The query's window within the hours the org's calls start in (no call is outside them)."""
+    extent = rollup_reads.extent(session, org_id)
+    if extent is None:
+        return None
+    start, end = query.started_range()
+    start = extent[0] if start is None else max(start, extent[0])
+    end = extent[1] if end is None else min(end, extent[1])
+    return (start, end) if start < end else None
