@@ -104,6 +104,22 @@ def pending(rt: Runtime, owner: Tenant, call_id: str, url: str, dual: str | None
         }  # type: ignore[dict-item]
 
 
+def twilio_recording(client: TestClient, owner: Tenant, platform: str) -> tuple[Tenant, str]:
+    """A Twilio source of the owner's, its API at `platform`; and a recording's URL there."""
+    created = client.post(
+        "/api/sources",
+        json={
+            "name": "tw",
+            "provider": "twilio",
+            "settings": {"api_base_url": platform},
+            "credentials": {"account_sid": ACCOUNT, "auth_token": "tw-token"},
+        },
+        headers=owner.headers,
+    ).json()
+    twilio = Tenant(owner.org_id, owner.key, created["id"], "tw")
+    return twilio, f"{platform}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{RECORDING}.wav"
+
+
 def shown(client: TestClient, owner: Tenant, call_id: str) -> dict[str, Any]:
     found = client.get(f"/api/calls/{call_id}", headers=owner.headers).json()
     result: dict[str, Any] = found["recording"]["archive"]

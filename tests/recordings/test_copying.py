@@ -14,13 +14,12 @@ from callwatch.settings import Settings
 from callwatch.tables import RecordingArchive
 from tests.factories import Tenant
 from tests.recordings.conftest import (
-    ACCOUNT,
-    RECORDING,
     WAV,
     pending,
     row,
     runtime_with,
     shown,
+    twilio_recording,
 )
 
 
@@ -54,18 +53,7 @@ def test_a_recording_and_its_dual_file_are_archived(
 def test_twilio_recordings_are_fetched_with_the_accounts_basic_auth(
     runtime: Runtime, client: TestClient, owner: Tenant, platform: str
 ) -> None:
-    created = client.post(
-        "/api/sources",
-        json={
-            "name": "tw",
-            "provider": "twilio",
-            "settings": {"api_base_url": platform},
-            "credentials": {"account_sid": ACCOUNT, "auth_token": "tw-token"},
-        },
-        headers=owner.headers,
-    ).json()
-    twilio = Tenant(owner.org_id, owner.key, created["id"], "tw")
-    url = f"{platform}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{RECORDING}.wav"
+    twilio, url = twilio_recording(client, owner, platform)
     pending(runtime, twilio, "call_tw", url, url)  # dual-channel: one file
     assert copying.run(runtime, "call_tw") is None
     assert (shown(client, owner, "call_tw")["status"], shown(client, owner, "call_tw")["dual"]) == (

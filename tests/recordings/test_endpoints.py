@@ -11,7 +11,7 @@ from callwatch.runtime import Runtime, opened
 from callwatch.settings import Settings
 from tests.conftest import S3Server
 from tests.factories import Tenant, add_call, tenant
-from tests.recordings.conftest import ACCOUNT, RECORDING, WAV, pending
+from tests.recordings.conftest import WAV, pending, twilio_recording
 
 STEREO = "/plain.mp3"  # the loopback platform's other file: 30 bytes of "ID3"
 
@@ -141,18 +141,7 @@ def test_before_it_is_archived_a_public_url_is_a_redirect(
 def test_before_it_is_archived_a_url_that_needs_a_secret_is_404(
     runtime: Runtime, client: TestClient, owner: Tenant, platform: str
 ) -> None:
-    created = client.post(
-        "/api/sources",
-        json={
-            "name": "tw",
-            "provider": "twilio",
-            "settings": {"api_base_url": platform},
-            "credentials": {"account_sid": ACCOUNT, "auth_token": "tw-token"},
-        },
-        headers=owner.headers,
-    ).json()
-    twilio = Tenant(owner.org_id, owner.key, created["id"], "tw")
-    url = f"{platform}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{RECORDING}.wav"
+    twilio, url = twilio_recording(client, owner, platform)
     pending(runtime, twilio, "call_tw", url)
     response = client.get("/api/calls/call_tw/recording", headers=owner.headers)
     assert (response.status_code, response.json()["detail"]) == (

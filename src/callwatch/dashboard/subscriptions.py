@@ -18,7 +18,7 @@ from callwatch.dashboard.sessions import Viewer, services_of
 from callwatch.db import transaction
 from callwatch.downstream import delivery_log, subscriptions
 from callwatch.downstream.delivery_log import DeliveryQuery, ResendRange
-from callwatch.downstream.endpoints import _enqueue, _vet
+from callwatch.downstream.endpoints import send_deliveries, vet_target
 from callwatch.downstream.subscriptions import EVENT_TYPES, SubscriptionIn
 from callwatch.errors import RequestError
 from callwatch.validation import parse_body, path_param
@@ -49,7 +49,7 @@ def create(request: Request, viewer: Viewer, form: FormData) -> Response:
     }
     try:
         data = parse_body(SubscriptionIn, json.dumps(body).encode())
-        _vet(runtime, data.url)
+        vet_target(runtime, data.url)
         with transaction(runtime.sessions) as session:
             now = runtime.clock()
             created, secret = subscriptions.create(session, runtime.vault, viewer.org_id, data, now)
@@ -96,7 +96,7 @@ def retry(request: Request, viewer: Viewer, form: FormData) -> Response:
     except RequestError as exc:
         return _log(request, viewer, error=exc.detail, status_code=exc.status_code)
     if reset:
-        _enqueue(request, [delivery_id])
+        send_deliveries(request, [delivery_id])
     return RedirectResponse(f"/subscriptions/{subscription_id}?queued={int(reset)}", 303)
 
 
@@ -112,7 +112,7 @@ def resend_since(request: Request, viewer: Viewer, form: FormData) -> Response:
             )
     except RequestError as exc:
         return _log(request, viewer, error=exc.detail, status_code=exc.status_code)
-    _enqueue(request, chosen)
+    send_deliveries(request, chosen)
     return RedirectResponse(f"/subscriptions/{subscription_id}?queued={len(chosen)}", 303)
 
 

@@ -41,12 +41,12 @@ def _json(value: BaseModel, status_code: int = 200) -> JSONResponse:
     return JSONResponse(value.model_dump(mode="json"), status_code=status_code)
 
 
-def _vet(rt: Runtime, url: str) -> None:
+def vet_target(rt: Runtime, url: str) -> None:
     """Before the transaction: the URL's DNS lookup must not hold the database."""
     ssrf.vet_url(url, ssrf.Guard(rt.settings.allow_private_targets))
 
 
-def _enqueue(request: Request, delivery_ids: list[str]) -> None:
+def send_deliveries(request: Request, delivery_ids: list[str]) -> None:
     """Send now; if Redis is unreachable the sweeper finds them due within sweep_interval_s."""
     services: Services = request.app.state.services
     try:
@@ -59,7 +59,7 @@ def create(request: Request, body: bytes) -> Response:
     org_id = require_org(request)
     data = parse_body(SubscriptionIn, body)
     rt = _runtime(request)
-    _vet(rt, data.url)
+    vet_target(rt, data.url)
     with transaction(rt.sessions) as session:
         now = rt.clock()
         subscription, secret = subscriptions.create(session, rt.vault, org_id, data, now)
@@ -89,7 +89,7 @@ def patch(request: Request, body: bytes) -> Response:
     changes = parse_body(SubscriptionPatch, body)
     rt = _runtime(request)
     if changes.url is not None:
-        _vet(rt, changes.url)
+        vet_target(rt, changes.url)
     with transaction(rt.sessions) as session:
         now = rt.clock()
         subscription_id = path_param(request, "subscription_id")
@@ -141,7 +141,7 @@ def resend_one(request: Request) -> Response:
     with transaction(rt.sessions) as session:
         reset = delivery_log.resend_one(session, org_id, subscription_id, delivery_id, rt.clock())
     if reset:
-        _enqueue(request, [delivery_id])
+        send_deliveries(request, [delivery_id])
     return _json(Resent(queued=int(reset)), 202)
 
 
@@ -152,7 +152,7 @@ def resend_range(request: Request, body: bytes) -> Response:
     subscription_id = path_param(request, "subscription_id")
     with transaction(rt.sessions) as session:
         chosen = delivery_log.resend_range(session, org_id, subscription_id, window, rt.clock())
-    _enqueue(request, chosen)
+    send_deliveries(request, chosen)
     return _json(Resent(queued=len(chosen)), 202)
 
 

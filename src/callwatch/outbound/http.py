@@ -115,15 +115,20 @@ def get(
     """GET through the guard (no redirects); None for a status in `absent`. Raises
     ProviderUnavailable (retry), ProviderRejected / UnusableResponse / TargetRefused (give up).
     For any answer (JSON here; recordings reuse it), inside `bounded()`."""
+    where, attributes = _a_get(url)
+    with tracing.span("GET", tracing.SpanKind.CLIENT, attributes) as span:
+        return _get(client, url, headers, absent, where, span)
+
+
+def _a_get(url: str) -> tuple[str, dict[str, str]]:
+    """A guarded GET's name for its errors and its span's attributes (the host only: a platform
+    URL's path and query can hold ids and tokens); TargetRefused if the URL cannot be read."""
     where = f"GET {shown(url)}"
     try:
         ssrf.parse_url(url)
     except ValueError as exc:
         raise TargetRefused(f"{where}: refused: the URL {exc}") from None
-    # The host only: a platform URL's path and query can hold ids and tokens.
-    attributes = {"http.request.method": "GET", "server.address": urlsplit(url).hostname or ""}
-    with tracing.span("GET", tracing.SpanKind.CLIENT, attributes) as span:
-        return _get(client, url, headers, absent, where, span)
+    return where, {"http.request.method": "GET", "server.address": urlsplit(url).hostname or ""}
 
 
 def _get(
@@ -191,12 +196,7 @@ def download(
 ) -> Downloaded:
     """GET a file (a recording) through the guard, chunk by chunk into `sink`, never holding it
     whole; inside `bounded()`, whose cap it is refused past. Raises as `get` does."""
-    where = f"GET {shown(url)}"
-    try:
-        ssrf.parse_url(url)
-    except ValueError as exc:
-        raise TargetRefused(f"{where}: refused: the URL {exc}") from None
-    attributes = {"http.request.method": "GET", "server.address": urlsplit(url).hostname or ""}
+    where, attributes = _a_get(url)
     with (
         tracing.span("GET", tracing.SpanKind.CLIENT, attributes) as span,
         _translated(where),
