@@ -63,9 +63,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         open(workdir / "stderr.txt", "w+") as stderr,
         _callwatch_up(workdir, port, stdout, stderr, "--demo") as up,
     ):
-        banner = _wait_for_banner(
-            up, stdout, r"dashboard\s+(\S+)/\s+\(sign in with the demo API key (cw_\S+)\)"
-        )
+        banner = _wait_for_banner(up, stdout, r"dashboard\s+(\S+)/\s+sign in with (cw_\S+)")
         url = local_url("127.0.0.1", port)
         _wait_for_assembled_call(url, banner.group(2))
         yield Demo(url, banner.group(2), workdir)
