@@ -331,8 +331,7 @@ def _print_banner(settings: Settings, demo: DemoSource | None, log: Path | None)
     lines = [
         "",
         "callwatch is running",
-        f"  dashboard    {base}/"
-        + (f"  sign in with {demo.api_key}" if demo is not None else ""),
+        f"  dashboard    {base}/" + (f"  sign in with {demo.api_key}" if demo is not None else ""),
         f"  URL          {base}",
         f"  admin token  {runtime.admin_token(settings)}",
         f"  API docs     {base}/docs",
