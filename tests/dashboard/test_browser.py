@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +181,12 @@ def test_the_call_log_filters_and_shows_new_calls_without_a_reload(
     assert len(shown) == len(statuses) >= 1
 
     page.goto(demo.url + "/calls")
-    newest = page.locator("#rows td:nth-child(2) a").first.inner_text()
-    # The demo makes a call a second; the rows poll every 5 s.
+    # The demo's calls end as they are played, so most start before the newest one shown: a call
+    # that starts now is stored here, and the rows (polled every 5 s) must show it.
+    _stored_call(demo, "call_fresh", started_at=datetime.now(UTC), recording=Recording())
     page.wait_for_function(
-        "newest => document.querySelector('#rows td:nth-child(2) a').textContent !== newest",
-        arg=newest,
+        "() => [...document.querySelectorAll('#rows td:nth-child(2) a')]"
+        ".some(link => link.textContent === 'call_fresh')",
         timeout=20_000,
     )
     assert (watched.dialogs, watched.violations) == ([], [])
@@ -214,8 +216,8 @@ def test_a_call_page_plays_the_recording_and_draws_the_call(watched: Watched, de
     assert (watched.dialogs, watched.violations) == ([], [])
 
 
-def _hostile_call(demo: Demo) -> str:
-    """A call whose every platform-supplied string is an attack, stored in the demo's database."""
+def _stored_call(demo: Demo, call_id: str, **fields: Any) -> None:
+    """An assembled call of the demo's source, stored in the demo's database."""
     data_dir = demo.workdir / ".callwatch"
     settings = Settings(database_url=f"sqlite:///{data_dir / 'callwatch.db'}", data_dir=data_dir)
     source = next(item for item in demo.api("/api/sources")["items"] if item["name"] == "demo")
@@ -225,23 +227,27 @@ def _hostile_call(demo: Demo) -> str:
             org_id = keys.org_of(session, demo.api_key)
         assert org_id is not None
         owner = Tenant(org_id, demo.api_key, source["id"], "demo")
-        add_call(
-            runtime,
-            owner,
-            "call_hostile",
-            agent_name=SCRIPT + ATTRIBUTE,
-            agent_id=ATTRIBUTE,
-            transcript=[
-                Utterance(role="user", content=SCRIPT),
-                Utterance(role="assistant", content=ATTRIBUTE + JAVASCRIPT_URL),
-            ],
-            metadata={"note": SCRIPT, "link": JAVASCRIPT_URL, ATTRIBUTE: ATTRIBUTE},
-            recording=Recording(status="available", url=JAVASCRIPT_URL),
-            end_reason_raw=ATTRIBUTE,
-            started_at=runtime.clock(),
-        )
+        add_call(runtime, owner, call_id, **fields)
     finally:
         runtime.close()
+
+
+def _hostile_call(demo: Demo) -> str:
+    """A call whose every platform-supplied string is an attack."""
+    _stored_call(
+        demo,
+        "call_hostile",
+        agent_name=SCRIPT + ATTRIBUTE,
+        agent_id=ATTRIBUTE,
+        transcript=[
+            Utterance(role="user", content=SCRIPT),
+            Utterance(role="assistant", content=ATTRIBUTE + JAVASCRIPT_URL),
+        ],
+        metadata={"note": SCRIPT, "link": JAVASCRIPT_URL, ATTRIBUTE: ATTRIBUTE},
+        recording=Recording(status="available", url=JAVASCRIPT_URL),
+        end_reason_raw=ATTRIBUTE,
+        started_at=datetime.now(UTC),
+    )
     return "call_hostile"
 
 
