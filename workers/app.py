@@ -16,7 +16,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from callwatch import tracing
 from callwatch.logs import configure_logging
-from callwatch.queue import EVALUATE_WINDOWS, SWEEP, Producer
+from callwatch.queue import EVALUATE_WINDOWS, PURGE, SWEEP, Producer
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 
@@ -55,6 +55,7 @@ def configure(celery: CallwatchCelery, settings: Settings) -> None:
                 "task": EVALUATE_WINDOWS,
                 "schedule": settings.window_eval_interval_s,
             },
+            "purge": {"task": PURGE, "schedule": settings.purge_interval_s},
         },
     )
 

@@ -11,8 +11,17 @@ from callwatch.downstream.effects import Effects
 from callwatch.errors import StoreUnavailable
 from callwatch.pipeline import steps as pipeline
 from callwatch.pipeline import sweeper
-from callwatch.queue import ARCHIVE_RECORDING, ASSEMBLE, DELIVER, EVALUATE_WINDOWS, INGEST, SWEEP
+from callwatch.queue import (
+    ARCHIVE_RECORDING,
+    ASSEMBLE,
+    DELIVER,
+    EVALUATE_WINDOWS,
+    INGEST,
+    PURGE,
+    SWEEP,
+)
 from callwatch.recordings import copying
+from callwatch.retention import purge as retention
 from workers.app import app, runtime
 
 DB_RETRY_S = 5
@@ -116,3 +125,11 @@ def sweep() -> None:
     if overdue.archive_ids:
         app.producer().archive(overdue.archive_ids)
     heartbeat("sweep")
+
+
+@app.task(name=PURGE)
+def purge() -> None:
+    """One run at a time: a run still going when beat sends the next makes that one a no-op."""
+    rt = runtime()
+    if retention.run_alone(rt):
+        heartbeat("purge")

@@ -16,7 +16,8 @@ directly or around a loop (tests/test_layers.py checks both).
 7. calls recordings — events folded into calls, correlated and assembled into records; their
    recordings archived into the org's store
 8. downstream — subscriptions, signed deliveries, ops streams
-9. query — the read side: filters, lists, stats, export
+9. query retention — the read side: filters, lists, stats, export; what is kept and for how
+   long: the retention purge, deletion and erasure
 10. alerts — rules and their firing
 11. pipeline — the worker's steps, the sweeper, quarantine and replay
 12. observability web — what `/metrics` reads; the HTTP edge's plumbing

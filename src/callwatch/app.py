@@ -25,6 +25,7 @@ from callwatch.query import endpoints as query
 from callwatch.queue import Background, Producer
 from callwatch.ratelimits import Leases
 from callwatch.recordings import endpoints as recordings
+from callwatch.retention import endpoints as retention
 from callwatch.runtime import Runtime, admin_token
 from callwatch.settings import Settings
 from callwatch.web import endpoints as web
@@ -38,6 +39,7 @@ WEBHOOK, *API = routes(
         *orgs.ENDPOINTS,
         *query.ENDPOINTS,
         *recordings.ENDPOINTS,
+        *retention.ENDPOINTS,
         *observability.ENDPOINTS,
         *alerts.ENDPOINTS,
         *downstream.ENDPOINTS,

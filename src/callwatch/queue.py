@@ -32,6 +32,7 @@ SWEEP = "callwatch.sweep"
 DELIVER = "callwatch.deliver"
 EVALUATE_WINDOWS = "callwatch.evaluate_windows"
 ARCHIVE_RECORDING = "callwatch.archive_recording"
+PURGE = "callwatch.purge"
 QUEUE = "celery"  # Celery's default queue; kombu's Redis transport keeps it as a list of that name
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"

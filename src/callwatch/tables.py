@@ -72,7 +72,25 @@ class OrgSettings(Base):
     raw_event_retention_days: Mapped[int | None] = mapped_column(Integer)
     archive_recordings: Mapped[bool] = mapped_column(Boolean)
     redact_pii: Mapped[bool] = mapped_column(Boolean)
+    # Inbox rows up to this id (ids sort by time) have had their raw bodies emptied by the
+    # retention purge (migration 0015): each purge walks on from here, not from the start.
+    raw_purged_through: Mapped[str | None] = mapped_column(String(40))
     updated_at: Mapped[datetime]
+
+
+class Erasure(Base):
+    """The erasure of every call of a phone number (migration 0015), kept to show it was done:
+    the number only as a keyed fingerprint (`Vault.fingerprint`), never itself."""
+
+    __tablename__ = "erasures"
+    __table_args__ = (Index("ix_erasures_org_created", "org_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    number_fingerprint: Mapped[str] = mapped_column(String(64))
+    calls: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str | None] = mapped_column(String(40))  # None: from the command line
+    created_at: Mapped[datetime]
 
 
 FIRST_KEY = (
@@ -369,6 +387,9 @@ class AlertRule(Base):
     updated_at: Mapped[datetime]
 
 
+_CALL_ALERT = text("call_id IS NOT NULL")
+
+
 class Alert(Base):
     """A rule firing: on one call, or on a window (open until the condition clears)."""
 
@@ -378,6 +399,10 @@ class Alert(Base):
         # it resolves).
         UniqueConstraint("rule_id", "dedupe_key"),
         Index("ix_alerts_org_triggered", "org_id", "triggered_at"),
+        # A deleted call's alerts (migration 0015).
+        Index(
+            "ix_alerts_call_id", "call_id", postgresql_where=_CALL_ALERT, sqlite_where=_CALL_ALERT
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

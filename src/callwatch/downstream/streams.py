@@ -6,7 +6,7 @@ raised (the database stays the truth; subscriptions are the channel with retries
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -143,3 +143,24 @@ def heartbeat(redis: Redis, task: str, at: datetime) -> None:
         redis.hset(HEARTBEATS, task, str(at.timestamp()))
     except RedisError as exc:
         log.warning("heartbeat not noted", extra={"task": task, "error": type(exc).__name__})
+
+
+def forget(redis: Redis, call_ids: Collection[str], page: int = 1000) -> int:
+    """Delete these calls' entries from both ops streams (a deleted call's summary): one walk
+    over each stream, capped at `stream_maxlen` entries. Best effort, as every stream write is;
+    the number deleted."""
+    wanted = {call_id.encode() for call_id in call_ids}
+    deleted = 0
+    for stream in (CALLS_STREAM, ALERTS_STREAM):
+        start = "-"
+        while True:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = redis.xrange(  # type: ignore[assignment]
+                stream, min=start, max="+", count=page
+            )
+            found = [entry_id for entry_id, fields in entries if fields.get(b"call_id") in wanted]
+            if found:
+                deleted += int(redis.xdel(stream, *found))
+            if len(entries) < page:
+                break
+            start = "(" + entries[-1][0].decode()
+    return deleted

@@ -21,6 +21,7 @@ EventType = Literal[
     "call.status_changed",
     "call.assembled",
     "call.assembly_failed",
+    "call.deleted",
     "alert.triggered",
     "alert.resolved",
 ]

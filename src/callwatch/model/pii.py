@@ -187,3 +187,29 @@ def region_of(*numbers: str | None, default: str = DEFAULT_REGION) -> str:
         if region and region != "001":  # 001: a non-geographic number (satellite, UIFN)
             return region
     return default
+
+
+def number_forms(number: str) -> list[str]:
+    """The ways a platform may have written this number in a call's number fields, its E.164
+    form first: `+14155550100`, `14155550100`, `4155550100`, `(415) 555-0100`, `+1 415-555-0100`
+    (a national trunk prefix too: `030 1234567`, `0301234567`). ValueError unless the number is
+    written with its country code (`+…`) and possible for that country."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError(
+            "a phone number in E.164 form, with its country code: +14155550100"
+        ) from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise ValueError("not a possible phone number for its country code")
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    international = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    others = {
+        e164[1:],
+        str(parsed.national_number),
+        national,
+        re.sub(r"\D", "", national),
+        international,
+    }
+    return [e164, *sorted(others - {e164})]

@@ -29,6 +29,8 @@ from callwatch.downstream.streams import (
 )
 from callwatch.pipeline import quarantine
 from callwatch.queue import QUEUE
+from callwatch.retention import counters as retention_counters
+from callwatch.retention import purge
 from callwatch.tables import (
     Alert,
     AlertRule,
@@ -39,6 +41,8 @@ from callwatch.tables import (
     PendingJoin,
     Subscription,
 )
+
+PURGED_KINDS = tuple(purge.Purged().counts())
 
 WINDOW_S = 300.0
 UNFINISHED = ("pending", "fetching", "awaiting_recording", "failed")
@@ -255,6 +259,19 @@ def redis(client: Redis) -> list[Metric]:
         "in Redis by the workers).",
         value=counters.get(RATE_LIMITED, 0),
     )
+    purged = CounterMetricFamily(
+        "callwatch_purged",
+        "What the retention purge deleted, by kind: calls (with their events, deliveries, "
+        "alerts and recordings, counted apart), raw bodies emptied (counted in Redis).",
+        labels=["kind"],
+    )
+    for kind in PURGED_KINDS:
+        purged.add_metric([kind], counters.get(retention_counters.PURGED + kind, 0))
+    erased = CounterMetricFamily(
+        "callwatch_erased_calls",
+        "Calls deleted on request: DELETE /api/calls/{id} and erasures by number.",
+        value=counters.get(retention_counters.ERASED_CALLS, 0),
+    )
     heartbeat = GaugeMetricFamily(
         "callwatch_worker_heartbeat_timestamp_seconds",
         "When each periodic worker task (run by celery beat) last finished, in Unix time.",
@@ -280,5 +297,7 @@ def redis(client: Redis) -> list[Metric]:
         ),
         alerts_total,
         rate_limited,
+        purged,
+        erased,
         heartbeat,
     ]

@@ -112,12 +112,6 @@ def org_of(session: Session, secret: str) -> str | None:
     return session.scalar(select(ApiKey.org_id).where(ApiKey.key_hash == hash_key(secret)))
 
 
-def authenticate(session: Session, secret: str, now: datetime) -> str | None:
-    """The org whose key this is, or None; notes the key's use when the stored one is stale."""
-    found = identify(session, secret, now)
-    return None if found is None else found[1]
-
-
 def identify(session: Session, secret: str, now: datetime) -> tuple[str, str] | None:
     """(key id, org id) of this key, or None; notes the key's use when the stored one is stale."""
     found = session.execute(

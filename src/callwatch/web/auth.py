@@ -28,10 +28,15 @@ def require_org(request: Request) -> str:
     """The org id of the request's API key (sync: call from a sync endpoint's thread).
 
     Looked up on every request, so a deleted key is refused from the next one on."""
+    return require_key(request)[1]
+
+
+def require_key(request: Request) -> tuple[str, str]:
+    """(key id, org id) of the request's API key: for what keeps which key asked."""
     services: Services = request.app.state.services
     secret = _bearer(request)
     with transaction(services.runtime.sessions) as session:
-        org_id = keys.authenticate(session, secret, services.runtime.clock())
-    if org_id is None:
+        found = keys.identify(session, secret, services.runtime.clock())
+    if found is None:
         raise Unauthorized("invalid API key")
-    return org_id
+    return found
