@@ -87,11 +87,11 @@ class Settings(BaseSettings):
     recording_max_failures: int = Field(6, ge=1)
     recording_backoff_base_s: float = Field(10.0, gt=0)
     # Retention (issue 25): a periodic purge deletes what passed each org's retention, in
-    # batches of `purge_batch` calls, each its own short transaction, resting `purge_pause_s`
-    # between batches so intake keeps its pace, for at most `purge_budget_s` a run.
+    # batches of `purge_batch` calls, each its own short transaction, resting `purge_rest` times
+    # as long as each batch took so intake keeps its pace, for at most `purge_budget_s` a run.
     purge_interval_s: float = Field(300.0, gt=0)
     purge_batch: int = Field(500, ge=1, le=10_000)
-    purge_pause_s: float = Field(0.05, ge=0)
+    purge_rest: float = Field(1.0, ge=0)
     purge_budget_s: float = Field(240.0, gt=0)
     # Query: GET /api/stats over at most this many calls reads them for exact percentiles; over
     # more, it answers from the stats rollups (percentiles within 1 %, docs/design.md §stats).

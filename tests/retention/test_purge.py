@@ -24,7 +24,7 @@ WHOLE = {"calls": 1, "events": 2, "archives": 1, "deliveries": 1, "alerts": 1, "
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"purge_batch": 2, "purge_pause_s": 0.0})
+    return settings.model_copy(update={"purge_batch": 2, "purge_rest": 0.0})
 
 
 def keep_for(client: TestClient, owner: Tenant, **days: Any) -> None:

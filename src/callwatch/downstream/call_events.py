@@ -1,10 +1,9 @@
 """What every call event a subscriber receives says about its call, and each event's key (one
 delivery per subscription and key: the same event fanned out twice is one delivery)."""
 
-from typing import Any
+from typing import Any, Protocol
 
 from callwatch.model.events import CallStatus
-from callwatch.tables import Call
 
 ASSEMBLED = "call.assembled"
 ASSEMBLY_FAILED = "call.assembly_failed"
@@ -12,7 +11,25 @@ STATUS_CHANGED = "call.status_changed"
 DELETED = "call.deleted"
 
 
-def facts(call: Call) -> dict[str, Any]:
+class CallFacts(Protocol):
+    """A call's row, or the columns of it a query selected."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def provider_call_id(self) -> str: ...
+    @property
+    def source_id(self) -> str: ...
+    @property
+    def agent_id(self) -> str | None: ...
+    @property
+    def status(self) -> str | None: ...
+
+
+FACT_COLUMNS = ("id", "provider_call_id", "source_id", "agent_id", "status")
+
+
+def facts(call: CallFacts) -> dict[str, Any]:
     """What subscription filters can match on, in every call event's data."""
     return {
         "call_id": call.id,

@@ -8,7 +8,8 @@
   on from where the last one stopped (`org_settings.raw_purged_through`), along the primary key.
 
 Each batch is its own short transaction (`purge_batch` rows), so no lock is held for long and
-intake never waits on the purge; `purge_pause_s` between batches leaves the machine to intake.
+intake never waits on the purge; after each batch the purge rests `purge_rest` times as long as
+the batch took, leaving that share of the machine to intake (bench/purge.py measures it).
 """
 
 import contextlib
@@ -196,6 +197,7 @@ def run(runtime: Runtime, on_batch: Callable[[Purged], None] | None = None) -> P
     total = Purged()
     for step, org_id, before in _steps(found):
         # A batch at least, then on while the budget lasts: every run gets somewhere.
+        began = time.monotonic()
         while (purged := step(runtime, org_id, before, settings.purge_batch)) is not None:
             total.add(purged)
             counters.add(runtime.redis, purged.counted())
@@ -203,7 +205,8 @@ def run(runtime: Runtime, on_batch: Callable[[Purged], None] | None = None) -> P
                 on_batch(purged)
             if time.monotonic() >= deadline:
                 break
-            time.sleep(settings.purge_pause_s)
+            time.sleep((time.monotonic() - began) * settings.purge_rest)
+            began = time.monotonic()
         if time.monotonic() >= deadline:
             break
     if total != Purged():

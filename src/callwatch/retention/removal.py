@@ -39,20 +39,18 @@ class Removed:
 
 def remove(session: Session, org_id: str, call_ids: Sequence[str]) -> Removed:
     """Delete these calls of the org (ids of other orgs' calls are ignored), locked first in id
-    order, as every writer of calls locks them; its caller deletes `files` before it commits."""
-    calls = list(
-        session.scalars(
-            select(Call)
-            .where(Call.org_id == org_id, Call.id.in_(call_ids))
-            .order_by(Call.id)
-            .with_for_update()
-        )
-    )
+    order (two removals never deadlock); its caller deletes `files` before it commits."""
+    names = dict.fromkeys([*call_events.FACT_COLUMNS, *rollups.COLUMNS])
+    calls = session.execute(
+        select(*(Call.__table__.c[name] for name in names))
+        .where(Call.org_id == org_id, Call.id.in_(call_ids))
+        .order_by(Call.id)
+        .with_for_update()
+    ).all()
     if not calls:
         return Removed()
     ids = [call.id for call in calls]
-    shares = rollups.shares_of(session, ids)
-    rollups.move(session, [(share, None) for share in shares.values()])
+    rollups.move(session, [(rollups.contribution(call._mapping), None) for call in calls])
     archived = session.execute(
         select(RecordingArchive.key, RecordingArchive.dual_key).where(
             RecordingArchive.call_id.in_(ids)
