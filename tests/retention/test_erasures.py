@@ -143,7 +143,7 @@ def test_a_number_that_is_not_e164_is_refused_naming_the_field(
         422,
         "application/problem+json",
     )
-    assert why in response.json()["detail"]
+    assert response.json()["detail"] == f"phone_number: {why}"
     assert client.get("/api/erasures", headers=owner.headers).json() == {"items": []}
 
 

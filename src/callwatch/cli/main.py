@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from callwatch.cli import (
     alert_rules,
     commands,
+    erasure,
     exports,
     failures,
     keys,
@@ -274,11 +275,13 @@ def parser() -> argparse.ArgumentParser:
 
     replays.add_commands(add, sub)
     rollups.add_commands(add, sub)
+    erasure.add_commands(add, sub)
 
     calls = add("calls", lambda a, s: 0, "query and export calls over the HTTP API")
     calls_commands = calls.add_subparsers(dest="calls_command", required=True)
     lookups.add_commands(add, calls_commands)
     exports.add_commands(add, calls_commands)
+    erasure.add_calls_commands(add, calls_commands)
     quarantined = add("quarantine", lambda a, s: 0, "events that could not be applied")
     lookups.add_quarantine_commands(
         add, quarantined.add_subparsers(dest="quarantine_command", required=True)

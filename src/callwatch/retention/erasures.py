@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 from redis import RedisError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -43,7 +44,10 @@ class ErasureIn(BaseModel):
     @field_validator("phone_number")
     @classmethod
     def _a_possible_number(cls, value: str) -> str:
-        return pii.number_forms(value)[0]
+        try:
+            return pii.number_forms(value)[0]
+        except ValueError as exc:
+            raise PydanticCustomError("phone_number", str(exc)) from None
 
 
 class ErasureView(BaseModel):
