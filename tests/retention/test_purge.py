@@ -93,9 +93,10 @@ def test_raw_bodies_past_their_retention_are_emptied_and_never_walked_again(
     owner = tenant(client, "acme")  # never chose: raw bodies are kept 30 days
     applied = [inbox_row(owner, now - timedelta(days=31, minutes=n), "c1") for n in range(3)]
     quarantined = inbox_row(owner, now - timedelta(days=40), quarantined_at=now, last_error="x")
+    waiting = inbox_row(owner, now - timedelta(days=35), processed_at=now)  # a join, never met
     fresh = inbox_row(owner, now - timedelta(days=29), "c1")
     with runtime.sessions.begin() as session:
-        session.add_all([*applied, quarantined, fresh])
+        session.add_all([*applied, quarantined, waiting, fresh])
     ids = [row.id for row in applied]
 
     purged = purge.run(runtime)
@@ -107,7 +108,7 @@ def test_raw_bodies_past_their_retention_are_emptied_and_never_walked_again(
             for row_id, event in session.execute(select(InboxEvent.id, InboxEvent.event))
         }
         mark = session.scalar(select(OrgSettings.raw_purged_through))
-    assert purged == purge.Purged(raw_bodies=3, events=1)
+    assert purged == purge.Purged(raw_bodies=3, events=2)
     assert bodies == {**{row_id: "" for row_id in ids}, fresh.id: fresh.raw_body}
     assert events[ids[0]] == applied[0].event  # the parsed event stays with its call
     assert mark == max(ids)

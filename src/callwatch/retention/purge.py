@@ -4,8 +4,9 @@
   (removal.py), their deliveries and window alerts older than that too.
 - Raw webhook bodies older than `raw_event_retention_days` are emptied: the parsed event stays
   with its call, which late events and replays rebuild from; an event that never became part of
-  a call (quarantined) is deleted whole. The inbox's ids sort by time, so each org's walk goes
-  on from where the last one stopped (`org_settings.raw_purged_through`), along the primary key.
+  a call (quarantined, or applied and waiting for the call it joins) is deleted whole. The
+  inbox's ids sort by time, so each org's walk goes on from where the last one stopped
+  (`org_settings.raw_purged_through`), along the primary key.
 
 Each batch is its own short transaction (`purge_batch` rows), so no lock is held for long and
 intake never waits on the purge; after each batch the purge rests `purge_rest` times as long as
@@ -20,7 +21,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from redis.exceptions import LockError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from callwatch import ids
@@ -131,7 +132,7 @@ def purge_history(runtime: Runtime, org_id: str, before: datetime, batch: int) -
 
 def purge_raw_bodies(runtime: Runtime, org_id: str, before: datetime, batch: int) -> Purged | None:
     """The next `batch` of the org's inbox rows received before `before`: raw bodies emptied,
-    quarantined events deleted; None: none left."""
+    events without a call deleted; None: none left."""
     limit = ids.new_id("evt", millis=int(before.timestamp() * 1000), bits=0)
     with transaction(runtime.sessions) as session:
         mark = _raw_mark(session, org_id, runtime.clock())
@@ -145,11 +146,11 @@ def purge_raw_bodies(runtime: Runtime, org_id: str, before: datetime, batch: int
         )
         if not walked:
             return None
-        quarantined = session.execute(
+        callless = session.execute(
             delete(InboxEvent).where(
                 InboxEvent.id.in_(walked),
-                InboxEvent.quarantined_at.is_not(None),
                 InboxEvent.call_id.is_(None),
+                or_(InboxEvent.quarantined_at.is_not(None), InboxEvent.processed_at.is_not(None)),
             )
         )
         emptied = session.execute(
@@ -162,7 +163,7 @@ def purge_raw_bodies(runtime: Runtime, org_id: str, before: datetime, batch: int
             .where(OrgSettings.org_id == org_id)
             .values(raw_purged_through=walked[-1])
         )
-    return Purged(events=removal.count(quarantined), raw_bodies=removal.count(emptied))
+    return Purged(events=removal.count(callless), raw_bodies=removal.count(emptied))
 
 
 def _raw_mark(session: Session, org_id: str, now: datetime) -> str:
