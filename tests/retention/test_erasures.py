@@ -1,10 +1,12 @@
 """`DELETE /api/calls/{id}` and erasure by number, through the app, a real worker delivering
 `call.deleted` to a loopback subscriber, the real Redis streams and the recording store."""
 
+import json
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from standardwebhooks import Webhook
 from starlette.testclient import TestClient
 
@@ -12,10 +14,13 @@ from callwatch.downstream import streams
 from callwatch.downstream.effects import StreamEntry
 from callwatch.retention import erasures
 from callwatch.runtime import Runtime
-from callwatch.tables import Erasure
+from callwatch.simulator import DetailServer, events_for
+from callwatch.tables import Erasure, InboxEvent
 from tests.calls.test_rollups import rollup_rows
+from tests.conftest import create_source, path_of, signed
 from tests.downstream.test_deliveries import Receiver, receiver, subscribe  # noqa: F401
 from tests.factories import Tenant, add_call, eventually, tenant
+from tests.pipeline.test_steps import hand_call
 from tests.retention.conftest import full_call, left_of
 from tests.retention.test_purge import NOTHING, WHOLE, rebuilt, scraped
 
@@ -151,3 +156,28 @@ def test_an_erasure_needs_an_api_key(client: TestClient) -> None:
     response = client.post("/api/erasures", json={"phone_number": NUMBER})
 
     assert response.status_code == 401
+
+
+def test_a_call_deleted_while_a_worker_assembles_it_stays_deleted(
+    client: TestClient, runtime: Runtime, worker: None
+) -> None:
+    owner = tenant(client, "acme")
+    with DetailServer() as platform:
+        source = create_source(client, owner.key, settings={"detail_url": platform.detail_url})
+        call = hand_call("mid-assembly")
+        platform.add(call, hang_first_s=2)  # the worker's detail fetch takes its time
+        for body in events_for(call, embed_detail=False):
+            raw = json.dumps(body).encode()
+            headers = signed(source["webhook_secret"], raw)
+            posted = client.post(path_of(source["webhook_url"]), content=raw, headers=headers)
+            assert posted.status_code == 202, posted.text
+        eventually(lambda: platform.requests("mid-assembly") == 1)  # fetching now
+
+        deleted = client.delete("/api/calls/mid-assembly", headers=owner.headers)
+        time.sleep(4)  # the fetch answers; the worker goes on with a call that is gone
+
+    assert deleted.status_code == 204
+    assert client.get("/api/calls/mid-assembly", headers=owner.headers).status_code == 404
+    assert client.get("/api/quarantine", headers=owner.headers).json()["items"] == []
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(InboxEvent)) == 0
