@@ -122,8 +122,8 @@ def acme(database_url: str) -> tuple[str, int]:
 def purged_so_far(redis_url: str) -> int:
     import redis
 
-    from callwatch.downstream.streams import COUNTERS
     from callwatch.retention.counters import PURGED
+    from callwatch.runtime import COUNTERS
 
     client = redis.Redis.from_url(redis_url)
     try:

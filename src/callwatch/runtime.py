@@ -1,5 +1,6 @@
 """The resources of one process (engine, sessions, vault, HTTP client), created once at start."""
 
+import logging
 import random
 import secrets
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from redis import Redis
+from redis import Redis, RedisError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +19,12 @@ from callwatch.crypto import Vault
 from callwatch.db import make_engine, make_sessionmaker
 from callwatch.outbound import ssrf
 from callwatch.settings import Settings
+
+log = logging.getLogger("callwatch.runtime")
+
+# A hash of counters every process adds to (`Runtime.count`) and `GET /metrics` reads: the
+# database and Redis are what web and workers share.
+COUNTERS = "callwatch:counters"
 
 
 def utcnow() -> datetime:
@@ -81,6 +88,20 @@ class Runtime:
             senders=ThreadPoolExecutor(settings.delivery_concurrency, "callwatch-send"),
             redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
         )
+
+    def count(self, counts: dict[str, int]) -> None:
+        """Add to the shared counters (COUNTERS) in one round trip. Best effort: a count lost
+        to a Redis outage is logged, what was counted stands."""
+        if self.redis is None or not any(counts.values()):
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for name, value in counts.items():
+            if value:
+                pipe.hincrby(COUNTERS, name, value)
+        try:
+            pipe.execute()
+        except RedisError as exc:
+            log.warning("not counted", extra={"error": type(exc).__name__, **counts})
 
     def close(self) -> None:
         self.http.close()

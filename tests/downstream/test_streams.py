@@ -13,6 +13,7 @@ from callwatch.cli.embedded import free_port
 from callwatch.downstream import streams
 from callwatch.downstream.effects import StreamEntry
 from callwatch.model.records import CallRecord, Latency, Recording
+from callwatch.runtime import COUNTERS
 from callwatch.settings import Settings
 from callwatch.simulator import DetailServer, events_for
 from tests.conftest import create_org, create_source, path_of, signed
@@ -205,7 +206,7 @@ def test_published_entries_are_counted_for_metrics(client_redis: redis.Redis) ->
         maxlen=1000,
     )
 
-    assert client_redis.hgetall(streams.COUNTERS) == {
+    assert client_redis.hgetall(COUNTERS) == {
         "calls_assembled|generic": "2",
         "calls_assembled|vapi": "1",
         "assembly_s|0.25": "1",

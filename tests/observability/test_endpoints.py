@@ -23,6 +23,7 @@ from callwatch.downstream import streams
 from callwatch.downstream.effects import StreamEntry
 from callwatch.errors import NotFound, StoreUnavailable, Unauthorized
 from callwatch.intake import counts as intake_counts
+from callwatch.observability.scrape import PURGED_KINDS
 from callwatch.queue import QUEUE
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
@@ -362,6 +363,12 @@ def test_every_metric_on_a_seeded_database_and_redis(
         'callwatch_alerts_total{type="alert.triggered"}': "1",
         'callwatch_alerts_total{type="alert.resolved"}': "0",
         "callwatch_deliveries_rate_limited_total": "0",
+        'callwatch_recording_archives_total{outcome="archived"}': "0",
+        'callwatch_recording_archives_total{outcome="retried"}': "0",
+        'callwatch_recording_archives_total{outcome="failed"}': "0",
+        "callwatch_recording_archived_bytes_total": "0",
+        **{f'callwatch_purged_total{{kind="{kind}"}}': "0" for kind in PURGED_KINDS},
+        "callwatch_erased_calls_total": "0",
         'callwatch_worker_heartbeat_timestamp_seconds{task="sweep"}': "1793534405",
         'callwatch_dependency_up{dependency="database"}': "1",
         'callwatch_dependency_up{dependency="redis"}': "1",

@@ -5,6 +5,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from callwatch.recordings import archive, copying
@@ -48,6 +49,8 @@ def test_a_recording_and_its_dual_file_are_archived(
     assert b"".join(store.open(key_of(owner.org_id, "call_1", dual=True), 0, 29)) == b"ID3" * 10
     assert copying.run(runtime, "call_1") is None  # a duplicate message does nothing
     assert row(runtime, "call_1").attempts == 1
+    stored = float(len(WAV) + 30)
+    assert archive_metrics(client) == {"archived": 1.0, "retried": 0.0, "failed": 0.0, "": stored}
 
 
 def test_twilio_recordings_are_fetched_with_the_accounts_basic_auth(
@@ -120,6 +123,18 @@ def test_retryable_answers_back_off_and_end_failed_with_the_last_error(
         pytest.approx(2.0, abs=1.0),
     ]  # 1 s then 2 s, jittered ±50 %
     assert shown(client, owner, "call_down") == failed(f"GET {platform}/down: HTTP 503")
+    assert archive_metrics(client) == {"archived": 0.0, "retried": 2.0, "failed": 1.0, "": 0.0}
+
+
+def archive_metrics(client: TestClient) -> dict[str, float]:
+    """`callwatch_recording_archives_total` by outcome, and the bytes archived (under "")."""
+    wanted = ("callwatch_recording_archives", "callwatch_recording_archived_bytes")
+    return {
+        sample.labels.get("outcome", ""): sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        if family.name in wanted
+        for sample in family.samples
+    }
 
 
 def test_a_private_address_is_refused_by_the_guard(

@@ -28,7 +28,7 @@ from callwatch.downstream import subscriptions
 from callwatch.downstream.deliveries import DUE_SLACK, max_attempts
 from callwatch.downstream.posting import Job, Sent, send
 from callwatch.downstream.settling import settle
-from callwatch.downstream.streams import COUNTERS, RATE_LIMITED
+from callwatch.downstream.streams import RATE_LIMITED
 from callwatch.ratelimits import Buckets, RateLimit, bucket_key
 from callwatch.runtime import Runtime
 from callwatch.tables import Delivery, DeliveryAttempt, Subscription
@@ -53,7 +53,7 @@ def deliver(rt: Runtime, delivery_id: str) -> dict[str, float]:
     with transaction(rt.sessions) as session:
         batch = claim(session, rt, delivery_id, rt.clock())
     if batch.deferred:
-        _count_deferred(rt, len(batch.deferred))
+        rt.count({RATE_LIMITED: len(batch.deferred)})
     sent = _send_all(rt, batch.jobs)
     countdowns = {
         each: delay
@@ -76,15 +76,6 @@ def _send_all(rt: Runtime, jobs: list[Job]) -> list[Sent]:
         for job in jobs
     ]
     return [future.result() for future in futures]
-
-
-def _count_deferred(rt: Runtime, count: int) -> None:
-    if rt.redis is None:
-        return
-    try:
-        rt.redis.hincrby(COUNTERS, RATE_LIMITED, count)
-    except redis.RedisError as exc:
-        log.warning("rate-limited deliveries not counted", extra={"error": type(exc).__name__})
 
 
 def claim(session: Session, rt: Runtime, delivery_id: str, now: datetime) -> Batch:

@@ -16,13 +16,12 @@ from redis.client import Pipeline
 
 from callwatch.downstream.effects import StreamEntry
 from callwatch.model.records import CallRecord
+from callwatch.runtime import COUNTERS
 
 log = logging.getLogger("callwatch.streams")
 
 CALLS_STREAM = "callwatch:calls"
 ALERTS_STREAM = "callwatch:alerts"
-# A hash of counters that every worker adds to while it publishes, read by `GET /metrics`.
-COUNTERS = "callwatch:counters"
 RATE_LIMITED = "deliveries_rate_limited"  # in COUNTERS: deliveries put off by a rate limit
 # Periodic task → the Unix time it last finished, read by /metrics (alerts: beat or workers down).
 HEARTBEATS = "callwatch:heartbeats"

@@ -22,15 +22,16 @@ from callwatch.downstream.streams import (
     ALERTS_STREAM,
     ASSEMBLY_BUCKETS_S,
     CALLS_STREAM,
-    COUNTERS,
     HEARTBEATS,
     RATE_LIMITED,
     bucket_of,
 )
 from callwatch.pipeline import quarantine
 from callwatch.queue import QUEUE
+from callwatch.recordings import copying
 from callwatch.retention import counters as retention_counters
 from callwatch.retention import purge
+from callwatch.runtime import COUNTERS
 from callwatch.tables import (
     Alert,
     AlertRule,
@@ -267,6 +268,19 @@ def redis(client: Redis) -> list[Metric]:
     )
     for kind in PURGED_KINDS:
         purged.add_metric([kind], counters.get(retention_counters.PURGED + kind, 0))
+    archives = CounterMetricFamily(
+        "callwatch_recording_archives",
+        "Recording archive runs by outcome: archived, retried (a timeout, 429 or 5xx), failed "
+        "(for good: too large, not audio, refused, or out of retries).",
+        labels=["outcome"],
+    )
+    for outcome in copying.OUTCOMES:
+        archives.add_metric([outcome], counters.get(copying.OUTCOME + outcome, 0))
+    archived_bytes = CounterMetricFamily(
+        "callwatch_recording_archived_bytes",
+        "Bytes of recordings put in the recording store (dual-channel files included).",
+        value=counters.get(copying.ARCHIVED_BYTES, 0),
+    )
     erased = CounterMetricFamily(
         "callwatch_erased_calls",
         "Calls deleted on request: DELETE /api/calls/{id} and erasures by number.",
@@ -297,6 +311,8 @@ def redis(client: Redis) -> list[Metric]:
         ),
         alerts_total,
         rate_limited,
+        archives,
+        archived_bytes,
         purged,
         erased,
         heartbeat,

@@ -22,6 +22,11 @@ from callwatch.runtime import Runtime
 
 log = logging.getLogger("callwatch.recordings")
 
+# The shared counters (runtime.COUNTERS) behind `callwatch_recording_archives_total{outcome}`
+# and `callwatch_recording_archived_bytes_total`.
+OUTCOMES = ("archived", "retried", "failed")
+OUTCOME = "recording_archives|"  # + the outcome
+ARCHIVED_BYTES = "recording_archived_bytes"
 SPOOL_BYTES = 8 * 1024 * 1024  # a download larger than this goes to a temporary file
 # What a recording may be served as from callwatch's origin: never HTML, script or anything a
 # browser would run (a platform's error page answered with a 200 is refused, not stored).
@@ -53,6 +58,8 @@ def run(rt: Runtime, call_id: str) -> float | None:
         return _failed(rt, job, internal_error(exc), None)
     with transaction(rt.sessions) as session:
         archive.finished(session, job, main, dual, rt.clock())
+    stored = main.bytes + (dual.bytes if dual is not None else 0)
+    rt.count({OUTCOME + "archived": 1, ARCHIVED_BYTES: stored})
     return None
 
 
@@ -60,7 +67,7 @@ def _failed(
     rt: Runtime, job: Job, error: str, retry_after: float | None, *, final: bool = False
 ) -> float | None:
     with transaction(rt.sessions) as session:
-        return archive.failed(
+        countdown = archive.failed(
             session,
             job,
             error,
@@ -70,6 +77,8 @@ def _failed(
             rt.rng.random(),
             final=final,
         )
+    rt.count({OUTCOME + ("failed" if countdown is None else "retried"): 1})
+    return countdown
 
 
 def copy(

@@ -140,7 +140,7 @@ def _erase(session: Session, runtime: Runtime, org_id: str, call_ids: list[str])
 def _after(runtime: Runtime, call_ids: list[str], sent: list[str], send: Send) -> None:
     if sent:
         send(sent)
-    counters.add(runtime.redis, {counters.ERASED_CALLS: len(call_ids)})
+    runtime.count({counters.ERASED_CALLS: len(call_ids)})
     if runtime.redis is not None and call_ids:
         try:
             streams.forget(runtime.redis, call_ids)

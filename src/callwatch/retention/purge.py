@@ -201,7 +201,7 @@ def run(runtime: Runtime, on_batch: Callable[[Purged], None] | None = None) -> P
         began = time.monotonic()
         while (purged := step(runtime, org_id, before, settings.purge_batch)) is not None:
             total.add(purged)
-            counters.add(runtime.redis, purged.counted())
+            runtime.count(purged.counted())
             if on_batch is not None:
                 on_batch(purged)
             if time.monotonic() >= deadline:
