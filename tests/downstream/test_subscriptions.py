@@ -325,7 +325,7 @@ def test_unknown_event_type_is_a_clear_422(client) -> None:
     assert response.json()["field"] == "event_types.1"
     assert response.json()["detail"].startswith(
         "event_types.1: Input should be 'call.status_changed', 'call.assembled', "
-        "'call.assembly_failed', 'alert.triggered' or 'alert.resolved'"
+        "'call.assembly_failed', 'call.deleted', 'alert.triggered' or 'alert.resolved'"
     )
 
 
