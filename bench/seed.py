@@ -699,6 +699,7 @@ def build_fast(template: Template, identity: Identity) -> str:
     else:
         recording = {"status": template.recording, "url": None, "dual_url": None}
         recording["available_at"] = None
+    recording["archive"] = None  # as the record has it (issue 28): the seed archives nothing
     record = {
         "id": identity.call_id,
         "org_id": identity.org_id,

@@ -13,8 +13,8 @@ from starlette.responses import Response
 
 from callwatch.dashboard import charts
 from callwatch.dashboard.render import page
-from callwatch.dashboard.sessions import Viewer, services_of
 from callwatch.query import stats
+from callwatch.web.sessions import Viewer, services_of
 
 WINDOWS = {
     "24h": timedelta(hours=24),

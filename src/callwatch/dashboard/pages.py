@@ -14,11 +14,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from callwatch.dashboard import alerts, calls, overview, sessions, sources, subscriptions
+from callwatch.dashboard import alerts, calls, overview, sources, subscriptions
 from callwatch.dashboard.render import STATIC, page, secured
-from callwatch.dashboard.sessions import CSRF_FIELD, SignInRequired, Viewer
 from callwatch.errors import Unauthorized
 from callwatch.validation import read_body
+from callwatch.web import sessions
+from callwatch.web.sessions import CSRF_FIELD, SignInRequired, Viewer
 
 Page = Callable[[Request, Viewer], Response]
 Form = Callable[[Request, Viewer, FormData], Response]
@@ -109,6 +110,7 @@ async def log_in_endpoint(request: Request) -> Response:
 
 
 def log_out(request: Request, viewer: Viewer, form: FormData) -> Response:
+    sessions.sign_out(request, viewer)
     return _to_login(request)
 
 

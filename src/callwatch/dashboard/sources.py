@@ -13,7 +13,6 @@ from starlette.responses import Response
 
 from callwatch import providers
 from callwatch.dashboard.render import page
-from callwatch.dashboard.sessions import Viewer, services_of
 from callwatch.db import transaction
 from callwatch.errors import RequestError
 from callwatch.orgs import tenancy
@@ -21,6 +20,7 @@ from callwatch.orgs.endpoints import source_view
 from callwatch.outbound import ssrf
 from callwatch.runtime import utcnow
 from callwatch.validation import parse_body
+from callwatch.web.sessions import Viewer, services_of
 
 SETTINGS = ("api_base_url", "detail_url")
 CREDENTIALS = ("webhook_secret", "api_key")

@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from callwatch.dashboard.render import page
-from callwatch.dashboard.sessions import Viewer, services_of
 from callwatch.db import transaction
 from callwatch.downstream import delivery_log, subscriptions
 from callwatch.downstream.delivery_log import DeliveryQuery, ResendRange
@@ -22,6 +21,7 @@ from callwatch.downstream.endpoints import send_deliveries, vet_target
 from callwatch.downstream.subscriptions import EVENT_TYPES, SubscriptionIn
 from callwatch.errors import RequestError
 from callwatch.validation import parse_body, path_param
+from callwatch.web.sessions import Viewer, services_of
 
 LOG_SIZE = 50
 

@@ -45,8 +45,8 @@ def dual_recording(request: Request) -> Response:
 
 
 def _serve(request: Request, *, dual: bool) -> Response:
-    # require_org is the one door: a dashboard session, when there is one, opens it too.
-    org_id = require_org(request)
+    # require_org is the one door; a dashboard session opens it too (the call page's player).
+    org_id = require_org(request, session=True)
     services: Services = request.app.state.services
     runtime = services.runtime
     with transaction(runtime.sessions) as session:
