@@ -1,4 +1,5 @@
-"""`/sources`: each source's webhook URL (with a copy button) and provider; adding a source;
+"""`/sources`: each source's webhook URL (with a copy button), provider and traffic over the
+chosen window (`activity`); adding a source;
 rotating its token or secret, disabling, enabling and deleting it (after a confirm page).
 
 A source from the form is parsed and created as `POST /api/sources` does it; its generated
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from callwatch import providers
+from callwatch.dashboard import activity
 from callwatch.dashboard.render import page
 from callwatch.db import transaction
 from callwatch.errors import RequestError
@@ -48,6 +50,8 @@ def _page(
             source_view(source, runtime.settings.public_url)
             for source in tenancy.list_sources(session, viewer.org_id)
         ]
+    window, now = activity.chosen_window(request), runtime.clock()
+    board = activity.board(runtime, viewer.org_id, now - activity.WINDOWS[window], now)
     return page(
         request,
         "sources.html",
@@ -59,6 +63,10 @@ def _page(
             "created": created,
             "entered": entered or {},
             "rotated": rotated,
+            "window": window,
+            "windows": list(activity.WINDOWS),
+            "traffic": {source["id"]: board.of(source["id"]) for source in listed},
+            "counted": board.counted,
         },
         status_code,
     )
