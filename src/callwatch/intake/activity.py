@@ -3,12 +3,12 @@ webhooks were accepted and refused, per hour and per day, in Redis.
 
 The receiver pays no Redis round trip per webhook (it is tuned: bench/ab.py): `Tally.note` adds
 to a dict in this process (counts.Counted calls it as it counts outcomes for /metrics), and
-`Flusher` writes what was noted to Redis at most once a second, in one pipeline: HINCRBY into
-the hour's and the day's hash of the org (`{source_id}:{outcome}` fields, kept `KEEP_S`), and
-ZADD GT of the time into the org's last-webhook set. A flush that fails is kept and tried again
-next second; what a process noted in its last second before it is killed is lost (these are
-counts to look at, not the inbox). A webhook whose token names no live source (404, 410) is
-nobody's activity.
+`Flusher` writes what was noted to Redis at most once a second, in one pipeline, dated by the
+flush: HINCRBY into the hour's and the day's hash of the org (`{source_id}:{outcome}` fields,
+kept `KEEP_S`), and ZADD GT of the time into the org's last-webhook set. A flush that fails is
+kept and tried again next second; what a process noted in its last second before it is killed
+is lost (these are counts to look at, not the inbox). A webhook whose token names no live source
+(404, 410) is nobody's activity.
 
 `read` answers a window in whole hours: its hours up to the first midnight, whole days, then
 the hours since the last midnight — at most 23 + 90 + 24 hashes for 90 days.
@@ -48,30 +48,25 @@ def last_key(org_id: str) -> str:
 
 
 class Tally:
-    """This process's webhooks per (org, source, hour, outcome), and each source's latest time,
-    since the last flush."""
+    """This process's webhooks per ((org, source), outcome) since the last flush. No clock per
+    webhook: a flush dates what it writes (its hour, each source's last webhook), at most
+    `FLUSH_S` late."""
 
     def __init__(self) -> None:
-        self.counts: Counter[tuple[str, str, int, str]] = Counter()
-        self.last: dict[tuple[str, str], float] = {}
+        self.counts: Counter[tuple[tuple[str, str], str]] = Counter()
 
-    def note(self, org_id: str, source_id: str, outcome: str) -> None:
-        now = time.time()
-        self.counts[(org_id, source_id, int(now // 3600), outcome)] += 1
-        self.last[(org_id, source_id)] = now
+    def note(self, owner: tuple[str, str], outcome: str) -> None:
+        """One webhook of `owner` (org id, source id) answered with `outcome`."""
+        self.counts[(owner, outcome)] += 1
 
-    def take(self) -> "Tally":
+    def take(self) -> Counter[tuple[tuple[str, str], str]]:
         """What was noted so far, leaving this tally empty."""
-        taken = Tally()
-        taken.counts, self.counts = self.counts, Counter()
-        taken.last, self.last = self.last, {}
+        taken, self.counts = self.counts, Counter()
         return taken
 
-    def put_back(self, taken: "Tally") -> None:
-        """A flush that failed: its counts join what was noted since."""
-        self.counts.update(taken.counts)
-        for key, at in taken.last.items():
-            self.last[key] = max(at, self.last.get(key, at))
+    def put_back(self, taken: Counter[tuple[tuple[str, str], str]]) -> None:
+        """A flush that failed: its counts join what was noted since (dated by the next)."""
+        self.counts.update(taken)
 
 
 def tally_of(app: Any) -> Tally:
@@ -82,17 +77,16 @@ def tally_of(app: Any) -> Tally:
     return tally
 
 
-def write(pipe: Any, taken: Tally) -> None:
-    """Queue `taken` onto a Redis pipeline (sync or asyncio alike)."""
+def write(pipe: Any, taken: Counter[tuple[tuple[str, str], str]], at: float) -> None:
+    """Queue `taken`, dated `at` (epoch seconds), onto a Redis pipeline (sync or asyncio)."""
+    hour = int(at // 3600)
     touched: set[str] = set()
-    for (org_id, source_id, hour, outcome), count in taken.counts.items():
-        field = f"{source_id}:{outcome}"
-        for key in (hour_key(org_id, hour), day_key(org_id, hour // 24)):
-            pipe.hincrby(key, field, count)
-            touched.add(key)
-    for (org_id, source_id), at in taken.last.items():
+    for ((org_id, source_id), outcome), count in taken.items():
+        counted = (hour_key(org_id, hour), day_key(org_id, hour // 24))
+        for key in counted:
+            pipe.hincrby(key, f"{source_id}:{outcome}", count)
         pipe.zadd(last_key(org_id), {source_id: at}, gt=True)
-        touched.add(last_key(org_id))
+        touched.update((*counted, last_key(org_id)))
     for key in sorted(touched):
         pipe.expire(key, KEEP_S)
 
@@ -123,12 +117,12 @@ class Flusher:
             await self.flush()
 
     async def flush(self) -> None:
-        if not self.tally.counts and not self.tally.last:
+        if not self.tally.counts:
             return
         taken = self.tally.take()
         try:
             pipe = self._client.pipeline(transaction=False)
-            write(pipe, taken)
+            write(pipe, taken, time.time())
             await asyncio.wait_for(pipe.execute(), FLUSH_S)
         except (redis.RedisError, OSError, TimeoutError):
             if self.failures == 0:

@@ -71,5 +71,4 @@ class Counted:
             scope[OUTCOME] = outcome
             counts_of(scope["app"])[(scope.get(PROVIDER, "unknown"), outcome)] += 1
             if (owner := scope.get(SOURCE)) is not None:  # the dashboard's per-source activity
-                org_id, source_id = owner
-                tally_of(scope["app"]).note(org_id, source_id, outcome)
+                tally_of(scope["app"]).note(owner, outcome)
