@@ -1,13 +1,16 @@
 """Each source's webhook activity: noted in the process, flushed to Redis once a second, read
 back per window — through the real receiver, a real Redis and the pages that show it."""
 
+import asyncio
 import json
 import re
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import redis.asyncio
 from starlette.testclient import TestClient
 
 from callwatch.intake import activity
@@ -135,3 +138,21 @@ def test_the_receivers_outcomes_reach_the_pages(client: TestClient) -> None:
     assert _cells(page) == expected
     assert _cells(overview) == expected
     assert re.search(r'<td class="last-webhook">\d{4}-\d\d-\d\d [\d:]+ UTC</td>', page)
+
+
+def test_a_flush_redis_does_not_answer_keeps_the_counts() -> None:
+    tally = Tally()
+    tally.note(("org_1", "src_a"), "accepted")
+    unreachable = redis.asyncio.Redis(port=_closed_port(), socket_connect_timeout=0.2)
+    flusher = activity.Flusher(tally, unreachable)
+
+    asyncio.run(flusher.flush())
+
+    assert (flusher.failures, tally.counts) == (1, {(("org_1", "src_a"), "accepted"): 1})
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
