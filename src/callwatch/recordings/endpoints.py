@@ -127,7 +127,8 @@ _RANGES = (
     "Streams the archived file (`recording.archive.status` = `archived`), with HTTP Range: "
     "`Range: bytes=first-last` gets 206 and `Content-Range`, a range past the end 416. Before "
     "it is archived: a 307 redirect to the platform's URL when that URL needs no secret, else "
-    "404."
+    "404. Without an `Authorization` header, a dashboard session's cookie is taken instead (the "
+    "call page's audio player)."
 )
 
 _OTHER_ANSWERS = {
