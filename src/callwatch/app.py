@@ -15,6 +15,7 @@ from callwatch.alerts import endpoints as alerts
 from callwatch.dashboard import pages as dashboard
 from callwatch.downstream import endpoints as downstream
 from callwatch.intake import endpoints as intake
+from callwatch.intake.activity import Flusher, tally_of
 from callwatch.intake.inbox_writer import InboxWriter
 from callwatch.intake.receiver import APPLICATION_NAME, Intake
 from callwatch.intake.source_cache import Sources
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             writer = InboxWriter(settings.database_url, APPLICATION_NAME)
         intake = Intake(runtime.sessions, sources, enqueue, writer, deadline_s=deadline_s)
         limits_redis = redis.asyncio.Redis.from_url(settings.broker_url)
+        activity = Flusher(tally_of(app), limits_redis)
+        activity.start()
         app.state.services = Services(
             runtime=runtime,
             admin_token=admin_token(settings),
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             intake.close()
+            await activity.close()
             enqueue.close()
             producer.close()
             await limits_redis.aclose()

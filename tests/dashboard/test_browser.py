@@ -30,6 +30,7 @@ from tests.cli.test_up import (
     _wait_for_assembled_call,
     _wait_for_banner,
 )
+from tests.downstream.test_deliveries import Receiver, Reply
 from tests.factories import Tenant, add_call
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -192,22 +193,46 @@ def test_the_call_log_filters_and_shows_new_calls_without_a_reload(
     assert (watched.dialogs, watched.violations) == ([], [])
 
 
-def test_a_call_page_plays_the_recording_and_draws_the_call(watched: Watched, demo: Demo) -> None:
+def _archived_call(demo: Demo) -> dict[str, Any]:
+    """An assembled call with a transcript whose recording the demo has archived."""
+    deadline = time.monotonic() + 60
+    while True:
+        for item in demo.api("/api/calls?include=transcript&has_recording=true&limit=200")["items"]:
+            archive = item["recording"]["archive"] or {}
+            if item["transcript"] and archive.get("status") == "archived":
+                found: dict[str, Any] = item
+                return found
+        assert time.monotonic() < deadline, "no call's recording was archived within 60 s"
+        time.sleep(1)
+
+
+def test_a_call_page_plays_and_seeks_the_archived_recording_and_draws_the_call(
+    watched: Watched, demo: Demo
+) -> None:
     page = watched.page
-    call = next(
-        item
-        for item in demo.api("/api/calls?include=transcript&has_recording=true")["items"]
-        if item["assembly"]["state"] == "assembled" and item["transcript"]
-    )
+    call = _archived_call(demo)
+    archive_route = f"/api/calls/{call['id']}/recording"
+    answers: list[tuple[str, int]] = []
+    page.on("response", lambda response: answers.append((response.url, response.status)))
     _sign_in(page, demo)
     page.goto(f"{demo.url}/calls/{call['id']}")
 
-    assert page.get_attribute("audio", "src") == call["recording"]["url"]
+    assert page.get_attribute("audio", "src") == archive_route
     duration = page.evaluate(
         "async () => { const audio = document.querySelector('audio'); await audio.play();"
         " return audio.duration; }"
     )
+    sought = page.evaluate(
+        "async (to) => { const audio = document.querySelector('audio'); audio.pause();"
+        " const seeked = new Promise(done => audio.addEventListener('seeked', done, {once: true}));"
+        " audio.currentTime = to; await seeked; return [audio.currentTime, audio.error]; }",
+        duration / 2,
+    )
+
     assert duration > 0
+    assert sought == [pytest.approx(duration / 2, abs=0.05), None]
+    assert (demo.url + archive_route, 206) in answers
+    assert not [url for url, _ in answers if url == call["recording"]["url"]]
     assert page.locator(".conversation .turn p").all_inner_texts() == [
         utterance["content"] for utterance in call["transcript"]
     ]
@@ -304,3 +329,53 @@ def test_an_alert_rule_made_on_the_page_fires(watched: Watched, demo: Demo) -> N
     assert page.evaluate(newest) == "any completed call"
     assert page.locator("#fired .status").first.inner_text() == "fired"
     assert (watched.dialogs, watched.violations) == ([], [])
+
+
+def test_a_failed_delivery_is_retried_from_the_page(watched: Watched, demo: Demo) -> None:
+    page = watched.page
+    headers = {"authorization": f"Bearer {demo.api_key}"}
+    with Receiver() as receiver:
+        # The first delivery is refused (400: not retried by itself), the rest are taken.
+        url = receiver.script("hook", Reply(400))
+        created = httpx.post(
+            demo.url + "/api/subscriptions",
+            json={"url": url, "event_types": ["call.assembled"]},
+            headers=headers,
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        one = f"/subscriptions/{created.json()['id']}"
+        failed = _first_failed(demo, f"/api{one}/deliveries")
+        _sign_in(page, demo)
+        page.goto(demo.url + one)
+        row = page.locator(f"tr:has(form[action$='/deliveries/{failed}/retry'])")
+        before = row.locator(".status").inner_text()
+
+        row.locator("button").click()
+        page.wait_for_url(re.compile(r".*\?queued=1$"))
+        deadline = time.monotonic() + 30
+        while row.locator(".status").inner_text() != "delivered" and time.monotonic() < deadline:
+            time.sleep(1)
+            page.reload()
+        _shoot(page, "subscription")
+
+        assert before == "failed"
+        assert row.locator(".status").inner_text() == "delivered"
+        assert _statuses(demo, f"/api{one}/deliveries", failed) == [400, 200]
+        assert (watched.dialogs, watched.violations) == ([], [])
+
+
+def _first_failed(demo: Demo, log: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        failed = [item["id"] for item in demo.api(log)["items"] if item["state"] == "failed"]
+        if failed:
+            return str(failed[0])
+        time.sleep(1)
+    raise AssertionError("no delivery failed within 60 s")
+
+
+def _statuses(demo: Demo, log: str, delivery_id: str) -> list[int | None]:
+    """The status code of each of the delivery's attempts, in order."""
+    [item] = [item for item in demo.api(log)["items"] if item["id"] == delivery_id]
+    return [attempt["status_code"] for attempt in item["attempts"]]

@@ -6,7 +6,7 @@ from datetime import timedelta
 from markupsafe import escape
 from starlette.testclient import TestClient
 
-from callwatch.model.records import Recording, Utterance
+from callwatch.model.records import Archive, Recording, Utterance
 from callwatch.runtime import Runtime
 from tests.dashboard.signing_in import call_ids, sign_in
 from tests.factories import T0, add_call, add_source, tenant
@@ -150,6 +150,43 @@ def test_another_orgs_call_is_not_found(client: TestClient, runtime: Runtime) ->
     assert "no call &#39;call_theirs&#39;" in page.text
     assert listed == ["call_ours"]
     assert "call_theirs" not in exported
+
+
+def test_an_archived_recording_plays_from_the_archive_under_a_self_only_policy(
+    client: TestClient, runtime: Runtime
+) -> None:
+    acme = tenant(client, "acme")
+    archive = Archive(status="archived", bytes=100, sha256="ab" * 32, content_type="audio/wav")
+    url = "https://rec.example/1.wav"
+    add_call(runtime, acme, "call_1", recording=Recording(status="available", url=url))
+    add_call(
+        runtime,
+        acme,
+        "call_2",
+        recording=Recording(status="available", url=url, archive=archive),
+    )
+    sign_in(client, acme.key)
+
+    before, after = client.get("/calls/call_1"), client.get("/calls/call_2")
+
+    assert f'<audio controls preload="metadata" src="{url}">' in before.text
+    assert "media-src 'self' https://rec.example;" in before.headers["content-security-policy"]
+    assert '<audio controls preload="metadata" src="/api/calls/call_2/recording">' in after.text
+    assert "media-src 'self';" in after.headers["content-security-policy"]
+
+
+def test_a_recording_url_no_policy_can_name_gets_no_player(
+    client: TestClient, runtime: Runtime
+) -> None:
+    acme = tenant(client, "acme")
+    odd = "https://rec.example;script-src:1/1.wav"
+    add_call(runtime, acme, "call_1", recording=Recording(status="available", url=odd))
+    sign_in(client, acme.key)
+
+    response = client.get("/calls/call_1")
+
+    assert "<audio" not in response.text
+    assert "script-src 'self';" in response.headers["content-security-policy"]
 
 
 def test_platform_strings_are_escaped(client: TestClient, runtime: Runtime) -> None:

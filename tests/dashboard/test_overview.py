@@ -52,6 +52,8 @@ def test_the_overview_counts_the_window(client: TestClient, runtime: Runtime) ->
     assert _agents(week.text) == [("old", "1"), ("sales", "2"), ("support", "1")]
     assert '<a href="/calls?source=second">second</a>' in day.text
     assert day.text.count('<svg role="img"') == 3  # calls, latency and cost per day
+    assert "Calls per day" in day.text
+    assert "Calls per week" in client.get("/?window=90d").text
 
 
 def _row(key: str, calls: int, p95: float | None) -> Summary:

@@ -5,14 +5,14 @@ import time
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from starlette.testclient import TestClient
 
-from callwatch.dashboard.sessions import SESSION_COOKIE
 from callwatch.runtime import Runtime
+from callwatch.web.sessions import SESSION_COOKIE
 from tests.dashboard.signing_in import form_token, sign_in
 from tests.factories import add_call, tenant
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "media-src 'self' https: http:; connect-src 'self'; form-action 'self'; "
+    "media-src 'self'; connect-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 
@@ -45,6 +45,34 @@ def test_sign_in_and_out(client: TestClient) -> None:
     assert "<h1>Overview</h1>" in overview.text
     assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/login")
     assert (after.status_code, after.headers["location"]) == (303, "/login")
+
+
+def test_a_cookie_copied_before_sign_out_is_refused_after_it(client: TestClient) -> None:
+    acme = tenant(client, "acme")
+    csrf = sign_in(client, acme.key)
+    copied = client.cookies[SESSION_COOKIE]
+    elsewhere = TestClient(client.app)
+    elsewhere.cookies.set(SESSION_COOKIE, copied)
+    before = elsewhere.get("/calls", follow_redirects=False)
+
+    client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    after = elsewhere.get("/calls", follow_redirects=False)
+    recording = elsewhere.get("/api/calls/call_1/recording", follow_redirects=False)
+
+    assert before.status_code == 200
+    assert (after.status_code, after.headers["location"]) == (303, "/login")
+    assert recording.status_code == 401
+
+
+def test_signing_out_ends_only_that_session(client: TestClient) -> None:
+    acme = tenant(client, "acme")
+    other = TestClient(client.app)
+    sign_in(other, acme.key)
+    csrf = sign_in(client, acme.key)
+
+    client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+
+    assert other.get("/calls", follow_redirects=False).status_code == 200
 
 
 def test_a_wrong_key_is_refused_on_the_form(client: TestClient) -> None:
@@ -107,9 +135,14 @@ def test_every_page_carries_the_content_security_policy(
     add_call(runtime, acme, "call_1")
     login = client.get("/login")
     sign_in(client, acme.key)
-    for response in (login, client.get("/"), client.get("/calls"), client.get("/calls/call_1")):
+    for response in (login, client.get("/"), client.get("/calls")):
         assert response.headers["content-security-policy"] == CSP
         assert response.headers["x-frame-options"] == "DENY"
+    # A recording not archived yet plays from its platform: that one origin, on that page only.
+    call_page = client.get("/calls/call_1")
+    assert call_page.headers["content-security-policy"] == CSP.replace(
+        "media-src 'self';", "media-src 'self' https://rec.example;"
+    )
 
 
 def test_an_expired_session_is_sent_to_login(client: TestClient) -> None:

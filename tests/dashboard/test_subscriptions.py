@@ -16,7 +16,7 @@ from tests.downstream.test_deliveries import (
     settled,
     subscribe,
 )
-from tests.factories import tenant
+from tests.factories import Tenant, tenant
 
 
 def test_an_endpoint_added_from_the_form_shows_its_secret_once(client: TestClient) -> None:
@@ -112,3 +112,89 @@ def test_another_orgs_endpoint_is_not_found(client: TestClient) -> None:
     assert "theirs" not in client.get("/subscriptions").text
     unchanged = client.get(f"/api/subscriptions/{theirs['id']}", headers=globex.headers).json()
     assert unchanged["previous_secret_expires_at"] is None
+
+
+def _api(client: TestClient, owner: Tenant, subscription_id: str) -> dict[str, Any]:
+    response = client.get(f"/api/subscriptions/{subscription_id}", headers=owner.headers)
+    found: dict[str, Any] = response.json() if response.status_code == 200 else {}
+    return found
+
+
+def test_an_endpoint_is_edited_from_its_page(client: TestClient) -> None:
+    acme = tenant(client, "acme")
+    subscription = subscribe(client, acme, "http://127.0.0.1:9/hook")
+    csrf = sign_in(client, acme.key)
+    edit = f"/subscriptions/{subscription['id']}/edit"
+
+    saved = client.post(
+        edit,
+        data={
+            "csrf_token": csrf,
+            "url": "http://127.0.0.1:9/moved",
+            "event_types": ["call.assembled", "alert.resolved"],
+            "per_second": "2.5",
+            "burst": "",
+        },
+        follow_redirects=False,
+    )
+    after = _api(client, acme, subscription["id"])
+    no_events = client.post(edit, data={"csrf_token": csrf, "url": "http://127.0.0.1:9/x"})
+    lifted = client.post(
+        edit,
+        data={"csrf_token": csrf, "url": after["url"], "event_types": after["event_types"]},
+        follow_redirects=False,
+    )
+
+    assert (saved.status_code, saved.headers["location"]) == (
+        303,
+        f"/subscriptions/{subscription['id']}",
+    )
+    assert (after["url"], after["event_types"], after["rate_limit"]) == (
+        "http://127.0.0.1:9/moved",
+        ["call.assembled", "alert.resolved"],
+        {"per_second": 2.5, "burst": 3},
+    )
+    assert no_events.status_code == 422
+    assert "event_types" in no_events.text
+    assert lifted.status_code == 303
+    assert _api(client, acme, subscription["id"])["rate_limit"] is None
+
+
+def test_an_endpoint_is_disabled_enabled_and_deleted_after_a_confirm(client: TestClient) -> None:
+    acme = tenant(client, "acme")
+    subscription = subscribe(client, acme, "http://127.0.0.1:9/hook")
+    csrf = sign_in(client, acme.key)
+    one = f"/subscriptions/{subscription['id']}"
+
+    client.post(f"{one}/enabled", data={"csrf_token": csrf, "enabled": "false"})
+    disabled = _api(client, acme, subscription["id"])["enabled"]
+    client.post(f"{one}/enabled", data={"csrf_token": csrf, "enabled": "true"})
+    enabled = _api(client, acme, subscription["id"])["enabled"]
+    confirm = client.get(f"{one}/delete")
+    kept = _api(client, acme, subscription["id"]) != {}
+    deleted = client.post(f"{one}/delete", data={"csrf_token": csrf}, follow_redirects=False)
+
+    assert (disabled, enabled, kept) == (False, True, True)
+    assert confirm.status_code == 200
+    assert f'action="{one}/delete"' in confirm.text
+    assert (deleted.status_code, deleted.headers["location"]) == (303, "/subscriptions")
+    assert _api(client, acme, subscription["id"]) == {}
+
+
+def test_another_orgs_endpoint_cannot_be_changed(client: TestClient) -> None:
+    acme, globex = tenant(client, "acme"), tenant(client, "globex")
+    theirs = subscribe(client, globex, "http://127.0.0.1:9/theirs")
+    csrf = sign_in(client, acme.key)
+    one = f"/subscriptions/{theirs['id']}"
+
+    answers = [
+        client.post(f"{one}/edit", data={"csrf_token": csrf, "url": "http://127.0.0.1:9/x"}),
+        client.post(f"{one}/enabled", data={"csrf_token": csrf, "enabled": "false"}),
+        client.get(f"{one}/delete"),
+        client.post(f"{one}/delete", data={"csrf_token": csrf}),
+        client.post(f"{one}/delete", data={"csrf_token": "forged"}),
+    ]
+
+    assert [answer.status_code for answer in answers] == [404, 404, 404, 404, 403]
+    after = _api(client, globex, theirs["id"])
+    assert (after["url"], after["enabled"]) == ("http://127.0.0.1:9/theirs", True)

@@ -10,6 +10,7 @@ from callwatch.recordings import copying
 from callwatch.runtime import Runtime, opened
 from callwatch.settings import Settings
 from tests.conftest import S3Server
+from tests.dashboard.signing_in import sign_in
 from tests.factories import Tenant, add_call, tenant
 from tests.recordings.conftest import WAV, pending, twilio_recording
 
@@ -118,6 +119,29 @@ def test_another_orgs_call_is_404(client: TestClient, owner: Tenant, archived: s
         response = client.get(path, headers=other.headers)
         assert (response.status_code, response.json()["detail"]) == (404, f"no call {archived!r}")
     assert client.get(f"/api/calls/{archived}/recording").status_code == 401
+
+
+def test_a_dashboard_session_opens_the_door_for_its_own_org_only(
+    client: TestClient, owner: Tenant, archived: str
+) -> None:
+    other = tenant(client, "globex")
+    globex_browser = TestClient(client.app)
+    sign_in(client, owner.key)
+    sign_in(globex_browser, other.key)
+    path = f"/api/calls/{archived}/recording"
+
+    whole = client.get(path)
+    part = client.get(path, headers={"range": "bytes=0-99"})
+    theirs = globex_browser.get(path)
+
+    assert (whole.status_code, whole.content) == (200, WAV)
+    assert (part.status_code, part.content) == (206, WAV[:100])
+    assert (theirs.status_code, theirs.json()["detail"]) == (404, f"no call {archived!r}")
+
+
+def test_a_session_opens_only_the_recordings_door(client: TestClient, owner: Tenant) -> None:
+    sign_in(client, owner.key)
+    assert client.get("/api/calls").status_code == 401
 
 
 def test_before_it_is_archived_a_public_url_is_a_redirect(

@@ -15,11 +15,11 @@ from callwatch.alerts import rules
 from callwatch.alerts.rules import AlertQuery, RuleIn, RulePatch
 from callwatch.alerts.windows import Metric
 from callwatch.dashboard.render import page
-from callwatch.dashboard.sessions import Viewer, services_of
 from callwatch.db import transaction
 from callwatch.errors import NotFound, RequestError
 from callwatch.runtime import utcnow
 from callwatch.validation import parse_body, path_param
+from callwatch.web.sessions import Viewer, services_of
 
 OPS = (">", ">=", "<", "<=")
 

@@ -6,7 +6,7 @@ scoped to the signed-in org: a page shows exactly what the org's API key sees.
 
 import json
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.datastructures import FormData, QueryParams
 from starlette.requests import Request
@@ -14,8 +14,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from callwatch.calls import store
 from callwatch.dashboard import charts
-from callwatch.dashboard.render import page, safe_url, secured
-from callwatch.dashboard.sessions import Viewer, services_of
+from callwatch.dashboard.render import media_origin, page, secured
 from callwatch.db import transaction
 from callwatch.errors import NotFound, RequestError
 from callwatch.model.call_metrics import turn_latencies
@@ -26,6 +25,7 @@ from callwatch.query import export, queries
 from callwatch.query.filters import parse
 from callwatch.tables import Call
 from callwatch.validation import path_param
+from callwatch.web.sessions import Viewer, services_of
 
 PAGE_SIZE = 25
 # The call log's filter fields, as GET /api/calls names them.
@@ -120,10 +120,16 @@ def export_calls(request: Request, viewer: Viewer) -> Response:
     )
 
 
-def audio_url(record: CallRecord) -> str | None:
-    """Where the page's player reads the recording: the one place to change when the service
-    serves recordings itself."""
-    return safe_url(record.recording.url)
+def audio_url(record: CallRecord) -> tuple[str | None, str | None]:
+    """Where the page's player reads the recording, and the origin the page's CSP must add for
+    it: callwatch's archived copy once there is one (served with ranges, the session admitted;
+    no origin to add), until then the platform's URL if it is http(s) on an origin a CSP can
+    name (else no player rather than a looser policy)."""
+    archive = record.recording.archive
+    if archive is not None and archive.status == "archived":
+        return f"/api/calls/{quote(record.id, safe='')}/recording", None
+    origin = media_origin(record.recording.url)
+    return (record.recording.url, origin) if origin is not None else (None, None)
 
 
 def _record(request: Request, viewer: Viewer) -> tuple[Call, dict[str, Any]]:
@@ -141,13 +147,14 @@ def call_page(request: Request, viewer: Viewer) -> Response:
         return page(request, "message.html", {"viewer": viewer, "message": exc.detail}, 404)
     record = CallRecord.model_validate(raw)
     transcript = record.transcript or []
+    audio, media = audio_url(record)
     return page(
         request,
         "call.html",
         {
             "viewer": viewer,
             "record": record,
-            "audio": audio_url(record),
+            "audio": audio,
             "turns": list(zip(transcript, turn_latencies(transcript), strict=True)),
             "latency_chart": charts.stage_latencies(record.latency),
             "events": [
@@ -157,6 +164,7 @@ def call_page(request: Request, viewer: Viewer) -> Response:
             "metadata": json.dumps(record.metadata, indent=2, sort_keys=True),
             "replayed": request.query_params.get("replayed"),
         },
+        media=media,
     )
 
 

@@ -14,11 +14,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from callwatch.dashboard import alerts, calls, overview, sessions, sources, subscriptions
+from callwatch.dashboard import alerts, calls, overview, sources, subscriptions
 from callwatch.dashboard.render import STATIC, page, secured
-from callwatch.dashboard.sessions import CSRF_FIELD, SignInRequired, Viewer
 from callwatch.errors import Unauthorized
 from callwatch.validation import read_body
+from callwatch.web import sessions
+from callwatch.web.sessions import CSRF_FIELD, SignInRequired, Viewer
 
 Page = Callable[[Request, Viewer], Response]
 Form = Callable[[Request, Viewer, FormData], Response]
@@ -109,6 +110,7 @@ async def log_in_endpoint(request: Request) -> Response:
 
 
 def log_out(request: Request, viewer: Viewer, form: FormData) -> Response:
+    sessions.sign_out(request, viewer)
     return _to_login(request)
 
 
@@ -134,6 +136,11 @@ ROUTES: list[BaseRoute] = [
     Route("/alerts/rules/{rule_id}/delete", _form(alerts.delete_rule), methods=["POST"]),
     Route("/sources", _page(sources.sources), methods=["GET"]),
     Route("/sources", _form(sources.create_source), methods=["POST"]),
+    Route("/sources/{source_id}/rotate-token", _form(sources.rotate_token), methods=["POST"]),
+    Route("/sources/{source_id}/rotate-secret", _form(sources.rotate_secret), methods=["POST"]),
+    Route("/sources/{source_id}/enabled", _form(sources.set_enabled), methods=["POST"]),
+    Route("/sources/{source_id}/delete", _page(sources.confirm_delete), methods=["GET"]),
+    Route("/sources/{source_id}/delete", _form(sources.delete), methods=["POST"]),
     Route("/subscriptions", _page(subscriptions.subscriptions_page), methods=["GET"]),
     Route("/subscriptions", _form(subscriptions.create), methods=["POST"]),
     Route("/subscriptions/{subscription_id}", _page(subscriptions.subscription_page)),
@@ -143,6 +150,18 @@ ROUTES: list[BaseRoute] = [
         methods=["POST"],
     ),
     Route("/subscriptions/{subscription_id}/rotate", _form(subscriptions.rotate), methods=["POST"]),
+    Route("/subscriptions/{subscription_id}/edit", _form(subscriptions.edit), methods=["POST"]),
+    Route(
+        "/subscriptions/{subscription_id}/enabled",
+        _form(subscriptions.set_enabled),
+        methods=["POST"],
+    ),
+    Route(
+        "/subscriptions/{subscription_id}/delete",
+        _page(subscriptions.confirm_delete),
+        methods=["GET"],
+    ),
+    Route("/subscriptions/{subscription_id}/delete", _form(subscriptions.delete), methods=["POST"]),
     Route(
         "/subscriptions/{subscription_id}/deliveries/{delivery_id}/retry",
         _form(subscriptions.retry),

@@ -1,6 +1,7 @@
 """Templates (autoescaped), their filters, and the headers every dashboard response carries."""
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,15 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 
 # No inline script or style anywhere: scripts and styles come from /static only. Recordings play
-# from wherever the platform keeps them (http/https only; `safe_url` drops any other scheme).
+# from the archive ('self'); a call page whose recording is not archived yet adds the one origin
+# its platform URL is on (`media_origin`), no other page any.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "media-src 'self' https: http:; connect-src 'self'; form-action 'self'; "
+    "media-src 'self'{media}; connect-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS = {
-    "content-security-policy": CSP,
+    "content-security-policy": CSP.format(media=""),
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
@@ -45,6 +47,26 @@ def safe_url(value: Any) -> str | None:
     except ValueError:
         return None
     return value if scheme in ("http", "https") else None
+
+
+# A host a CSP source may name as it is: a DNS name, IPv4, or IPv6 in brackets.
+_CSP_HOST = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
+
+
+def media_origin(url: str | None) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, fit to stand in a CSP as it is; else None."""
+    if safe_url(url) is None:
+        return None
+    assert url is not None
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.netloc.rpartition("@")[2], parts.port
+    except ValueError:
+        return None
+    host = host.rsplit(":", 1)[0] if port is not None else host
+    if not _CSP_HOST.fullmatch(host):
+        return None
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
 
 
 def seconds(value: float | None) -> str:
@@ -94,10 +116,19 @@ for name, function in {
 
 
 def page(
-    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+    *,
+    media: str | None = None,
 ) -> Response:
+    """The template rendered, with the headers; `media`: one more origin audio may play from
+    (a `media_origin`)."""
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     response.headers.update(HEADERS)
+    if media is not None:
+        response.headers["content-security-policy"] = CSP.format(media=f" {media}")
     return response
 
 

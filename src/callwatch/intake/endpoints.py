@@ -30,6 +30,7 @@ class WebhookEndpoint:
         token = path_param(scope, "webhook_token")
         source = await services.intake.sources.lookup(token)
         scope[counts.PROVIDER] = source.provider
+        scope[counts.SOURCE] = (source.org_id, source.id)
         if limit := source.settings.get("rate_limit"):
             key = bucket_key("source", source.id)
             await services.limits.admit(key, limit["per_second"], limit["burst"])

@@ -78,3 +78,16 @@ def _pg_insert(rows: str) -> str:
 
 PG_INSERT_SQL = _pg_insert("$1")  # for libpq, the batch JSON as its one parameter
 _PG_INSERT = text(_pg_insert(":rows"))
+
+
+def backlog(session: Session, org_id: str) -> dict[str, int]:
+    """The org's events stored but neither applied nor quarantined yet, by source id (the
+    pending rows: ix_inbox_pending holds only them)."""
+    rows = session.execute(
+        text(
+            "SELECT source_id, count(*) FROM inbox WHERE org_id = :org_id"
+            " AND processed_at IS NULL AND quarantined_at IS NULL GROUP BY source_id"
+        ),
+        {"org_id": org_id},
+    )
+    return {source_id: count for source_id, count in rows}

@@ -45,8 +45,8 @@ def dual_recording(request: Request) -> Response:
 
 
 def _serve(request: Request, *, dual: bool) -> Response:
-    # require_org is the one door: a dashboard session, when there is one, opens it too.
-    org_id = require_org(request)
+    # require_org is the one door; a dashboard session opens it too (the call page's player).
+    org_id = require_org(request, session=True)
     services: Services = request.app.state.services
     runtime = services.runtime
     with transaction(runtime.sessions) as session:
@@ -127,7 +127,8 @@ _RANGES = (
     "Streams the archived file (`recording.archive.status` = `archived`), with HTTP Range: "
     "`Range: bytes=first-last` gets 206 and `Content-Range`, a range past the end 416. Before "
     "it is archived: a 307 redirect to the platform's URL when that URL needs no secret, else "
-    "404."
+    "404. Without an `Authorization` header, a dashboard session's cookie is taken instead (the "
+    "call page's audio player)."
 )
 
 _OTHER_ANSWERS = {

@@ -1,4 +1,4 @@
-"""Bearer authentication: the admin token and org API keys."""
+"""Bearer authentication: the admin token and org API keys; a dashboard session where asked."""
 
 import hmac
 
@@ -7,6 +7,7 @@ from starlette.requests import Request
 from callwatch.db import transaction
 from callwatch.errors import Unauthorized
 from callwatch.orgs import keys
+from callwatch.web import sessions
 from callwatch.web.services import Services
 
 
@@ -24,10 +25,18 @@ def require_admin(request: Request) -> None:
         raise Unauthorized("invalid admin token")
 
 
-def require_org(request: Request) -> str:
+def require_org(request: Request, *, session: bool = False) -> str:
     """The org id of the request's API key (sync: call from a sync endpoint's thread).
 
-    Looked up on every request, so a deleted key is refused from the next one on."""
+    Looked up on every request, so a deleted key is refused from the next one on. With
+    `session`, a request without an Authorization header may show a dashboard session instead
+    (for what a page's elements fetch, as an audio player its recording; only reads: the
+    session's CSRF token guards the dashboard's forms, not the API)."""
+    if session and "authorization" not in request.headers:
+        try:
+            return sessions.viewer(request).org_id
+        except sessions.SignInRequired:
+            raise Unauthorized("send `Authorization: Bearer <key>` or sign in") from None
     return require_key(request)[1]
 
 
@@ -35,8 +44,8 @@ def require_key(request: Request) -> tuple[str, str]:
     """(key id, org id) of the request's API key: for what keeps which key asked."""
     services: Services = request.app.state.services
     secret = _bearer(request)
-    with transaction(services.runtime.sessions) as session:
-        found = keys.identify(session, secret, services.runtime.clock())
+    with transaction(services.runtime.sessions) as db:
+        found = keys.identify(db, secret, services.runtime.clock())
     if found is None:
         raise Unauthorized("invalid API key")
     return found
