@@ -134,6 +134,26 @@ def test_replay_from_the_page(client: TestClient, runtime: Runtime) -> None:
     assert "Nothing to re-assemble" in client.get(response.headers["location"]).text
 
 
+def test_delete_from_the_page_after_a_confirm(client: TestClient, runtime: Runtime) -> None:
+    acme, globex = tenant(client, "acme"), tenant(client, "globex")
+    add_call(runtime, acme, "call_1")
+    add_call(runtime, globex, "call_theirs")
+    csrf = sign_in(client, acme.key)
+
+    confirm = client.get("/calls/call_1/delete")
+    forged = client.post("/calls/call_1/delete", data={"csrf_token": "forged"})
+    theirs = client.post("/calls/call_theirs/delete", data={"csrf_token": csrf})
+    deleted = client.post("/calls/call_1/delete", data={"csrf_token": csrf}, follow_redirects=False)
+
+    assert confirm.status_code == 200
+    assert 'action="/calls/call_1/delete"' in confirm.text
+    assert forged.status_code == 403
+    assert theirs.status_code == 404
+    assert (deleted.status_code, deleted.headers["location"]) == (303, "/calls")
+    assert client.get("/api/calls/call_1", headers=acme.headers).status_code == 404
+    assert client.get("/api/calls/call_theirs", headers=globex.headers).status_code == 200
+
+
 def test_another_orgs_call_is_not_found(client: TestClient, runtime: Runtime) -> None:
     acme, globex = tenant(client, "acme"), tenant(client, "globex")
     add_call(runtime, globex, "call_theirs")

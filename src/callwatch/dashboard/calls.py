@@ -16,6 +16,7 @@ from callwatch.calls import store
 from callwatch.dashboard import charts
 from callwatch.dashboard.render import media_origin, page, secured
 from callwatch.db import transaction
+from callwatch.downstream.endpoints import send_deliveries
 from callwatch.errors import NotFound, RequestError
 from callwatch.model.call_metrics import turn_latencies
 from callwatch.model.events import CallStatus
@@ -23,6 +24,7 @@ from callwatch.model.records import CallRecord
 from callwatch.pipeline import replay
 from callwatch.query import export, queries
 from callwatch.query.filters import parse
+from callwatch.retention import erasures
 from callwatch.tables import Call
 from callwatch.validation import path_param
 from callwatch.web.sessions import Viewer, services_of
@@ -196,3 +198,36 @@ def replay_call(request: Request, viewer: Viewer, form: FormData) -> Response:
         services.producer.assemble(ready)
     outcome = "yes" if ready else "no"
     return RedirectResponse(f"/calls/{call_id}?replayed={outcome}", status_code=303)
+
+
+def confirm_delete(request: Request, viewer: Viewer) -> Response:
+    try:
+        call, _ = _record(request, viewer)
+    except NotFound as exc:
+        return page(request, "message.html", {"viewer": viewer, "message": exc.detail}, 404)
+    context = {
+        "viewer": viewer,
+        "title": f"Delete the call {call.id}?",
+        "consequence": "Its record, events, deliveries, alerts and archived recording are "
+        "deleted and its stats no longer count it; subscribers to call.deleted are told. There "
+        "is no undo.",
+        "action": f"/calls/{call.id}/delete",
+        "button": "Delete call",
+        "back": f"/calls/{call.id}",
+    }
+    return page(request, "confirm.html", context)
+
+
+def delete_call(request: Request, viewer: Viewer, form: FormData) -> Response:
+    """As `DELETE /api/calls/{call_id}` (docs/data.md#erasure)."""
+    call_id = path_param(request, "call_id")
+    try:
+        erasures.delete_call(
+            services_of(request).runtime,
+            viewer.org_id,
+            call_id,
+            lambda ids: send_deliveries(request, ids),
+        )
+    except NotFound as exc:
+        return page(request, "message.html", {"viewer": viewer, "message": exc.detail}, 404)
+    return RedirectResponse("/calls", status_code=303)
