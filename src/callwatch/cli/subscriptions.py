@@ -19,6 +19,7 @@ EVENT_TYPES = (
     "call.status_changed",
     "call.assembled",
     "call.assembly_failed",
+    "call.deleted",
     "alert.triggered",
     "alert.resolved",
 )
