@@ -695,10 +695,12 @@ def build_fast(template: Template, identity: Identity) -> str:
             "url": url,
             "dual_url": url + "?channels=2",
             "available_at": asm,
+            "archive": None,
         }
     else:
         recording = {"status": template.recording, "url": None, "dual_url": None}
         recording["available_at"] = None
+        recording["archive"] = None
     record = {
         "id": identity.call_id,
         "org_id": identity.org_id,
