@@ -474,3 +474,18 @@ stats_bins = Table(
     Column("bin", Integer, primary_key=True),  # model/histogram.py
     Column("count", BigInteger, nullable=False),
 )
+
+# The histogram bins per agent (all its calls, '' for none), the agent before the period in the
+# key: one agent's window is one range scan per run of buckets, and `group_by=agent` one per
+# agent and run, where stats_bins' key would scan every agent's rows of each bucket.
+stats_agent_bins = Table(
+    "stats_agent_bins",
+    Base.metadata,
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    Column("agent_id", String(200), primary_key=True),
+    Column("tier", SmallInteger, primary_key=True),
+    Column("period_start", UTCDateTime, primary_key=True),
+    Column("metric", SmallInteger, primary_key=True),
+    Column("bin", Integer, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)

@@ -11,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
@@ -23,7 +24,14 @@ from callwatch.model import histogram
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 from callwatch.simulator import DetailServer, SimCall, events_for
-from callwatch.tables import ROLLUP_COUNTERS, WHOLE_ORG, Base, stats_bins, stats_rollups
+from callwatch.tables import (
+    ROLLUP_COUNTERS,
+    WHOLE_ORG,
+    Base,
+    stats_agent_bins,
+    stats_bins,
+    stats_rollups,
+)
 from tests.conftest import path_of, signed
 from tests.factories import T0, in_state, wait_for_call
 from tests.orgs.test_migration import ROWS, _table_of, fresh_database  # noqa: F401
@@ -107,7 +115,8 @@ def rollup_rows(runtime: Runtime) -> list[dict[str, Any]]:
         ]
         bins = [
             dict(row._mapping)
-            for row in session.execute(select(stats_bins).where(stats_bins.c["count"] != 0))
+            for table in (stats_bins, stats_agent_bins)
+            for row in session.execute(select(table).where(table.c["count"] != 0))
         ]
     key = lambda row: sorted((name, str(value)) for name, value in row.items())  # noqa: E731
     return sorted(buckets, key=key) + sorted(bins, key=key)
@@ -118,7 +127,8 @@ def test_a_share_added_then_taken_away_leaves_nothing(client: TestClient, runtim
     share = rollups.contribution(ROW | {"org_id": _org_id(runtime)})
     with runtime.sessions.begin() as session:
         rollups.move(session, [(None, share)])
-    assert len(rollup_rows(runtime)) == len(rollups.TIERS) * (1 + 2 * 3)  # buckets, bins
+    # per tier its bucket, and its 3 values' bins by dimensions, whole-org and by agent
+    assert len(rollup_rows(runtime)) == len(rollups.TIERS) * (1 + 3 * 3)
 
     with runtime.sessions.begin() as session:
         rollups.move(session, [(share, None)])
@@ -161,8 +171,10 @@ def test_concurrent_moves_into_one_bucket_lose_nothing(
         bins = session.execute(
             select(stats_bins.c["count"]).where(stats_bins.c.scope == WHOLE_ORG)
         ).scalars()
+        agent_bins = session.execute(select(stats_agent_bins.c["count"])).scalars()
         assert sorted(calls) == [(tier, threads * moves) for tier in rollups.TIERS]
         assert set(bins) == {threads * moves}
+        assert set(agent_bins) == {threads * moves}
 
 
 @pytest.mark.usefixtures("cli")
@@ -214,7 +226,8 @@ def stats_tables_differences(url: str) -> list[Any]:
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
-    return [d for d in differences if _table_of(d) in ("stats_rollups", "stats_bins")]
+    tables = ("stats_rollups", "stats_bins", "stats_agent_bins")
+    return [d for d in differences if _table_of(d) in tables]
 
 
 def test_the_migrated_rollup_tables_are_the_ones_tables_declares(database_url: str) -> None:
@@ -242,6 +255,36 @@ def test_migration_0012_fills_the_rollups_from_the_calls_stored(
     assert sorted(buckets) == [(tier, "completed", 1) for tier in rollups.TIERS]
     assert bins == [1] * len(rollups.TIERS) * 2  # its duration, by dimensions and whole-org
     command.downgrade(config, "0011")
+    command.upgrade(config, "head")
+    assert stats_tables_differences(fresh_database) == []
+
+
+def test_migration_0017_sums_the_agent_bins_from_the_stats_bins(
+    fresh_database: str,  # noqa: F811
+) -> None:
+    config = migrate.config(fresh_database)
+    before = ScriptDirectory.from_config(config).get_revision("0017").down_revision
+    command.upgrade(config, "0011")
+    engine = make_engine(fresh_database)
+    with engine.begin() as connection:
+        for row in MIGRATION_ROWS:
+            connection.execute(text(row))
+        connection.execute(
+            text(MIGRATION_ROWS[-1].replace("call_1", "call_2").replace("p-1", "p-2"))
+        )
+    command.upgrade(config, str(before))  # 0012 filled stats_bins from the two calls
+
+    command.upgrade(config, "0017")
+
+    with engine.connect() as connection:
+        agent_bins = connection.execute(
+            select(
+                stats_agent_bins.c.agent_id, stats_agent_bins.c.tier, stats_agent_bins.c["count"]
+            )
+        ).all()
+    engine.dispose()
+    assert sorted(agent_bins) == [("", tier, 2) for tier in rollups.TIERS]
+    command.downgrade(config, str(before))
     command.upgrade(config, "head")
     assert stats_tables_differences(fresh_database) == []
 

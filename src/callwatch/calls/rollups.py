@@ -28,6 +28,7 @@ from callwatch.tables import (
     ROLLUP_DIMENSIONS,
     WHOLE_ORG,
     Call,
+    stats_agent_bins,
     stats_bins,
     stats_rollups,
 )
@@ -61,6 +62,7 @@ COLUMNS = (
 MICRO = 1_000_000
 _CREATED = "rollups: calls created"  # session.info key
 BIN_KEY = ("org_id", "scope", "tier", "period_start", *BIN_DIMENSIONS, "metric", "bin")
+AGENT_BIN_KEY = ("org_id", "agent_id", "tier", "period_start", "metric", "bin")
 
 
 @dataclass(frozen=True)
@@ -109,33 +111,46 @@ def period_start(tier: int, at: datetime) -> datetime:
 
 
 def move(
-    session: Session, changes: Iterable[tuple[Contribution | None, Contribution | None]]
+    session: Session,
+    changes: Iterable[tuple[Contribution | None, Contribution | None]],
+    tables: Sequence[Table] | None = None,
 ) -> None:
-    """Take each `before` away from its buckets and add each `after`, in one upsert per table.
+    """Take each `before` away from its buckets and add each `after`, in one upsert per table
+    (of `tables`, all by default: a migration passes those of its own revision).
 
     The keys go in sorted: two transactions adding to the same buckets wait for each other's
     row locks in the same order, never deadlock.
     """
     counts: dict[tuple[Any, ...], list[int]] = {}
     bins: dict[tuple[Any, ...], int] = {}
+    agent_bins: dict[tuple[Any, ...], int] = {}
     for before, after in changes:
         if before == after:
             continue
         for sign, share in ((-1, before), (1, after)):
             if share is not None:
-                _add(counts, bins, share, sign)
-    _upsert(session, stats_rollups, _rows(counts, ROLLUP_DIMENSIONS, ROLLUP_COUNTERS))
-    bin_rows = (
-        dict(zip(BIN_KEY, key, strict=True)) | {"count": count}
+                _add(counts, bins, agent_bins, share, sign)
+    rows = {
+        stats_rollups: lambda: _rows(counts, ROLLUP_DIMENSIONS, ROLLUP_COUNTERS),
+        stats_bins: lambda: _bin_rows(bins, BIN_KEY),
+        stats_agent_bins: lambda: _bin_rows(agent_bins, AGENT_BIN_KEY),
+    }
+    for table in ROLLUP_TABLES if tables is None else tables:
+        _upsert(session, table, rows[table]())
+
+
+def _bin_rows(bins: dict[tuple[Any, ...], int], names: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        dict(zip(names, key, strict=True)) | {"count": count}
         for key, count in sorted(bins.items())
         if count
-    )
-    _upsert(session, stats_bins, list(bin_rows))
+    ]
 
 
 def _add(
     counts: dict[tuple[Any, ...], list[int]],
     bins: dict[tuple[Any, ...], int],
+    agent_bins: dict[tuple[Any, ...], int],
     share: Contribution,
     sign: int,
 ) -> None:
@@ -153,6 +168,8 @@ def _add(
             for scope, dimensions in scopes:
                 bin_key = (share.org_id, scope, tier, start, *dimensions, metric, bin)
                 bins[bin_key] = bins.get(bin_key, 0) + sign
+            agent_key = (share.org_id, share.dimensions[0], tier, start, metric, bin)
+            agent_bins[agent_key] = agent_bins.get(agent_key, 0) + sign
 
 
 def _rows(
@@ -199,7 +216,8 @@ def _pg_upsert(table: Table) -> TextClause:
 
 
 _PG = PGDialect()  # type: ignore[no-untyped-call]
-_PG_UPSERTS = {table.name: _pg_upsert(table) for table in (stats_rollups, stats_bins)}
+ROLLUP_TABLES = (stats_rollups, stats_bins, stats_agent_bins)
+_PG_UPSERTS = {table.name: _pg_upsert(table) for table in ROLLUP_TABLES}
 
 
 def created(session: Session, call_ids: Iterable[str]) -> None:
@@ -228,14 +246,20 @@ def share_of(call: Call) -> Contribution | None:
 
 def forget(session: Session, org_id: str | None = None) -> None:
     """Drop the org's (or every org's) rollups: the first step of a rebuild."""
-    for table in (stats_rollups, stats_bins):
+    for table in ROLLUP_TABLES:
         statement = delete(table)
         if org_id is not None:
             statement = statement.where(table.c.org_id == org_id)
         session.execute(statement)
 
 
-def add_batch(session: Session, org_id: str | None, after: str, size: int) -> list[str]:
+def add_batch(
+    session: Session,
+    org_id: str | None,
+    after: str,
+    size: int,
+    tables: Sequence[Table] | None = None,
+) -> list[str]:
     """Add the next `size` calls (in id order, after the id `after`) to the rollups: their ids.
 
     A rebuild is `forget` then `add_batch` until it returns none, each in its own transaction
@@ -247,5 +271,5 @@ def add_batch(session: Session, org_id: str | None, after: str, size: int) -> li
     if org_id is not None:
         statement = statement.where(Call.org_id == org_id)
     rows = session.execute(statement.order_by(Call.id).limit(size)).all()
-    move(session, [(None, contribution(row._mapping)) for row in rows])
+    move(session, [(None, contribution(row._mapping)) for row in rows], tables)
     return [row.id for row in rows]

@@ -57,16 +57,14 @@ def from_rollups(sessions: sessionmaker[Session], org_id: str, query: StatsQuery
                 buckets += covered
                 edges += left
         runs = rollup_reads.runs(buckets)
-        rollup_reads.add_buckets(session, org_id, query, query.group_by, runs, tallies)
-        rollup_reads.add_edges(session, query.where(org_id), query.group_by, edges, tallies)
+        overall = Tally()  # its histograms summed apart (rollup_reads), its counters below
+        rollup_reads.add_buckets(session, org_id, query, query.group_by, runs, tallies, overall)
+        where = query.where(org_id)
+        rollup_reads.add_edges(session, where, query.group_by, edges, tallies, overall)
         names = stats_exact.names_of(session, org_id) if query.group_by == "source" else {}
-    overall = Tally()
     for tally in tallies.values():
         for combination, values in tally.counters.items():
             overall.add_counters(combination, values)
-        for metric, counts in tally.bins.items():
-            for bin, count in counts.items():
-                overall.add_bin(metric, bin, count)
     groups = []
     if query.group_by is not None:
         for key, tally in tallies.items():
