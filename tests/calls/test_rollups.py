@@ -30,6 +30,7 @@ from callwatch.tables import (
     Base,
     stats_agent_bins,
     stats_bins,
+    stats_org_rollups,
     stats_rollups,
 )
 from tests.conftest import path_of, signed
@@ -110,7 +111,8 @@ def rollup_rows(runtime: Runtime) -> list[dict[str, Any]]:
     with runtime.sessions() as session:
         buckets = [
             dict(row._mapping)
-            for row in session.execute(select(stats_rollups))
+            for table in (stats_rollups, stats_org_rollups)
+            for row in session.execute(select(table))
             if any(row._mapping[name] for name in ROLLUP_COUNTERS)
         ]
         bins = [
@@ -127,8 +129,9 @@ def test_a_share_added_then_taken_away_leaves_nothing(client: TestClient, runtim
     share = rollups.contribution(ROW | {"org_id": _org_id(runtime)})
     with runtime.sessions.begin() as session:
         rollups.move(session, [(None, share)])
-    # per tier its bucket, and its 3 values' bins by dimensions, whole-org and by agent
-    assert len(rollup_rows(runtime)) == len(rollups.TIERS) * (1 + 3 * 3)
+    # per tier its bucket by dimensions and the whole org's, and its 3 values' bins by
+    # dimensions, whole-org and by agent
+    assert len(rollup_rows(runtime)) == len(rollups.TIERS) * (2 + 3 * 3)
 
     with runtime.sessions.begin() as session:
         rollups.move(session, [(share, None)])
@@ -168,11 +171,15 @@ def test_concurrent_moves_into_one_bucket_lose_nothing(
     assert errors == []
     with runtime.sessions() as session:
         calls = session.execute(select(stats_rollups.c.tier, stats_rollups.c.calls)).all()
+        org_calls = session.execute(
+            select(stats_org_rollups.c.tier, stats_org_rollups.c.calls)
+        ).all()
         bins = session.execute(
             select(stats_bins.c["count"]).where(stats_bins.c.scope == WHOLE_ORG)
         ).scalars()
         agent_bins = session.execute(select(stats_agent_bins.c["count"])).scalars()
         assert sorted(calls) == [(tier, threads * moves) for tier in rollups.TIERS]
+        assert sorted(org_calls) == sorted(calls)
         assert set(bins) == {threads * moves}
         assert set(agent_bins) == {threads * moves}
 
@@ -214,7 +221,7 @@ def test_rebuilt_rollups_equal_the_ones_the_worker_kept(
     assert capsys.readouterr().out == "stats rollups rebuilt from 4 calls\n"
     assert rollup_rows(runtime) == kept
     buckets = [row for row in kept if "calls" in row and row["tier"] == 1536]
-    assert sum(row["calls"] for row in buckets) == 4
+    assert sum(row["calls"] for row in buckets) == 4 * 2  # by dimensions, and the whole org's
 
 
 def test_settings_default_reads_calls_for_small_windows(settings: Settings) -> None:
@@ -226,7 +233,7 @@ def stats_tables_differences(url: str) -> list[Any]:
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
-    tables = ("stats_rollups", "stats_bins", "stats_agent_bins")
+    tables = ("stats_rollups", "stats_org_rollups", "stats_bins", "stats_agent_bins")
     return [d for d in differences if _table_of(d) in tables]
 
 
@@ -259,7 +266,7 @@ def test_migration_0012_fills_the_rollups_from_the_calls_stored(
     assert stats_tables_differences(fresh_database) == []
 
 
-def test_migration_0017_sums_the_agent_bins_from_the_stats_bins(
+def test_migration_0017_sums_the_agent_bins_and_org_counters_from_the_rollups(
     fresh_database: str,  # noqa: F811
 ) -> None:
     config = migrate.config(fresh_database)
@@ -277,13 +284,17 @@ def test_migration_0017_sums_the_agent_bins_from_the_stats_bins(
     command.upgrade(config, "0017")
 
     with engine.connect() as connection:
+        table = stats_agent_bins
         agent_bins = connection.execute(
-            select(
-                stats_agent_bins.c.agent_id, stats_agent_bins.c.tier, stats_agent_bins.c["count"]
-            )
+            select(table.c.agent_id, table.c.tier, table.c["count"])
+        ).all()
+        org = stats_org_rollups
+        org_buckets = connection.execute(
+            select(org.c.tier, org.c.status, org.c.calls, org.c.duration_s_sum)
         ).all()
     engine.dispose()
     assert sorted(agent_bins) == [("", tier, 2) for tier in rollups.TIERS]
+    assert sorted(org_buckets) == [(tier, "completed", 2, 25_000_000) for tier in rollups.TIERS]
     command.downgrade(config, str(before))
     command.upgrade(config, "head")
     assert stats_tables_differences(fresh_database) == []

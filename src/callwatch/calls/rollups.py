@@ -22,14 +22,17 @@ from sqlalchemy.orm import Session
 from callwatch.db import json_recordset
 from callwatch.model.histogram import bin_of
 from callwatch.tables import (
+    AGENT_BIN_KEY,
     BIN_DIMENSIONS,
     BY_DIMENSIONS,
+    ORG_ROLLUP_DIMENSIONS,
     ROLLUP_COUNTERS,
     ROLLUP_DIMENSIONS,
     WHOLE_ORG,
     Call,
     stats_agent_bins,
     stats_bins,
+    stats_org_rollups,
     stats_rollups,
 )
 
@@ -62,7 +65,6 @@ COLUMNS = (
 MICRO = 1_000_000
 _CREATED = "rollups: calls created"  # session.info key
 BIN_KEY = ("org_id", "scope", "tier", "period_start", *BIN_DIMENSIONS, "metric", "bin")
-AGENT_BIN_KEY = ("org_id", "agent_id", "tier", "period_start", "metric", "bin")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ def move(
     row locks in the same order, never deadlock.
     """
     counts: dict[tuple[Any, ...], list[int]] = {}
+    org_counts: dict[tuple[Any, ...], list[int]] = {}
     bins: dict[tuple[Any, ...], int] = {}
     agent_bins: dict[tuple[Any, ...], int] = {}
     for before, after in changes:
@@ -129,9 +132,10 @@ def move(
             continue
         for sign, share in ((-1, before), (1, after)):
             if share is not None:
-                _add(counts, bins, agent_bins, share, sign)
+                _add((counts, org_counts), bins, agent_bins, share, sign)
     rows = {
         stats_rollups: lambda: _rows(counts, ROLLUP_DIMENSIONS, ROLLUP_COUNTERS),
+        stats_org_rollups: lambda: _rows(org_counts, ORG_ROLLUP_DIMENSIONS, ROLLUP_COUNTERS),
         stats_bins: lambda: _bin_rows(bins, BIN_KEY),
         stats_agent_bins: lambda: _bin_rows(agent_bins, AGENT_BIN_KEY),
     }
@@ -148,7 +152,7 @@ def _bin_rows(bins: dict[tuple[Any, ...], int], names: Sequence[str]) -> list[di
 
 
 def _add(
-    counts: dict[tuple[Any, ...], list[int]],
+    counts: tuple[dict[tuple[Any, ...], list[int]], dict[tuple[Any, ...], list[int]]],
     bins: dict[tuple[Any, ...], int],
     agent_bins: dict[tuple[Any, ...], int],
     share: Contribution,
@@ -160,10 +164,18 @@ def _add(
     )
     for tier in TIERS:
         start = period_start(tier, share.started_at)
-        key = (share.org_id, tier, start, *share.dimensions)
-        totals = counts.setdefault(key, [0] * len(ROLLUP_COUNTERS))
-        for index, value in enumerate(share.counters):
-            totals[index] += sign * value
+        org_dimensions = share.dimensions[-len(ORG_ROLLUP_DIMENSIONS) :]
+        for kept, key in zip(
+            counts,
+            (
+                (share.org_id, tier, start, *share.dimensions),
+                (share.org_id, tier, start, *org_dimensions),
+            ),
+            strict=True,
+        ):
+            totals = kept.setdefault(key, [0] * len(ROLLUP_COUNTERS))
+            for index, value in enumerate(share.counters):
+                totals[index] += sign * value
         for metric, bin in share.bins:
             for scope, dimensions in scopes:
                 bin_key = (share.org_id, scope, tier, start, *dimensions, metric, bin)
@@ -216,7 +228,7 @@ def _pg_upsert(table: Table) -> TextClause:
 
 
 _PG = PGDialect()  # type: ignore[no-untyped-call]
-ROLLUP_TABLES = (stats_rollups, stats_bins, stats_agent_bins)
+ROLLUP_TABLES = (stats_rollups, stats_org_rollups, stats_bins, stats_agent_bins)
 _PG_UPSERTS = {table.name: _pg_upsert(table) for table in ROLLUP_TABLES}
 
 
