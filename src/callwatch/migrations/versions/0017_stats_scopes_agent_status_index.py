@@ -3,7 +3,8 @@ the whole org's counters (stats_org_rollups, less agent, source and direction).
 
 Filled from stats_bins' by-dimensions scope and from stats_rollups, summed over the dimensions
 each leaves out: what `callwatch stats rebuild` would add, one statement each (a minute or two
-at a million calls). Run it with the workers stopped, as any upgrade.
+at a million calls). And an index for an agent's calls of one status in a window (the list API's
+agent + status + dates). Run it with the workers stopped, as any upgrade.
 
 Revision ID: 0017
 Revises: 0016
@@ -62,7 +63,14 @@ def upgrade() -> None:
         f"SELECT {key}, {sums} FROM stats_rollups GROUP BY {key}"
     )
 
+    op.create_index(
+        "ix_calls_org_agent_status_started",
+        "calls",
+        ["org_id", "agent_id", "status", "started_at", "id"],
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_calls_org_agent_status_started", "calls")
     op.drop_table("stats_org_rollups")
     op.drop_table("stats_agent_bins")
