@@ -229,6 +229,9 @@ def add_buckets(
         # disks that seek) the planner read all of stats_rollups for a 90-day window by day.
         session.execute(text("SET LOCAL work_mem = '64MB'"))
         session.execute(text("SET LOCAL random_page_cost = 1.1"))
+        # At most ~10^5 rows: two parallel workers only took cores from the server (group_by
+        # agent at 1M calls, load ~3 on 2 cores: 97-136 ms with them, 96-112 ms without).
+        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     keys = [table.c.status, table.c.end_reason, table.c.currency, *group]
     counters = [table.c[name] for name in ROLLUP_COUNTERS]
     conditions = dimension_conditions(table, org_id, filters)
