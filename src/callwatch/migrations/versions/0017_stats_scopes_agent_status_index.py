@@ -22,8 +22,8 @@ from callwatch.tables import (
 )
 
 revision = "0017"
-# The lead chains it after 0016 at merge; 0014 is this branch's head before it.
-down_revision = "0014"
+# After 0016, which other branches add; on this branch alone (head 0014) set "0014" to run it.
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
