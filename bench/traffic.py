@@ -1,9 +1,10 @@
 """Pipeline traffic in the background: calls flowing end to end while another benchmark measures.
 
 `bench/queries.py --under-load RATE` uses it; it needs a running `callwatch serve` and Redis.
-It starts two `callwatch worker` processes and a `DetailServer`, creates an org "traffic" with
-a generic source whose details come from that server, and then, on a thread of its own, offers
-simulated calls at `rate` per second (bench/pipeline.py's players: each call's events in order)
+It starts two `callwatch worker` processes and a `DetailServer`, creates an org
+"traffic-<pid>" with a generic source whose details come from that server, and then, on a
+thread of its own, offers simulated calls at `rate` per second (bench/pipeline.py's players:
+each call's events in order)
 in chunks of `CHUNK_S` seconds of calls, until stopped (a 503 is sent again, as a platform
 would). Stopping waits until every call it sent
 is assembled or failed, and returns the ledger: sent = assembled + failed (+ assembled without
@@ -38,7 +39,7 @@ WORKER_THREADS = 8
 STATES_SQL = text("""
     SELECT c.assembly_state, c.record -> 'recording' ->> 'status' = 'missing', count(*)
     FROM calls c JOIN sources s ON s.id = c.source_id
-    WHERE s.name = 'traffic' GROUP BY 1, 2
+    WHERE s.name = :name GROUP BY 1, 2
 """)
 
 
@@ -88,7 +89,9 @@ def flowing(
         harness.child([*argv, "--hostname", hostnames[0]], env),
         harness.child([*argv, "--hostname", hostnames[1]], env),
     ):
-        url, secret = harness.create_source(base, {"detail_url": details.detail_url}, "traffic")
+        # An org of its own per run: a database measured again (`--reuse`) keeps the last one's.
+        name = f"traffic-{os.getpid()}"
+        url, secret = harness.create_source(base, {"detail_url": details.detail_url}, name)
         harness.wait_workers(redis_url, hostnames)
         rng = random.Random(1)
 
@@ -116,14 +119,14 @@ def flowing(
             stop.set()
             sender.join()
             ledger.seconds = time.monotonic() - began
-            ledger.settled_in_s = _settle(engine, ledger)
+            ledger.settled_in_s = _settle(engine, ledger, name)
 
 
-def _settle(engine: Engine, ledger: Ledger, timeout_s: float = 300.0) -> float:
+def _settle(engine: Engine, ledger: Ledger, name: str, timeout_s: float = 300.0) -> float:
     began = time.monotonic()
     while True:
         with engine.connect() as connection:
-            rows = connection.execute(STATES_SQL).all()
+            rows = connection.execute(STATES_SQL, {"name": name}).all()
         counts = {(state, bool(missing)): n for state, missing, n in rows}
         ledger.failed = sum(n for (state, _), n in counts.items() if state == "failed")
         ledger.missing = counts.get(("assembled", True), 0)

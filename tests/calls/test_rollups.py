@@ -11,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
@@ -23,7 +24,15 @@ from callwatch.model import histogram
 from callwatch.runtime import Runtime
 from callwatch.settings import Settings
 from callwatch.simulator import DetailServer, SimCall, events_for
-from callwatch.tables import ROLLUP_COUNTERS, WHOLE_ORG, Base, stats_bins, stats_rollups
+from callwatch.tables import (
+    ROLLUP_COUNTERS,
+    WHOLE_ORG,
+    Base,
+    stats_agent_bins,
+    stats_bins,
+    stats_org_rollups,
+    stats_rollups,
+)
 from tests.conftest import path_of, signed
 from tests.factories import T0, in_state, wait_for_call
 from tests.orgs.test_migration import ROWS, _table_of, fresh_database  # noqa: F401
@@ -102,12 +111,14 @@ def rollup_rows(runtime: Runtime) -> list[dict[str, Any]]:
     with runtime.sessions() as session:
         buckets = [
             dict(row._mapping)
-            for row in session.execute(select(stats_rollups))
+            for table in (stats_rollups, stats_org_rollups)
+            for row in session.execute(select(table))
             if any(row._mapping[name] for name in ROLLUP_COUNTERS)
         ]
         bins = [
             dict(row._mapping)
-            for row in session.execute(select(stats_bins).where(stats_bins.c["count"] != 0))
+            for table in (stats_bins, stats_agent_bins)
+            for row in session.execute(select(table).where(table.c["count"] != 0))
         ]
     key = lambda row: sorted((name, str(value)) for name, value in row.items())  # noqa: E731
     return sorted(buckets, key=key) + sorted(bins, key=key)
@@ -118,7 +129,9 @@ def test_a_share_added_then_taken_away_leaves_nothing(client: TestClient, runtim
     share = rollups.contribution(ROW | {"org_id": _org_id(runtime)})
     with runtime.sessions.begin() as session:
         rollups.move(session, [(None, share)])
-    assert len(rollup_rows(runtime)) == len(rollups.TIERS) * (1 + 2 * 3)  # buckets, bins
+    # per tier its bucket by dimensions and the whole org's, and its 3 values' bins by
+    # dimensions, whole-org and by agent
+    assert len(rollup_rows(runtime)) == len(rollups.TIERS) * (2 + 3 * 3)
 
     with runtime.sessions.begin() as session:
         rollups.move(session, [(share, None)])
@@ -158,11 +171,17 @@ def test_concurrent_moves_into_one_bucket_lose_nothing(
     assert errors == []
     with runtime.sessions() as session:
         calls = session.execute(select(stats_rollups.c.tier, stats_rollups.c.calls)).all()
+        org_calls = session.execute(
+            select(stats_org_rollups.c.tier, stats_org_rollups.c.calls)
+        ).all()
         bins = session.execute(
             select(stats_bins.c["count"]).where(stats_bins.c.scope == WHOLE_ORG)
         ).scalars()
+        agent_bins = session.execute(select(stats_agent_bins.c["count"])).scalars()
         assert sorted(calls) == [(tier, threads * moves) for tier in rollups.TIERS]
+        assert sorted(org_calls) == sorted(calls)
         assert set(bins) == {threads * moves}
+        assert set(agent_bins) == {threads * moves}
 
 
 @pytest.mark.usefixtures("cli")
@@ -202,7 +221,7 @@ def test_rebuilt_rollups_equal_the_ones_the_worker_kept(
     assert capsys.readouterr().out == "stats rollups rebuilt from 4 calls\n"
     assert rollup_rows(runtime) == kept
     buckets = [row for row in kept if "calls" in row and row["tier"] == 1536]
-    assert sum(row["calls"] for row in buckets) == 4
+    assert sum(row["calls"] for row in buckets) == 4 * 2  # by dimensions, and the whole org's
 
 
 def test_settings_default_reads_calls_for_small_windows(settings: Settings) -> None:
@@ -214,7 +233,8 @@ def stats_tables_differences(url: str) -> list[Any]:
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
-    return [d for d in differences if _table_of(d) in ("stats_rollups", "stats_bins")]
+    tables = ("stats_rollups", "stats_org_rollups", "stats_bins", "stats_agent_bins")
+    return [d for d in differences if _table_of(d) in tables]
 
 
 def test_the_migrated_rollup_tables_are_the_ones_tables_declares(database_url: str) -> None:
@@ -242,6 +262,40 @@ def test_migration_0012_fills_the_rollups_from_the_calls_stored(
     assert sorted(buckets) == [(tier, "completed", 1) for tier in rollups.TIERS]
     assert bins == [1] * len(rollups.TIERS) * 2  # its duration, by dimensions and whole-org
     command.downgrade(config, "0011")
+    command.upgrade(config, "head")
+    assert stats_tables_differences(fresh_database) == []
+
+
+def test_migration_0016_sums_the_agent_bins_and_org_counters_from_the_rollups(
+    fresh_database: str,  # noqa: F811
+) -> None:
+    config = migrate.config(fresh_database)
+    before = ScriptDirectory.from_config(config).get_revision("0016").down_revision
+    command.upgrade(config, "0011")
+    engine = make_engine(fresh_database)
+    with engine.begin() as connection:
+        for row in MIGRATION_ROWS:
+            connection.execute(text(row))
+        connection.execute(
+            text(MIGRATION_ROWS[-1].replace("call_1", "call_2").replace("p-1", "p-2"))
+        )
+    command.upgrade(config, str(before))  # 0012 filled stats_bins from the two calls
+
+    command.upgrade(config, "0016")
+
+    with engine.connect() as connection:
+        table = stats_agent_bins
+        agent_bins = connection.execute(
+            select(table.c.agent_id, table.c.tier, table.c["count"])
+        ).all()
+        org = stats_org_rollups
+        org_buckets = connection.execute(
+            select(org.c.tier, org.c.status, org.c.calls, org.c.duration_s_sum)
+        ).all()
+    engine.dispose()
+    assert sorted(agent_bins) == [("", tier, 2) for tier in rollups.TIERS]
+    assert sorted(org_buckets) == [(tier, "completed", 2, 25_000_000) for tier in rollups.TIERS]
+    command.downgrade(config, str(before))
     command.upgrade(config, "head")
     assert stats_tables_differences(fresh_database) == []
 

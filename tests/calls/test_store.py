@@ -253,9 +253,11 @@ def test_save_writes_the_calls_in_one_statement_and_detaches_them(
         )
         saved = [tuple(row) for row in rows]
 
-    # The calls' stats as stored, the rollups' buckets and bins moved, then the calls' rows.
+    # The calls' stats as stored; the status moves the buckets by dimensions and the whole
+    # org's, and the bins by dimensions (the whole org's and the agent's stay); the calls' rows.
+    inserts = [["INSERT", "INTO"]] * 3
     assert (written, detached, saved) == (
-        [["SELECT", "calls.id,"], ["INSERT", "INTO"], ["INSERT", "INTO"], ["UPDATE", "calls"]],
+        [["SELECT", "calls.id,"], *inserts, ["UPDATE", "calls"]],
         [True, True],
         [
             ("call_1", "failed", True, {"agent_name": "x"}, 1, None),

@@ -273,3 +273,9 @@ def test_generated_calls_and_windows_off_the_bucket_edges(
             params = window | ({} if group_by is None else {"group_by": group_by})
             exact = get_stats(client, acme, **params)
             assert_same_but_percentiles_within_1_percent(get_stats(rolled, acme, **params), exact)
+        for group_by in (None, "agent", "day", "status"):  # the per-agent bins, then by dimensions
+            params = (
+                window | {"agent_id": "a"} | ({} if group_by is None else {"group_by": group_by})
+            )
+            exact = get_stats(client, acme, **params)
+            assert_same_but_percentiles_within_1_percent(get_stats(rolled, acme, **params), exact)

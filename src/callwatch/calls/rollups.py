@@ -22,13 +22,17 @@ from sqlalchemy.orm import Session
 from callwatch.db import json_recordset
 from callwatch.model.histogram import bin_of
 from callwatch.tables import (
+    AGENT_BIN_KEY,
     BIN_DIMENSIONS,
     BY_DIMENSIONS,
+    ORG_ROLLUP_DIMENSIONS,
     ROLLUP_COUNTERS,
     ROLLUP_DIMENSIONS,
     WHOLE_ORG,
     Call,
+    stats_agent_bins,
     stats_bins,
+    stats_org_rollups,
     stats_rollups,
 )
 
@@ -109,33 +113,48 @@ def period_start(tier: int, at: datetime) -> datetime:
 
 
 def move(
-    session: Session, changes: Iterable[tuple[Contribution | None, Contribution | None]]
+    session: Session,
+    changes: Iterable[tuple[Contribution | None, Contribution | None]],
+    tables: Sequence[Table] | None = None,
 ) -> None:
-    """Take each `before` away from its buckets and add each `after`, in one upsert per table.
+    """Take each `before` away from its buckets and add each `after`, in one upsert per table
+    (of `tables`, all by default: a migration passes those of its own revision).
 
     The keys go in sorted: two transactions adding to the same buckets wait for each other's
     row locks in the same order, never deadlock.
     """
     counts: dict[tuple[Any, ...], list[int]] = {}
+    org_counts: dict[tuple[Any, ...], list[int]] = {}
     bins: dict[tuple[Any, ...], int] = {}
+    agent_bins: dict[tuple[Any, ...], int] = {}
     for before, after in changes:
         if before == after:
             continue
         for sign, share in ((-1, before), (1, after)):
             if share is not None:
-                _add(counts, bins, share, sign)
-    _upsert(session, stats_rollups, _rows(counts, ROLLUP_DIMENSIONS, ROLLUP_COUNTERS))
-    bin_rows = (
-        dict(zip(BIN_KEY, key, strict=True)) | {"count": count}
+                _add((counts, org_counts), bins, agent_bins, share, sign)
+    rows = {
+        stats_rollups: lambda: _rows(counts, ROLLUP_DIMENSIONS, ROLLUP_COUNTERS),
+        stats_org_rollups: lambda: _rows(org_counts, ORG_ROLLUP_DIMENSIONS, ROLLUP_COUNTERS),
+        stats_bins: lambda: _bin_rows(bins, BIN_KEY),
+        stats_agent_bins: lambda: _bin_rows(agent_bins, AGENT_BIN_KEY),
+    }
+    for table in ROLLUP_TABLES if tables is None else tables:
+        _upsert(session, table, rows[table]())
+
+
+def _bin_rows(bins: dict[tuple[Any, ...], int], names: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        dict(zip(names, key, strict=True)) | {"count": count}
         for key, count in sorted(bins.items())
         if count
-    )
-    _upsert(session, stats_bins, list(bin_rows))
+    ]
 
 
 def _add(
-    counts: dict[tuple[Any, ...], list[int]],
+    counts: tuple[dict[tuple[Any, ...], list[int]], dict[tuple[Any, ...], list[int]]],
     bins: dict[tuple[Any, ...], int],
+    agent_bins: dict[tuple[Any, ...], int],
     share: Contribution,
     sign: int,
 ) -> None:
@@ -145,14 +164,24 @@ def _add(
     )
     for tier in TIERS:
         start = period_start(tier, share.started_at)
-        key = (share.org_id, tier, start, *share.dimensions)
-        totals = counts.setdefault(key, [0] * len(ROLLUP_COUNTERS))
-        for index, value in enumerate(share.counters):
-            totals[index] += sign * value
+        org_dimensions = share.dimensions[-len(ORG_ROLLUP_DIMENSIONS) :]
+        for kept, key in zip(
+            counts,
+            (
+                (share.org_id, tier, start, *share.dimensions),
+                (share.org_id, tier, start, *org_dimensions),
+            ),
+            strict=True,
+        ):
+            totals = kept.setdefault(key, [0] * len(ROLLUP_COUNTERS))
+            for index, value in enumerate(share.counters):
+                totals[index] += sign * value
         for metric, bin in share.bins:
             for scope, dimensions in scopes:
                 bin_key = (share.org_id, scope, tier, start, *dimensions, metric, bin)
                 bins[bin_key] = bins.get(bin_key, 0) + sign
+            agent_key = (share.org_id, share.dimensions[0], tier, start, metric, bin)
+            agent_bins[agent_key] = agent_bins.get(agent_key, 0) + sign
 
 
 def _rows(
@@ -199,7 +228,8 @@ def _pg_upsert(table: Table) -> TextClause:
 
 
 _PG = PGDialect()  # type: ignore[no-untyped-call]
-_PG_UPSERTS = {table.name: _pg_upsert(table) for table in (stats_rollups, stats_bins)}
+ROLLUP_TABLES = (stats_rollups, stats_org_rollups, stats_bins, stats_agent_bins)
+_PG_UPSERTS = {table.name: _pg_upsert(table) for table in ROLLUP_TABLES}
 
 
 def created(session: Session, call_ids: Iterable[str]) -> None:
@@ -228,14 +258,20 @@ def share_of(call: Call) -> Contribution | None:
 
 def forget(session: Session, org_id: str | None = None) -> None:
     """Drop the org's (or every org's) rollups: the first step of a rebuild."""
-    for table in (stats_rollups, stats_bins):
+    for table in ROLLUP_TABLES:
         statement = delete(table)
         if org_id is not None:
             statement = statement.where(table.c.org_id == org_id)
         session.execute(statement)
 
 
-def add_batch(session: Session, org_id: str | None, after: str, size: int) -> list[str]:
+def add_batch(
+    session: Session,
+    org_id: str | None,
+    after: str,
+    size: int,
+    tables: Sequence[Table] | None = None,
+) -> list[str]:
     """Add the next `size` calls (in id order, after the id `after`) to the rollups: their ids.
 
     A rebuild is `forget` then `add_batch` until it returns none, each in its own transaction
@@ -247,5 +283,5 @@ def add_batch(session: Session, org_id: str | None, after: str, size: int) -> li
     if org_id is not None:
         statement = statement.where(Call.org_id == org_id)
     rows = session.execute(statement.order_by(Call.id).limit(size)).all()
-    move(session, [(None, contribution(row._mapping)) for row in rows])
+    move(session, [(None, contribution(row._mapping)) for row in rows], tables)
     return [row.id for row in rows]

@@ -13,6 +13,8 @@ positive value the bound is on their sizes, not on the result). Values nearer to
 count as 0 (an absolute error below 0.001, less than what the API shows).
 """
 
+import bisect
+import itertools
 import math
 from collections.abc import Iterable
 
@@ -51,27 +53,19 @@ def percentiles(counts: Iterable[tuple[int, int]], quantiles: Iterable[float]) -
     for bin, count in counts:
         merged[bin] = merged.get(bin, 0) + count
     ordered = sorted((bin, count) for bin, count in merged.items() if count > 0)
-    total = sum(count for _, count in ordered)
-    if not total:
+    if not ordered:
         return []
-    return [_interpolated(ordered, q * (total - 1)) for q in quantiles]
+    # The rank just past each bin: the i-th smallest value is in the first bin whose end > i.
+    ends = list(itertools.accumulate(count for _, count in ordered))
+    total = ends[-1]
 
+    def at(index: int) -> float:
+        return value_of(ordered[min(bisect.bisect_right(ends, index), len(ordered) - 1)][0])
 
-def _interpolated(ordered: list[tuple[int, int]], rank: float) -> float:
-    low = math.floor(rank)
-    below, above = _at(ordered, low), _at(ordered, min(low + 1, _size(ordered) - 1))
-    return below + (above - below) * (rank - low)
-
-
-def _size(ordered: list[tuple[int, int]]) -> int:
-    return sum(count for _, count in ordered)
-
-
-def _at(ordered: list[tuple[int, int]], index: int) -> float:
-    """The representative of the index-th smallest value (0-based)."""
-    seen = 0
-    for bin, count in ordered:
-        seen += count
-        if index < seen:
-            return value_of(bin)
-    return value_of(ordered[-1][0])
+    results = []
+    for q in quantiles:
+        rank = q * (total - 1)
+        low = math.floor(rank)
+        below, above = at(low), at(min(low + 1, total - 1))
+        results.append(below + (above - below) * (rank - low))
+    return results

@@ -57,16 +57,14 @@ def from_rollups(sessions: sessionmaker[Session], org_id: str, query: StatsQuery
                 buckets += covered
                 edges += left
         runs = rollup_reads.runs(buckets)
-        rollup_reads.add_buckets(session, org_id, query, query.group_by, runs, tallies)
-        rollup_reads.add_edges(session, query.where(org_id), query.group_by, edges, tallies)
+        overall = Tally()  # its histograms summed apart (rollup_reads), its counters below
+        rollup_reads.add_buckets(session, org_id, query, query.group_by, runs, tallies, overall)
+        where = query.where(org_id)
+        rollup_reads.add_edges(session, where, query.group_by, edges, tallies, overall)
         names = stats_exact.names_of(session, org_id) if query.group_by == "source" else {}
-    overall = Tally()
     for tally in tallies.values():
         for combination, values in tally.counters.items():
             overall.add_counters(combination, values)
-        for metric, counts in tally.bins.items():
-            for bin, count in counts.items():
-                overall.add_bin(metric, bin, count)
     groups = []
     if query.group_by is not None:
         for key, tally in tallies.items():
@@ -85,42 +83,51 @@ def from_rollups(sessions: sessionmaker[Session], org_id: str, query: StatsQuery
 
 
 def aggregate_of(tally: Tally) -> Aggregate:
-    aggregate = Aggregate()
+    """One group's figures from its tally. Summed in plain ints and dicts first: a pydantic
+    attribute set per counter row cost ~30 ms over the 90 groups of a 90-day org by day."""
+    calls = answered = 0
+    by_status: dict[str, int] = {}
+    by_end_reason: dict[str, int] = {}
+    costs: dict[str | None, list[int]] = {}  # currency -> costed calls, then the parts
+    cost_columns = [_INDEX["costed"], *(_INDEX[f"cost_{part}"] for part in stats_exact.COST_PARTS)]
     for (status, end_reason, currency), values in sorted(tally.counters.items()):
-        calls = values[_INDEX["calls"]]
-        if not calls:
+        counted = values[_INDEX["calls"]]
+        if not counted:
             continue
-        aggregate.calls += calls
-        aggregate.answered += values[_INDEX["answered"]]
+        calls += counted
+        answered += values[_INDEX["answered"]]
         if status:
-            aggregate.by_status[status] = aggregate.by_status.get(status, 0) + calls
+            by_status[status] = by_status.get(status, 0) + counted
         if end_reason:
-            aggregate.by_end_reason[end_reason] = aggregate.by_end_reason.get(end_reason, 0) + calls
+            by_end_reason[end_reason] = by_end_reason.get(end_reason, 0) + counted
         if values[_INDEX["costed"]]:
-            _add_cost(aggregate, currency or None, values)
-    for totals in aggregate.cost:
-        for part in stats_exact.COST_PARTS:
-            setattr(totals, part, round(getattr(totals, part) / _MICRO, 6))
-    aggregate.cost.sort(key=lambda totals: totals.currency or "")
-    aggregate.answer_rate = (
-        round(aggregate.answered / aggregate.calls, 4) if aggregate.calls else None
+            # Sums in millionths until divided below: added exactly, as integers.
+            sums = costs.setdefault(currency or None, [0] * len(cost_columns))
+            for index, column in enumerate(cost_columns):
+                sums[index] += values[column]
+    aggregate = Aggregate(
+        calls=calls,
+        answered=answered,
+        by_status=by_status,
+        by_end_reason=by_end_reason,
+        answer_rate=round(answered / calls, 4) if calls else None,
+        cost=[
+            CostTotals(
+                currency=currency,
+                calls=sums[0],
+                **{
+                    part: round(total / _MICRO, 6)
+                    for part, total in zip(stats_exact.COST_PARTS, sums[1:], strict=True)
+                },
+            )
+            for currency, sums in sorted(costs.items(), key=lambda item: item[0] or "")
+        ],
     )
     for metric, name in enumerate(ROLLUP_METRICS):
         count = sum(values[_INDEX[f"{name}_count"]] for values in tally.counters.values())
         total = sum(values[_INDEX[f"{name}_sum"]] for values in tally.counters.values())
         setattr(aggregate, name, _spread(count, total, tally.bins.get(metric, {})))
     return aggregate
-
-
-def _add_cost(aggregate: Aggregate, currency: str | None, values: list[int]) -> None:
-    """Sums in millionths until `aggregate_of` divides them: added exactly, as integers."""
-    totals = next((cost for cost in aggregate.cost if cost.currency == currency), None)
-    if totals is None:
-        totals = CostTotals(currency=currency)
-        aggregate.cost.append(totals)
-    totals.calls += values[_INDEX["costed"]]
-    for part in stats_exact.COST_PARTS:
-        setattr(totals, part, getattr(totals, part) + values[_INDEX[f"cost_{part}"]])
 
 
 def _spread(count: int, total: int, bins: dict[int, int]) -> Spread:

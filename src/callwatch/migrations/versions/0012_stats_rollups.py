@@ -12,7 +12,14 @@ from alembic import op
 from sqlalchemy.orm import Session
 
 from callwatch.calls import rollups
-from callwatch.tables import BIN_DIMENSIONS, ROLLUP_COUNTERS, ROLLUP_DIMENSIONS, UTCDateTime
+from callwatch.tables import (
+    BIN_DIMENSIONS,
+    ROLLUP_COUNTERS,
+    ROLLUP_DIMENSIONS,
+    UTCDateTime,
+    stats_bins,
+    stats_rollups,
+)
 
 revision = "0012"
 down_revision = "0011"
@@ -51,7 +58,9 @@ def upgrade() -> None:
     )
     session = Session(bind=op.get_bind())
     after = ""
-    while added := rollups.add_batch(session, None, after, 5_000):
+    # The tables of this revision: later ones (0016's stats_agent_bins) fill themselves.
+    tables = (stats_rollups, stats_bins)
+    while added := rollups.add_batch(session, None, after, 5_000, tables):
         after = added[-1]
     session.flush()
 
