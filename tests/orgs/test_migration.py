@@ -1,4 +1,4 @@
-"""Migration 0010 (source management): the schema tables.py declares, sources and their calls
+"""Migration 0010 (source management): the schema tables/ declares, sources and their calls
 kept across an upgrade and a downgrade."""
 
 import os

@@ -3,7 +3,7 @@
 A value the database cannot store fails the INSERT of every request in its batch (other orgs'
 too), or later the worker's transaction of every event in its queue message; so intake answers
 422 naming the field instead, before the 202 (`check`). The limits are read from the columns of
-tables.py, not copied. A derived key (the dedupe key) is never refused: one too long is stored as
+tables/, not copied. A derived key (the dedupe key) is never refused: one too long is stored as
 its digest, which dedupes the same as the key itself. (NUL characters, which neither text nor
 jsonb can hold, are refused where bodies are parsed: `validation`.)
 

@@ -1,57 +1,63 @@
-"""The database schema as SQLAlchemy tables; Alembic migrations mirror it."""
+"""The database schema as SQLAlchemy tables; Alembic migrations mirror it. The ORM classes are
+here, those of subscriptions and alerts in `downstream`, the stats rollups' tables in `stats`,
+what they are made of in `base`: every name is importable from `callwatch.tables`."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
-    Column,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
-    PrimaryKeyConstraint,
-    SmallInteger,
     String,
-    Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from callwatch.tables.base import Base, JSONType, UTCDateTime
+from callwatch.tables.downstream import Alert, AlertRule, Delivery, DeliveryAttempt, Subscription
+from callwatch.tables.stats import (
+    AGENT_BIN_KEY,
+    BIN_DIMENSIONS,
+    BY_DIMENSIONS,
+    ORG_ROLLUP_DIMENSIONS,
+    ROLLUP_COUNTERS,
+    ROLLUP_DIMENSIONS,
+    ROLLUP_METRICS,
+    WHOLE_ORG,
+    stats_agent_bins,
+    stats_bins,
+    stats_org_rollups,
+    stats_rollups,
+)
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on the way out, even on SQLite which stores naive values."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# None is SQL NULL, not the JSON text null: queries that render a record tell the two apart.
-JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+__all__ = [
+    "AGENT_BIN_KEY",
+    "BIN_DIMENSIONS",
+    "BY_DIMENSIONS",
+    "ORG_ROLLUP_DIMENSIONS",
+    "ROLLUP_COUNTERS",
+    "ROLLUP_DIMENSIONS",
+    "ROLLUP_METRICS",
+    "WHOLE_ORG",
+    "Alert",
+    "AlertRule",
+    "Base",
+    "Delivery",
+    "DeliveryAttempt",
+    "JSONType",
+    "Subscription",
+    "UTCDateTime",
+    "stats_agent_bins",
+    "stats_bins",
+    "stats_org_rollups",
+    "stats_rollups",
+]
 
 
 class Org(Base):
@@ -304,127 +310,6 @@ class Call(Base):
     updated_at: Mapped[datetime]
 
 
-class Subscription(Base):
-    """A subscriber's endpoint: which events it wants, and the secrets we sign them with."""
-
-    __tablename__ = "subscriptions"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
-    url: Mapped[str] = mapped_column(Text)
-    description: Mapped[str | None] = mapped_column(String(200))
-    event_types: Mapped[list[str]] = mapped_column(JSONType)
-    filters: Mapped[dict[str, Any]]
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    secret: Mapped[str] = mapped_column(Text)  # encrypted, like source credentials
-    # After a rotation the previous secret still signs, alongside the new one, until then.
-    previous_secret: Mapped[str | None] = mapped_column(Text)
-    previous_secret_until: Mapped[datetime | None]
-    failing_since: Mapped[datetime | None]
-    disabled_reason: Mapped[str | None] = mapped_column(Text)
-    # {"per_second": float, "burst": int} (ratelimits.RateLimit); NULL: no limit.
-    rate_limit: Mapped[dict[str, Any] | None]
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-
-
-class Delivery(Base):
-    """One event for one subscription: the source of truth of whether it was delivered."""
-
-    __tablename__ = "deliveries"
-    __table_args__ = (
-        # The same event fanned out twice is one delivery.
-        UniqueConstraint("subscription_id", "event_key"),
-        Index("ix_deliveries_due", "state", "next_attempt_at"),
-        Index("ix_deliveries_subscription_created", "subscription_id", "created_at"),
-        # A batch claims one subscription's due deliveries.
-        Index("ix_deliveries_subscription_due", "subscription_id", "state", "next_attempt_at"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the `webhook-id`
-    org_id: Mapped[str] = mapped_column(String(40))
-    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
-    event_type: Mapped[str] = mapped_column(String(40))
-    event_key: Mapped[str] = mapped_column(String(200))
-    payload: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(String(20))  # pending, delivered, failed, canceled
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None]
-    lease_until: Mapped[datetime | None]
-    last_status: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime]
-    delivered_at: Mapped[datetime | None]
-    updated_at: Mapped[datetime]
-
-
-class DeliveryAttempt(Base):
-    """One try at a delivery, kept for the delivery log."""
-
-    __tablename__ = "delivery_attempts"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    delivery_id: Mapped[str] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
-    )
-    number: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime]
-    duration_ms: Mapped[float | None] = mapped_column(Float)
-    status_code: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(20))  # delivered, retry, failed, disabled
-
-
-class AlertRule(Base):
-    """A condition on each assembled call (`expression`) or on a window of calls (`window`)."""
-
-    __tablename__ = "alert_rules"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(10))  # call, window
-    expression: Mapped[str | None] = mapped_column(Text)
-    window: Mapped[dict[str, Any] | None]
-    agent_id: Mapped[str | None] = mapped_column(String(200))
-    source_id: Mapped[str | None] = mapped_column(String(40))
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-
-
-_CALL_ALERT = text("call_id IS NOT NULL")
-
-
-class Alert(Base):
-    """A rule firing: on one call, or on a window (open until the condition clears)."""
-
-    __tablename__ = "alerts"
-    __table_args__ = (
-        # One alert per rule and call; one open alert per window rule (its key is freed when
-        # it resolves).
-        UniqueConstraint("rule_id", "dedupe_key"),
-        Index("ix_alerts_org_triggered", "org_id", "triggered_at"),
-        # A deleted call's alerts (migration 0015).
-        Index(
-            "ix_alerts_call_id", "call_id", postgresql_where=_CALL_ALERT, sqlite_where=_CALL_ALERT
-        ),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    org_id: Mapped[str] = mapped_column(String(40))
-    rule_id: Mapped[str] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
-    dedupe_key: Mapped[str] = mapped_column(String(200))
-    call_id: Mapped[str | None] = mapped_column(String(40))
-    window_start: Mapped[datetime | None]
-    window_end: Mapped[datetime | None]
-    value: Mapped[float | None] = mapped_column(Float)
-    threshold: Mapped[float | None] = mapped_column(Float)
-    state: Mapped[str] = mapped_column(String(10))  # open, resolved (per-call alerts: open)
-    triggered_at: Mapped[datetime]
-    resolved_at: Mapped[datetime | None]
-
-
 class RecordingArchive(Base):
     """A call's recording copied into the org's recording store (migration 0013): the truth of
     the record's `recording.archive`, and the archive task's lease and retries."""
@@ -456,84 +341,3 @@ class RecordingArchive(Base):
     archived_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-
-
-# Stats rollups (calls/rollups.py; docs/design.md §stats): what every call adds to its buckets.
-# A bucket is (org, tier, period_start, dimensions); tier is the bucket's length in hours (hour,
-# day, 4, 16 and 64 days, aligned to 1970-01-01) and a dimension that a call has not is ''.
-# Sums are integers in millionths (of a currency unit, a second, a millisecond): adding and
-# taking away a call leaves them exactly as they were, as floats would not.
-ROLLUP_DIMENSIONS = ("agent_id", "source_id", "direction", "status", "end_reason", "currency")
-ROLLUP_METRICS = (
-    "duration_s",
-    "turn_latency_p50_ms",
-    "turn_latency_p95_ms",
-    "time_to_first_word_ms",
-)
-ROLLUP_COUNTERS = (
-    "calls",
-    "answered",
-    "costed",
-    *(f"cost_{part}" for part in ("total", "llm", "stt", "tts", "telephony", "platform")),
-    *(f"{metric}_{part}" for metric in ROLLUP_METRICS for part in ("count", "sum")),
-)
-# The whole org's counters: the rollups' less agent, source and direction, which stats without
-# those filters and groupings read (~30 rows a bucket where stats_rollups holds ~800).
-ORG_ROLLUP_DIMENSIONS = ROLLUP_DIMENSIONS[3:]
-stats_org_rollups = Table(
-    "stats_org_rollups",
-    Base.metadata,
-    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
-    Column("tier", SmallInteger, primary_key=True),
-    Column("period_start", UTCDateTime, primary_key=True),
-    *(Column(name, String(200), primary_key=True) for name in ORG_ROLLUP_DIMENSIONS),
-    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_COUNTERS),
-)
-
-# The histogram bins' dimensions: the rollups' less end_reason and currency (filters on those
-# read the records). Each call's values are in two scopes: by those dimensions, and the whole
-# org's (dimensions ''), which stats without those filters and groupings read: far fewer rows.
-BIN_DIMENSIONS = ROLLUP_DIMENSIONS[:4]
-BY_DIMENSIONS, WHOLE_ORG = 0, 1  # stats_bins.scope
-
-stats_rollups = Table(
-    "stats_rollups",
-    Base.metadata,
-    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
-    Column("tier", SmallInteger, primary_key=True),
-    Column("period_start", UTCDateTime, primary_key=True),
-    *(Column(name, String(200), primary_key=True) for name in ROLLUP_DIMENSIONS),
-    *(Column(name, BigInteger, nullable=False) for name in ROLLUP_COUNTERS),
-)
-
-stats_bins = Table(
-    "stats_bins",
-    Base.metadata,
-    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
-    Column("scope", SmallInteger, primary_key=True),  # BIN_SCOPES
-    Column("tier", SmallInteger, primary_key=True),
-    Column("period_start", UTCDateTime, primary_key=True),
-    *(Column(name, String(200), primary_key=True) for name in BIN_DIMENSIONS),
-    Column("metric", SmallInteger, primary_key=True),  # index into ROLLUP_METRICS
-    Column("bin", Integer, primary_key=True),  # model/histogram.py
-    Column("count", BigInteger, nullable=False),
-)
-
-# The histogram bins per agent (all its calls, '' for none), the agent before the period in the
-# key: one agent's window is one range scan per run of buckets, and `group_by=agent` one per
-# agent and run, where stats_bins' key would scan every agent's rows of each bucket.
-# The count rides in the key's index (INCLUDE): a 90-day window by agent reads ~10^5 bins, and
-# fetching each from the heap cost ~25,000 page reads where the index alone needs ~2,000.
-AGENT_BIN_KEY = ("org_id", "agent_id", "tier", "period_start", "metric", "bin")
-stats_agent_bins = Table(
-    "stats_agent_bins",
-    Base.metadata,
-    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE")),
-    Column("agent_id", String(200)),
-    Column("tier", SmallInteger),
-    Column("period_start", UTCDateTime),
-    Column("metric", SmallInteger),
-    Column("bin", Integer),
-    Column("count", BigInteger, nullable=False),
-    PrimaryKeyConstraint(*AGENT_BIN_KEY, postgresql_include=["count"]),
-)
