@@ -136,7 +136,8 @@ def test_last_used_at_is_written_at_most_once_a_minute_per_key(runtime: Runtime)
 
     def last_used_after(seconds: float) -> object:
         with transaction(runtime.sessions) as session:
-            assert keys.authenticate(session, secret, T0 + timedelta(seconds=seconds)) == org.id
+            found = keys.identify(session, secret, T0 + timedelta(seconds=seconds))
+            assert found is not None and found[1] == org.id
         with transaction(runtime.sessions) as session:
             return keys.list_keys(session, org.id)[0].last_used_at
 
@@ -156,7 +157,7 @@ def test_last_used_at_is_written_at_most_once_a_minute_per_key(runtime: Runtime)
 
 def test_an_unknown_key_is_refused_and_writes_nothing(runtime: Runtime) -> None:
     with transaction(runtime.sessions) as session:
-        assert keys.authenticate(session, "cw_unknown", T0) is None
+        assert keys.identify(session, "cw_unknown", T0) is None
         assert keys.org_of(session, "cw_unknown") is None
 
 
