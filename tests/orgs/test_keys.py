@@ -137,7 +137,8 @@ def test_last_used_at_is_written_at_most_once_a_minute_per_key(runtime: Runtime)
     def last_used_after(seconds: float) -> object:
         with transaction(runtime.sessions) as session:
             found = keys.identify(session, secret, T0 + timedelta(seconds=seconds))
-            assert found is not None and found[1] == org.id
+            assert found is not None
+            assert found[1] == org.id
         with transaction(runtime.sessions) as session:
             return keys.list_keys(session, org.id)[0].last_used_at
 

@@ -215,6 +215,10 @@ def test_filters_that_are_rollup_dimensions_are_answered_from_the_rollups(
         {"source": "backup"},
         {"direction": "outbound", "group_by": "agent"},
         {"status": ["completed", "no_answer"], "group_by": "day"},
+        # Empty values are values (a name ''), as the calls read them: not "no filter".
+        {"source": ""},
+        {"source": "", "group_by": "day"},
+        {"agent_id": ""},
     ]
 
     for params in filters:

@@ -219,7 +219,7 @@ def add_buckets(
     # The whole org's counters hold status, end reason and currency: enough unless an agent,
     # source or direction is filtered or grouped by.
     dimensional = group_by in ("agent", "source", "direction") or any(
-        (filters.agent_id, filters.direction, filters.source)
+        value is not None for value in (filters.agent_id, filters.direction, filters.source)
     )
     table = stats_rollups if dimensional else stats_org_rollups
     group = _group_columns(table, group_by)
@@ -255,8 +255,12 @@ def _bins_statement(
     the whole org's (no dimension filtered or grouped by), per agent (the agent is the only
     one), else per dimensions."""
     table: Any = stats_bins
-    others = any((filters.direction, filters.status, filters.source)) or group_by in (
-        DIMENSION_GROUPS.keys() - {"agent"}
+    # As dimension_conditions reads the filters: an empty `source=` filters on the name ''.
+    others = (
+        filters.direction is not None
+        or bool(filters.status)
+        or filters.source is not None
+        or group_by in (DIMENSION_GROUPS.keys() - {"agent"})
     )
     if others:
         conditions = dimension_conditions(table, org_id, filters)
