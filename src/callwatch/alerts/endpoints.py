@@ -20,15 +20,10 @@ from callwatch.runtime import utcnow
 from callwatch.validation import parse_body, parse_query, path_param, read_body
 from callwatch.web.auth import require_org
 from callwatch.web.operations import Operation
-from callwatch.web.services import Services
+from callwatch.web.services import services_of
 
 RULES, RULE = "/api/alert-rules", "/api/alert-rules/{rule_id}"
 ALERTS, ALERT = "/api/alerts", "/api/alerts/{alert_id}"
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def _json(value: BaseModel, status_code: int = 200) -> JSONResponse:
@@ -54,20 +49,20 @@ async def rule_item(request: Request) -> Response:
 def _create_rule(request: Request, body: bytes) -> Response:
     org_id = require_org(request)
     data = parse_body(RuleIn, body)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         created = rules.create_rule(session, org_id, data, utcnow())
     return _json(created, status_code=201)
 
 
 def _list_rules(request: Request) -> Response:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         return _json(RuleList(items=rules.list_rules(session, org_id)))
 
 
 def _get_rule(request: Request) -> Response:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         rule = rules.get_rule(session, org_id, path_param(request, "rule_id"))
         return _json(rules.view(session, rule))
 
@@ -76,14 +71,14 @@ def _update_rule(request: Request, body: bytes) -> Response:
     org_id = require_org(request)
     rule_id = path_param(request, "rule_id")
     patch = parse_body(RulePatch, body)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         updated = rules.update_rule(session, org_id, rule_id, patch, utcnow())
     return _json(updated)
 
 
 def _delete_rule(request: Request) -> Response:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         rules.delete_rule(session, org_id, path_param(request, "rule_id"))
     return Response(status_code=204)
 
@@ -91,13 +86,13 @@ def _delete_rule(request: Request) -> Response:
 def list_alerts(request: Request) -> Response:
     org_id = require_org(request)
     query = parse_query(AlertQuery, dict(request.query_params))
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         return _json(rules.list_alerts(session, org_id, query))
 
 
 def get_alert(request: Request) -> Response:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         return _json(rules.get_alert(session, org_id, path_param(request, "alert_id")))
 
 

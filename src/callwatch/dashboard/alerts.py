@@ -19,7 +19,8 @@ from callwatch.db import transaction
 from callwatch.errors import NotFound, RequestError
 from callwatch.runtime import utcnow
 from callwatch.validation import parse_body, path_param
-from callwatch.web.sessions import Viewer, services_of
+from callwatch.web.services import services_of
+from callwatch.web.sessions import Viewer
 
 OPS = (">", ">=", "<", "<=")
 

@@ -27,7 +27,8 @@ from callwatch.query.filters import parse
 from callwatch.retention import erasures
 from callwatch.tables import Call
 from callwatch.validation import path_param
-from callwatch.web.sessions import Viewer, services_of
+from callwatch.web.services import services_of
+from callwatch.web.sessions import Viewer
 
 PAGE_SIZE = 25
 # The call log's filter fields, as GET /api/calls names them.

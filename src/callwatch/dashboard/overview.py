@@ -18,7 +18,8 @@ from callwatch.dashboard.render import page
 from callwatch.db import transaction
 from callwatch.orgs import tenancy
 from callwatch.query import stats
-from callwatch.web.sessions import Viewer, services_of
+from callwatch.web.services import services_of
+from callwatch.web.sessions import Viewer
 
 SORTS = ("key", "calls", "answer_rate", "failure_rate", "p50", "p95", "first_word", "cost")
 

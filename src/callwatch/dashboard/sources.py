@@ -28,7 +28,8 @@ from callwatch.outbound import ssrf
 from callwatch.runtime import utcnow
 from callwatch.tables import Source
 from callwatch.validation import parse_body, path_param
-from callwatch.web.sessions import Viewer, services_of
+from callwatch.web.services import services_of
+from callwatch.web.sessions import Viewer
 
 SETTINGS = ("api_base_url", "detail_url")
 CREDENTIALS = ("webhook_secret", "api_key")

@@ -22,7 +22,8 @@ from callwatch.downstream.endpoints import send_deliveries, vet_target
 from callwatch.downstream.subscriptions import EVENT_TYPES, SubscriptionIn, SubscriptionPatch
 from callwatch.errors import RequestError
 from callwatch.validation import parse_body, path_param
-from callwatch.web.sessions import Viewer, services_of
+from callwatch.web.services import services_of
+from callwatch.web.sessions import Viewer
 
 LOG_SIZE = 50
 

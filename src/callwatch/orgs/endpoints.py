@@ -16,7 +16,7 @@ from callwatch.tables import Source
 from callwatch.validation import parse_body, path_param, read_body
 from callwatch.web.auth import require_admin, require_org
 from callwatch.web.operations import Operation, with_body
-from callwatch.web.services import Services
+from callwatch.web.services import Services, services_of
 
 BASE = "/api/sources"
 ONE = BASE + "/{source_id}"
@@ -152,18 +152,13 @@ def list_sources(request: Request) -> JSONResponse:
     return JSONResponse({"items": items})
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def _changed(request: Request) -> None:
     """This process's webhook token cache forgets at once (others within source_cache_s)."""
-    _services(request).intake.sources.forget()
+    services_of(request).intake.sources.forget()
 
 
 def get_source(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     org_id = require_org(request)
     with transaction(services.runtime.sessions) as session:
         source = sources.get(session, org_id, path_param(request, "source_id"))
@@ -171,7 +166,7 @@ def get_source(request: Request) -> JSONResponse:
 
 
 def patch_source(request: Request, body: bytes) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     org_id = require_org(request)
     changes = parse_body(sources.SourcePatch, body)
     source_id = path_param(request, "source_id")
@@ -190,7 +185,7 @@ def patch_source(request: Request, body: bytes) -> JSONResponse:
 
 
 def delete_source(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     org_id = require_org(request)
     with transaction(services.runtime.sessions) as session:
         source = sources.get(session, org_id, path_param(request, "source_id"))
@@ -204,7 +199,7 @@ def _rotation(body: bytes) -> sources.Rotation:
 
 
 def rotate_token(request: Request, body: bytes) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     org_id = require_org(request)
     rotation = _rotation(body)
     with transaction(services.runtime.sessions) as session:
@@ -216,7 +211,7 @@ def rotate_token(request: Request, body: bytes) -> JSONResponse:
 
 
 def rotate_secret(request: Request, body: bytes) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     org_id = require_org(request)
     rotation = _rotation(body)
     rt = services.runtime
@@ -231,7 +226,7 @@ def rotate_secret(request: Request, body: bytes) -> JSONResponse:
 
 def get_data_settings(request: Request) -> JSONResponse:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         found = data_settings.get(session, org_id)
     return JSONResponse(found.model_dump(mode="json"))
 
@@ -239,7 +234,7 @@ def get_data_settings(request: Request) -> JSONResponse:
 def patch_data_settings(request: Request, body: bytes) -> JSONResponse:
     org_id = require_org(request)
     change = parse_body(data_settings.DataSettingsPatch, body)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         updated = data_settings.patch(session, org_id, change, utcnow())
     return JSONResponse(updated.model_dump(mode="json"))
 

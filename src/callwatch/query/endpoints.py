@@ -16,12 +16,7 @@ from callwatch.query.filters import parse
 from callwatch.validation import parse_body, path_param, read_body
 from callwatch.web.auth import require_org
 from callwatch.web.operations import ListOf, Operation
-from callwatch.web.services import Services
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+from callwatch.web.services import services_of
 
 
 def _json(value: BaseModel | list[Any] | dict[str, Any]) -> JSONResponse:
@@ -33,14 +28,14 @@ def _json(value: BaseModel | list[Any] | dict[str, Any]) -> JSONResponse:
 def list_calls(request: Request) -> Response:
     org_id = require_org(request)
     query = parse(queries.ListQuery, request.query_params)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         listed = queries.page(session, org_id, query)
     return Response(listed.json(), media_type="application/json")
 
 
 def get_call(request: Request) -> JSONResponse:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         call = store.find(session, org_id, path_param(request, "call_id"))
         return _json(queries.record_json(session, call))
 
@@ -52,13 +47,13 @@ async def search_calls(request: Request) -> JSONResponse:
 
 def _search(request: Request, body: queries.SearchBody) -> JSONResponse:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         return _json(queries.search(session, org_id, body.call_ids))
 
 
 def call_events(request: Request) -> JSONResponse:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         found = queries.events(session, org_id, path_param(request, "call_id"))
     return _json([event.model_dump(mode="json") for event in found])
 
@@ -68,7 +63,7 @@ def agent_call_stats(request: Request) -> JSONResponse:
     query = parse(queries.ListQuery, request.query_params).model_copy(
         update={"agent_id": path_param(request, "agent_id")}
     )
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         listed = queries.page(session, org_id, query.model_copy(update={"include": ["transcript"]}))
     views = [call_stats.agent_call(CallRecord.model_validate_json(item)) for item in listed.items]
     return _json([view.model_dump(mode="json") for view in views])
@@ -77,14 +72,14 @@ def agent_call_stats(request: Request) -> JSONResponse:
 def call_aggregates(request: Request) -> JSONResponse:
     org_id = require_org(request)
     query = parse(stats.StatsQuery, request.query_params)
-    runtime = _services(request).runtime
+    runtime = services_of(request).runtime
     return _json(stats.compute(runtime.sessions, org_id, query, runtime.settings.stats_exact_up_to))
 
 
 def export_calls(request: Request) -> StreamingResponse:
     org_id = require_org(request)
     query = parse(export.ExportQuery, request.query_params)
-    chunks = export.stream(_services(request).runtime.sessions, org_id, query)
+    chunks = export.stream(services_of(request).runtime.sessions, org_id, query)
     filename = f"calls.{'csv' if query.format == 'csv' else 'ndjson'}"
     return StreamingResponse(
         chunks,
@@ -96,7 +91,7 @@ def export_calls(request: Request) -> StreamingResponse:
 def quarantined_events(request: Request) -> JSONResponse:
     org_id = require_org(request)
     query = parse(quarantine.QuarantineQuery, request.query_params)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         return _json(quarantine.page(session, org_id, query))
 
 

@@ -10,19 +10,14 @@ from callwatch.retention import erasures
 from callwatch.validation import parse_body, path_param, read_body
 from callwatch.web.auth import require_key, require_org
 from callwatch.web.operations import Operation
-from callwatch.web.services import Services
+from callwatch.web.services import services_of
 
 TAG = "erasure"
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def delete_call(request: Request) -> Response:
     org_id = require_org(request)
-    runtime = _services(request).runtime
+    runtime = services_of(request).runtime
     call_id = path_param(request, "call_id")
     erasures.delete_call(runtime, org_id, call_id, lambda ids: send_deliveries(request, ids))
     return Response(status_code=204)
@@ -35,7 +30,7 @@ async def erase_number(request: Request) -> JSONResponse:
         key_id, org_id = require_key(request)
         data = parse_body(erasures.ErasureIn, body)
         return erasures.erase_number(
-            _services(request).runtime,
+            services_of(request).runtime,
             org_id,
             data.phone_number,
             key_id,
@@ -48,7 +43,7 @@ async def erase_number(request: Request) -> JSONResponse:
 
 def list_erasures(request: Request) -> JSONResponse:
     org_id = require_org(request)
-    with transaction(_services(request).runtime.sessions) as session:
+    with transaction(services_of(request).runtime.sessions) as session:
         found = erasures.list_for(session, org_id)
     return JSONResponse(found.model_dump(mode="json"))
 

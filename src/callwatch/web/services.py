@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
+from starlette.requests import Request
 
 from callwatch.intake.receiver import Intake
 from callwatch.probe import Probe
@@ -22,6 +23,12 @@ class Services:
 
     def __post_init__(self) -> None:
         self.probes = Probes(self)
+
+
+def services_of(request: Request) -> Services:
+    """The web process's services, from a request (its app's state)."""
+    services: Services = request.app.state.services
+    return services
 
 
 class Probes:

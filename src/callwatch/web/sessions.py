@@ -22,7 +22,7 @@ from callwatch.db import transaction
 from callwatch.errors import StoreUnavailable, Unauthorized
 from callwatch.orgs import keys
 from callwatch.runtime import secret_key
-from callwatch.web.services import Services
+from callwatch.web.services import services_of
 
 SESSION_COOKIE = "callwatch_session"
 LOGIN_COOKIE = "callwatch_login"  # the CSRF token of the sign-in form, before any session
@@ -42,11 +42,6 @@ class Viewer:
 
 class SignInRequired(Exception):
     """No valid session: the page answers with a redirect to /login."""
-
-
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def _serializer(request: Request, salt: str) -> URLSafeTimedSerializer:
