@@ -74,21 +74,26 @@ def patch(session: Session, org_id: str, change: DataSettingsPatch, now: datetim
     for name in ("archive_recordings", "redact_pii"):
         if name in change.model_fields_set and getattr(change, name) is None:
             raise InvalidInput(f"{name}: true or false, not null", field=name)
-    # Two first PATCHes of an org at once: both insert the row or find it, neither fails; the
-    # row is locked before it is read, so neither loses the other's change.
-    session.execute(
-        insert_ignore(session, OrgSettings.__table__),  # type: ignore[arg-type]
-        [{"org_id": org_id, "updated_at": now, **DataSettings().model_dump()}],
-    )
-    session.get(OrgSettings, org_id, with_for_update=True, populate_existing=True)
+    row = locked_row(session, org_id, now)
     updated = get(session, org_id).model_copy(
         update={name: getattr(change, name) for name in change.model_fields_set}
     )
-    row = session.get(OrgSettings, org_id)
-    assert row is not None
     row.retention_days = updated.retention_days
     row.raw_event_retention_days = updated.raw_event_retention_days
     row.archive_recordings = updated.archive_recordings
     row.redact_pii = updated.redact_pii
     row.updated_at = now
     return updated
+
+
+def locked_row(session: Session, org_id: str, now: datetime) -> OrgSettings:
+    """The org's settings row, made with the defaults if it has none, locked. Two first writers
+    at once both insert it or find it, neither fails; it is locked before it is read, so neither
+    loses the other's change."""
+    session.execute(
+        insert_ignore(session, OrgSettings.__table__),  # type: ignore[arg-type]
+        [{"org_id": org_id, "updated_at": now, **DataSettings().model_dump()}],
+    )
+    row = session.get(OrgSettings, org_id, with_for_update=True, populate_existing=True)
+    assert row is not None  # inserted or found just above
+    return row

@@ -25,7 +25,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from callwatch import ids
-from callwatch.db import insert_ignore, transaction
+from callwatch.db import transaction
 from callwatch.orgs import data_settings
 from callwatch.recordings.store import store_for
 from callwatch.retention import counters, removal
@@ -168,12 +168,7 @@ def purge_raw_bodies(runtime: Runtime, org_id: str, before: datetime, batch: int
 
 def _raw_mark(session: Session, org_id: str, now: datetime) -> str:
     """Where the org's raw-body walk stopped, its settings row locked (one walk at a time)."""
-    session.execute(
-        insert_ignore(session, OrgSettings.__table__),  # type: ignore[arg-type]
-        [{"org_id": org_id, "updated_at": now, **data_settings.DataSettings().model_dump()}],
-    )
-    row = session.get(OrgSettings, org_id, with_for_update=True, populate_existing=True)
-    return (row.raw_purged_through if row is not None else None) or ""
+    return data_settings.locked_row(session, org_id, now).raw_purged_through or ""
 
 
 Step = Callable[[Runtime, str, datetime, int], Purged | None]
